@@ -1,0 +1,1 @@
+"""Calibration and evaluation data plumbing, fidelity gate and INT8 calibrators."""

@@ -1,0 +1,58 @@
+"""Inference backends: one module per engine, each importing its engine lazily.
+
+``open_backend(path)`` picks the backend from the artifact's suffix.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelFileError
+from .base import Backend
+
+#: suffix -> backend name
+SUFFIX_BACKENDS = {
+    ".onnx": "onnxruntime",
+    ".xml": "openvino",
+    ".engine": "tensorrt",
+    ".plan": "tensorrt",
+    ".trt": "tensorrt",
+    ".pt": "torch",
+    ".pth": "torch",
+    ".safetensors": "torch",
+}
+
+#: backend name -> (module, class)
+BACKENDS = {
+    "onnxruntime": ("onnxruntime_backend", "OnnxRuntimeBackend"),
+    "openvino": ("openvino_backend", "OpenVinoBackend"),
+    "tensorrt": ("tensorrt_backend", "TensorRTBackend"),
+    "torch": ("torch_backend", "TorchBackend"),
+}
+
+
+def backend_name_for(path: str | os.PathLike) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in SUFFIX_BACKENDS:
+        raise ModelFileError(
+            f"{path}: unknown model file kind {suffix or '(no suffix)'!r}; expected one of {sorted(SUFFIX_BACKENDS)}"
+        )
+    return SUFFIX_BACKENDS[suffix]
+
+
+def open_backend(path: str | os.PathLike, backend: str = "auto", **options: Any) -> Backend:
+    if not Path(path).is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    name = backend_name_for(path) if backend == "auto" else backend
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; expected 'auto' or one of {sorted(BACKENDS)}")
+    module_name, class_name = BACKENDS[name]
+    module = importlib.import_module(f".{module_name}", __name__)
+    cls: type[Backend] = getattr(module, class_name)
+    return cls(Path(path), **options)
+
+
+__all__ = ["Backend", "BACKENDS", "SUFFIX_BACKENDS", "backend_name_for", "open_backend"]

@@ -1,0 +1,29 @@
+"""Exceptions raised by emonext_edge. Every message names the file/element at fault and what was expected."""
+
+
+class EmoNeXtError(Exception):
+    """Base class of every error this package raises on bad input."""
+
+
+class CheckpointError(EmoNeXtError):
+    """A checkpoint file is missing, unreadable, or not an EmoNeXt checkpoint."""
+
+
+class ArchitectureMismatchError(CheckpointError):
+    """The checkpoint's tensors do not fit the EmoNeXt architecture inferred from it."""
+
+
+class ImageError(EmoNeXtError, ValueError):
+    """An input image is missing, unreadable, or of the wrong shape/dtype/values."""
+
+
+class ModelFileError(EmoNeXtError):
+    """A model artifact is missing, of an unknown kind, or incomplete."""
+
+
+class BackendUnavailableError(EmoNeXtError):
+    """The inference engine needed for an artifact is not installed or has no device."""
+
+
+class ExportError(EmoNeXtError):
+    """An export or verification step failed; no artifact was written."""

@@ -1,0 +1,262 @@
+"""EmoNeXt: ConvNeXt + Spatial Transformer Network + Squeeze-and-Excitation (torch).
+
+Parameter names match the authors' official ``models.py`` so official checkpoints load
+with ``strict=True``. Blocks first, then the network, then size builders.
+
+Deployment differences from the training code, none of which change the logits:
+
+* the self-attention block is kept (so checkpoints load) but never computed: the official
+  ``forward`` feeds its output only into the training loss;
+* the affine grid is built from a constant base grid and a batched matmul instead of
+  ``F.affine_grid`` (exporters cannot lower ``affine_grid`` below opset 20, and the
+  ``AffineGrid`` op of opset 20 is not supported by TensorRT);
+* the bilinear sampler can be switched (``model.stn_mode = "decomposed"``) to a
+  Gather-and-arithmetic implementation valid at ONNX opset 13 (see ``stn.py``);
+* stochastic depth (a training-time regulariser) is omitted; it holds no parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .labels import DEFAULT_LABELS
+from .preprocess import INPUT_SHAPE
+from .stn import affine_grid_plain, grid_sample_bilinear_zeros
+
+
+class SELayer(nn.Module):
+    """Squeeze-and-Excitation (reduction 16, no biases), as in the official code."""
+
+    def __init__(self, channel: int, reduction: int = 16) -> None:
+        super().__init__()
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Sequential(
+            nn.Linear(channel, channel // reduction, bias=False),
+            nn.ReLU(inplace=True),
+            nn.Linear(channel // reduction, channel, bias=False),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x.mean(dim=(2, 3))
+        return x * self.fc(y)[:, :, None, None]
+
+
+class DotProductSelfAttention(nn.Module):
+    """Training-only branch: present so official checkpoints load; inference never calls it."""
+
+    def __init__(self, input_dim: int) -> None:
+        super().__init__()
+        self.input_dim = input_dim
+        self.norm = nn.LayerNorm(input_dim)
+        self.query = nn.Linear(input_dim, input_dim)
+        self.key = nn.Linear(input_dim, input_dim)
+        self.value = nn.Linear(input_dim, input_dim)
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm over channels for channels_last (N,H,W,C) or channels_first (N,C,H,W) tensors."""
+
+    def __init__(self, normalized_shape: int, eps: float = 1e-6, data_format: str = "channels_last") -> None:
+        super().__init__()
+        if data_format not in ("channels_last", "channels_first"):
+            raise ValueError(f"data_format must be channels_last or channels_first, got {data_format!r}")
+        self.weight = nn.Parameter(torch.ones(normalized_shape))
+        self.bias = nn.Parameter(torch.zeros(normalized_shape))
+        self.eps = eps
+        self.data_format = data_format
+        self.normalized_shape = (normalized_shape,)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.data_format == "channels_last":
+            return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        u = x.mean(1, keepdim=True)
+        s = (x - u).pow(2).mean(1, keepdim=True)
+        x = (x - u) / torch.sqrt(s + self.eps)
+        return self.weight[:, None, None] * x + self.bias[:, None, None]
+
+
+class Block(nn.Module):
+    """ConvNeXt block: dw 7x7 -> LayerNorm -> Linear(4x) -> GELU -> Linear -> layer scale, residual."""
+
+    def __init__(self, dim: int, layer_scale_init_value: float = 1e-6) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, kernel_size=7, padding=3, groups=dim)
+        self.norm = LayerNorm(dim, eps=1e-6)
+        self.pwconv1 = nn.Linear(dim, 4 * dim)
+        self.act = nn.GELU()
+        self.pwconv2 = nn.Linear(4 * dim, dim)
+        self.gamma: Optional[nn.Parameter] = (
+            nn.Parameter(layer_scale_init_value * torch.ones(dim)) if layer_scale_init_value > 0 else None
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        x = self.dwconv(x).permute(0, 2, 3, 1)
+        x = self.pwconv2(self.act(self.pwconv1(self.norm(x))))
+        if self.gamma is not None:
+            x = self.gamma * x
+        return shortcut + x.permute(0, 3, 1, 2)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    depths: tuple[int, int, int, int]
+    dims: tuple[int, int, int, int]
+    num_classes: int = len(DEFAULT_LABELS)
+    layer_scale: bool = True
+
+    def to_dict(self) -> dict:
+        return {"depths": list(self.depths), "dims": list(self.dims), "num_classes": self.num_classes}
+
+    @property
+    def name(self) -> str:
+        for size, (depths, dims) in SIZES.items():
+            if (self.depths, self.dims) == (depths, dims):
+                return size
+        return "custom"
+
+
+#: Official sizes (authors' ``get_model``) and ConvNeXt-V2 edge sizes.
+SIZES: dict[str, tuple[tuple[int, int, int, int], tuple[int, int, int, int]]] = {
+    "atto": ((2, 2, 6, 2), (40, 80, 160, 320)),
+    "femto": ((2, 2, 6, 2), (48, 96, 192, 384)),
+    "pico": ((2, 2, 6, 2), (64, 128, 256, 512)),
+    "nano": ((2, 2, 8, 2), (80, 160, 320, 640)),
+    "tiny": ((3, 3, 9, 3), (96, 192, 384, 768)),
+    "small": ((3, 3, 27, 3), (96, 192, 384, 768)),
+    "base": ((3, 3, 27, 3), (128, 256, 512, 1024)),
+    "large": ((3, 3, 27, 3), (192, 384, 768, 1536)),
+    "xlarge": ((3, 3, 27, 3), (256, 512, 1024, 2048)),
+}
+
+STN_MODES = ("native", "decomposed")
+_STN_FEATURES = 10 * 52 * 52  # fc_loc input size; fixes the input to 3x224x224
+
+
+class EmoNeXt(nn.Module):
+    """EmoNeXt. ``forward(x)`` -> logits ``[N, num_classes]`` for ``x`` of shape ``[N, 3, 224, 224]``."""
+
+    def __init__(
+        self,
+        depths: Sequence[int] = SIZES["tiny"][0],
+        dims: Sequence[int] = SIZES["tiny"][1],
+        num_classes: int = len(DEFAULT_LABELS),
+        layer_scale_init_value: float = 1e-6,
+        labels: Optional[Sequence[str]] = None,
+    ) -> None:
+        super().__init__()
+        if len(depths) != 4 or len(dims) != 4:
+            raise ValueError(f"depths and dims need 4 stages, got depths={list(depths)} dims={list(dims)}")
+        self.architecture = Architecture(
+            tuple(depths), tuple(dims), num_classes, layer_scale_init_value > 0  # type: ignore[arg-type]
+        )
+        self.labels: tuple[str, ...] = tuple(labels) if labels is not None else tuple(DEFAULT_LABELS)
+        if len(self.labels) != num_classes:
+            raise ValueError(f"{len(self.labels)} labels given for {num_classes} classes")
+        self.stn_mode = "native"
+
+        self.localization = nn.Sequential(
+            nn.Conv2d(3, 8, kernel_size=7),
+            nn.BatchNorm2d(8),
+            nn.MaxPool2d(2, stride=2),
+            nn.ReLU(True),
+            nn.Conv2d(8, 10, kernel_size=5),
+            nn.BatchNorm2d(10),
+            nn.MaxPool2d(2, stride=2),
+            nn.ReLU(True),
+        )
+        self.fc_loc = nn.Sequential(nn.Linear(_STN_FEATURES, 32), nn.ReLU(True), nn.Linear(32, 3 * 2))
+
+        self.downsample_layers = nn.ModuleList()
+        self.downsample_layers.append(
+            nn.Sequential(
+                nn.Conv2d(3, dims[0], kernel_size=4, stride=4),
+                LayerNorm(dims[0], eps=1e-6, data_format="channels_first"),
+            )
+        )
+        for i in range(3):
+            self.downsample_layers.append(
+                nn.Sequential(
+                    LayerNorm(dims[i], eps=1e-6, data_format="channels_first"),
+                    nn.Conv2d(dims[i], dims[i + 1], kernel_size=2, stride=2),
+                    SELayer(dims[i + 1]),
+                )
+            )
+        self.stages = nn.ModuleList(
+            nn.Sequential(*[Block(dims[i], layer_scale_init_value) for _ in range(depths[i])]) for i in range(4)
+        )
+        self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
+        self.attention = DotProductSelfAttention(dims[-1])
+        self.head = nn.Linear(dims[-1], num_classes)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        last = self.fc_loc[2]
+        assert isinstance(last, nn.Linear)
+        nn.init.zeros_(last.weight)
+        with torch.no_grad():
+            last.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]))
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 4 or tuple(x.shape[1:]) != INPUT_SHAPE:
+            raise ValueError(
+                f"EmoNeXt expects input [N, 3, 224, 224] (the STN's fc_loc fixes the size), got {list(x.shape)}"
+            )
+
+    def theta(self, x: torch.Tensor) -> torch.Tensor:
+        """The STN's affine matrices ``[N, 2, 3]``."""
+        xs = self.localization(x).flatten(1)
+        return self.fc_loc(xs).view(-1, 2, 3)
+
+    def stn(self, x: torch.Tensor) -> torch.Tensor:
+        grid = affine_grid_plain(self.theta(x), x.shape[-2], x.shape[-1])
+        if self.stn_mode == "decomposed":
+            return grid_sample_bilinear_zeros(x, grid)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        for downsample, stage in zip(self.downsample_layers, self.stages):
+            x = stage(downsample(x))
+        return self.norm(x.mean([-2, -1]))
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
+            self._check_input(x)
+        return self.forward_head(self.forward_features(self.stn(x)))
+
+
+def build_model(size: str = "tiny", num_classes: int = len(DEFAULT_LABELS), **kwargs) -> EmoNeXt:
+    """EmoNeXt of a named size (``tiny``, ``small``, ``base``, ``large``, ``xlarge``, ``atto``..``nano``)."""
+    if size not in SIZES:
+        raise ValueError(f"unknown EmoNeXt size {size!r}; expected one of {list(SIZES)}")
+    depths, dims = SIZES[size]
+    return EmoNeXt(depths, dims, num_classes, **kwargs)
+
+
+def seeded_model(size: str = "tiny", seed: int = 0) -> EmoNeXt:
+    """Untrained model with deterministic weights and a non-identity STN (for latency work)."""
+    gen_state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        model = build_model(size)
+        with torch.no_grad():
+            last = model.fc_loc[2]
+            assert isinstance(last, nn.Linear)
+            last.bias.copy_(torch.tensor([0.95, -0.1, 0.02, 0.1, 0.95, -0.03]))
+    finally:
+        torch.random.set_rng_state(gen_state)
+    return model.eval()

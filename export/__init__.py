@@ -1,0 +1,1 @@
+"""Workstation export tools: `python -m export.onnx`, `python -m export.openvino`, `python -m export.tensorrt`."""
