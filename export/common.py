@@ -1,0 +1,118 @@
+"""Small helpers every exporter shares: CLI error handling, the source model, verification images.
+
+Each exporter is its own module with its own CLI; this module holds only what they share.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from emonext_edge.errors import EmoNeXtError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm")
+EXIT_BAD_INPUT = 2
+
+
+class UsageError(EmoNeXtError):
+    """A command-line argument combination that cannot work (reported with exit code 2)."""
+
+
+def cli_entry(main: Callable[[Optional[Sequence[str]]], int]) -> Callable[[Optional[Sequence[str]]], int]:
+    """Wrap a CLI ``main(argv) -> int``: readable one-line errors and exit code 2 instead of tracebacks."""
+
+    @functools.wraps(main)
+    def wrapper(argv: Optional[Sequence[str]] = None) -> int:
+        logging.basicConfig(level=os.environ.get("EMONEXT_LOGLEVEL", "INFO"), format="%(message)s")
+        try:
+            return main(argv)
+        except (EmoNeXtError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+
+    return wrapper
+
+
+@dataclass
+class SourceModel:
+    """The torch model to export and where it came from (goes into every artifact's metadata)."""
+
+    model: Any  # emonext_edge.model.EmoNeXt
+    info: dict[str, Any] = field(default_factory=dict)
+    untrained: bool = False
+
+    @property
+    def description(self) -> str:
+        if self.untrained:
+            return "default model: EmoNeXt-Tiny with seeded random weights (untrained; latency work only)"
+        return f"checkpoint {self.info.get('checkpoint')} ({self.info.get('weights')} weights)"
+
+
+def load_source(checkpoint: Optional[str | os.PathLike], prefer_ema: bool = True) -> SourceModel:
+    """Load ``checkpoint`` or, when it is ``None``, the seeded untrained EmoNeXt-Tiny default model."""
+    if checkpoint is None:
+        from emonext_edge.model import seeded_model
+
+        model = seeded_model("tiny", seed=0)
+        return SourceModel(
+            model,
+            {"checkpoint": None, "sha256": None, "weights": "seeded-random (untrained)", "seed": 0, "size": "tiny"},
+            untrained=True,
+        )
+    from emonext_edge.checkpoint import load_model
+
+    model = load_model(checkpoint, prefer_ema=prefer_ema)
+    info = model.checkpoint_info
+    return SourceModel(
+        model,
+        {"checkpoint": str(checkpoint), "sha256": info["sha256"], "weights": info["weights"]},
+    )
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such image folder")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise UsageError(f"{root}: no image files ({', '.join(IMAGE_SUFFIXES)}) found")
+    return files
+
+
+def synthetic_faces(count: int, seed: int = 0) -> np.ndarray:
+    """Deterministic smooth gray images (uint8 [N, 48, 48]) standing in for faces when no data is given."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    out = np.empty((count, 48, 48), dtype=np.uint8)
+    for i in range(count):
+        noise = rng.normal(128, 60, (48, 48)).astype(np.float32)
+        out[i] = np.clip(cv2.GaussianBlur(noise, (0, 0), 2.0 + (i % 3)), 0, 255).astype(np.uint8)
+    return out
+
+
+def verification_batch(data_dir: Optional[str | os.PathLike], count: int = 16, seed: int = 0) -> tuple[np.ndarray, str]:
+    """Preprocessed float32 ``[count, 3, 224, 224]`` images to verify exports with, and what they are.
+
+    With ``data_dir`` (a FER2013-layout tree or any folder of face images): ``count`` files
+    spread evenly over the sorted file list. Without: deterministic synthetic images.
+    """
+    from emonext_edge.preprocess import preprocess
+
+    if data_dir is None:
+        return preprocess(list(synthetic_faces(count, seed))), f"{count} deterministic synthetic images (no --verify-data given)"
+    files = list_images(data_dir)
+    picks = [files[i] for i in np.linspace(0, len(files) - 1, min(count, len(files))).round().astype(int)]
+    return preprocess(picks), f"{len(picks)} real images from {data_dir}"
