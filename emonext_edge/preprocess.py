@@ -193,8 +193,8 @@ def _as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
     if isinstance(images, (str, os.PathLike)):
         return [images]
     if isinstance(images, np.ndarray):
-        if images.ndim == 4 or (images.ndim == 3 and images.dtype == object):
-            return list(images)
+        if images.ndim == 4 or (images.ndim == 3 and images.shape[-1] > 4):
+            return list(images)  # a stack of images (N,H,W,C) or of gray images (N,H,W)
         return [images]
     return list(images)
 
