@@ -1,0 +1,223 @@
+"""``Runtime``: one inference API over ONNX Runtime, OpenVINO, TensorRT and PyTorch.
+
+    with Runtime("emonext.onnx") as rt:
+        print(rt.predict("face.jpg").label)
+
+The artifact decides the backend (see :mod:`emonext_edge.backends`); labels come from the
+artifact's metadata; preprocessing is :mod:`emonext_edge.preprocess` (the only copy).
+
+Thread safety: ``run`` / ``predict`` / ``predict_batch`` may be called from several
+threads at once; each backend documents how it makes that safe (ONNX Runtime sessions
+are thread-safe, OpenVINO uses one infer request per call from a pool, TensorRT one
+execution context per call under a lock). ``close`` must not race with running calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from .backends import open_backend
+from .backends.base import Backend
+from .errors import EmoNeXtError, ImageError
+from .faces import Box, DetectorSpec, crop_face, detect_faces
+from .metadata import labels_from
+from .preprocess import INPUT_SHAPE, ImageInput, load_image, preprocess, preprocess_one
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The top label, its softmax probability, all probabilities by label, and the raw logits."""
+
+    label: str
+    score: float
+    probs: dict[str, float] = field(compare=False)
+    logits: np.ndarray = field(compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "score": self.score, "probs": dict(self.probs), "logits": self.logits.tolist()}
+
+
+@dataclass(frozen=True)
+class FacePrediction:
+    """One detected face: its ``(x, y, w, h)`` box in the frame and the prediction for its crop."""
+
+    box: Box
+    prediction: Prediction
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"box": list(self.box), **self.prediction.to_dict()}
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def check_batch(batch: Any, where: str = "batch") -> np.ndarray:
+    """A float32 ``[N, 3, 224, 224]`` array of finite values, or ``ImageError`` naming the first bad element."""
+    if not isinstance(batch, np.ndarray):
+        raise ImageError(f"{where}: expected a numpy array, got {type(batch).__name__}")
+    if batch.ndim != 4 or tuple(batch.shape[1:]) != INPUT_SHAPE or batch.shape[0] == 0:
+        raise ImageError(f"{where}: expected float32 [N>=1, 3, 224, 224] (preprocessed images), got shape {batch.shape}")
+    if batch.dtype != np.float32:
+        raise ImageError(f"{where}: expected dtype float32, got {batch.dtype}; use emonext_edge.preprocess(images)")
+    finite = np.isfinite(batch).reshape(batch.shape[0], -1).all(axis=1)
+    if not finite.all():
+        bad = int(np.flatnonzero(~finite)[0])
+        raise ImageError(f"{where}: element {bad} contains NaN or inf values")
+    return np.ascontiguousarray(batch)
+
+
+class Runtime:
+    """Load an EmoNeXt artifact and classify faces with it.
+
+    ``model_path``: ``.onnx`` (ONNX Runtime), ``.xml`` + ``.bin`` (OpenVINO), ``.engine`` /
+    ``.plan`` (TensorRT) or ``.pt`` / ``.pth`` / ``.safetensors`` (PyTorch reference).
+    ``backend``: "auto" (by suffix) or a backend name. ``device``, ``precision``, ``threads``
+    and ``**backend_options`` (e.g. ``providers=`` for ONNX Runtime, ``hint=`` /
+    ``num_requests=`` for OpenVINO) go to the backend; ``None`` leaves its default.
+    """
+
+    def __init__(
+        self,
+        model_path: Union[str, os.PathLike],
+        backend: str = "auto",
+        device: Optional[str] = None,
+        precision: Optional[str] = None,
+        threads: Optional[int] = None,
+        **backend_options: Any,
+    ) -> None:
+        self.path = Path(model_path)
+        options = dict(backend_options)
+        for key, value in (("device", device), ("precision", precision), ("threads", threads)):
+            if value is not None:
+                options[key] = value
+        self.backend: Optional[Backend] = open_backend(self.path, backend, **options)
+        try:
+            if not self.backend.metadata:
+                log.warning(
+                    "%s: no metadata (no sidecar %s, nothing embedded); assuming the FER2013 ImageFolder label order",
+                    self.path, self.path.with_suffix(".json").name,
+                )
+            self.labels: tuple[str, ...] = labels_from(self.backend.metadata, self.backend.num_classes, str(self.path))
+        except BaseException:
+            self.backend.close()
+            raise
+        self.metadata: dict[str, Any] = dict(self.backend.metadata or {})
+
+    # -- life cycle -----------------------------------------------------------------
+    @property
+    def info(self) -> dict[str, Any]:
+        """What actually runs: backend, device, precision, provider, threads, batch limits."""
+        backend = self._open()
+        return {**backend.info, "model": str(self.path), "min_batch": backend.min_batch, "max_batch": backend.max_batch}
+
+    def _open(self) -> Backend:
+        if self.backend is None:
+            raise EmoNeXtError(f"{self.path}: this Runtime is closed")
+        return self.backend
+
+    def close(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
+            self.backend = None
+
+    def __enter__(self) -> "Runtime":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.backend is None else self.backend.name
+        return f"Runtime({str(self.path)!r}, {state})"
+
+    # -- inference --------------------------------------------------------------------
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """float32 ``[N, 3, 224, 224]`` -> float32 logits ``[N, C]``.
+
+        Batches above the artifact's maximum are split; a fixed-batch artifact larger
+        than the remainder gets zero padding, trimmed from the result; nothing else is padded.
+        """
+        backend = self._open()
+        batch = check_batch(batch)
+        n = batch.shape[0]
+        step = backend.max_batch or n
+        outputs = []
+        for start in range(0, n, step):
+            chunk = batch[start : start + step]
+            size = chunk.shape[0]
+            if size < backend.min_batch:
+                pad = np.zeros((backend.min_batch - size, *INPUT_SHAPE), dtype=np.float32)
+                chunk = np.concatenate([chunk, pad])
+            out = backend.run(chunk)
+            if out.ndim != 2 or out.shape[0] != chunk.shape[0]:
+                raise EmoNeXtError(f"{self.path}: backend returned shape {out.shape} for a batch of {chunk.shape[0]}")
+            outputs.append(out[:size])
+        return np.concatenate(outputs) if len(outputs) > 1 else outputs[0]
+
+    def _predictions(self, logits: np.ndarray) -> list[Prediction]:
+        probs = softmax(logits)
+        out = []
+        for row, p in zip(logits, probs):
+            top = int(np.argmax(p))
+            out.append(
+                Prediction(
+                    label=self.labels[top],
+                    score=float(p[top]),
+                    probs={label: float(v) for label, v in zip(self.labels, p)},
+                    logits=row.astype(np.float32),
+                )
+            )
+        return out
+
+    def predict(
+        self,
+        image: ImageInput,
+        rgb: bool = False,
+        detect_faces: bool = False,
+        detector: DetectorSpec = None,
+        margin: float = 0.1,
+    ) -> Union[Prediction, list[FacePrediction]]:
+        """Classify one image (path or uint8 array; BGR unless ``rgb``; gray and BGRA accepted).
+
+        With ``detect_faces=True`` the image is a full frame: each face found (see
+        :func:`emonext_edge.faces.detect_faces`; ``detector`` picks the detector) is cropped
+        with ``margin`` and classified; returns one :class:`FacePrediction` per face, an
+        empty list when there is none.
+        """
+        if not detect_faces:
+            return self._predictions(self.run(preprocess_one(image, rgb=rgb)[None]))[0]
+        return self.predict_faces(image, rgb=rgb, detector=detector, margin=margin)
+
+    def predict_faces(
+        self, frame: ImageInput, rgb: bool = False, detector: DetectorSpec = None, margin: float = 0.1
+    ) -> list[FacePrediction]:
+        """Detect faces in ``frame`` and classify each crop (empty list when no face)."""
+        if isinstance(frame, (str, os.PathLike)):
+            frame, rgb = load_image(frame), False
+        if isinstance(frame, np.ndarray) and rgb and frame.ndim == 3 and frame.shape[2] in (3, 4):
+            frame = np.ascontiguousarray(frame[:, :, [2, 1, 0] + ([3] if frame.shape[2] == 4 else [])])
+        boxes = detect_faces(frame, detector=detector)  # validates the frame
+        if not boxes:
+            return []
+        crops = [crop_face(frame, box, margin=margin) for box in boxes]
+        predictions = self._predictions(self.run(preprocess(crops)))
+        return [FacePrediction(box, pred) for box, pred in zip(boxes, predictions)]
+
+    def predict_batch(self, images: Sequence[ImageInput], rgb: bool = False) -> list[Prediction]:
+        """Classify several images (paths or arrays); a bad element raises ``ImageError`` naming its index."""
+        if isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim < 4):
+            images = [images]  # type: ignore[list-item]
+        if len(images) == 0:
+            raise ImageError("predict_batch: got an empty list of images")
+        return self._predictions(self.run(preprocess(list(images), rgb=rgb)))

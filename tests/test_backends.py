@@ -1,0 +1,141 @@
+"""ONNX Runtime, OpenVINO and PyTorch backends against PyTorch on the same real faces.
+
+Faces: the official fixture's FER2013 PrivateTest inputs (``official_io``) and FER2013 val
+faces (``fer_val_faces``), through the official fixture model (small, fast).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from _runtime_artifacts import ir_artifact, onnx_artifact
+
+from emonext_edge import Runtime
+from emonext_edge.errors import ModelFileError
+from emonext_edge.preprocess import preprocess
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def artifact_dir(tmp_path_factory):
+    return tmp_path_factory.getbasetemp() / "runtime_artifacts"
+
+
+@pytest.fixture(scope="module")
+def onnx_path(official_model, tmp_path_factory):
+    d = tmp_path_factory.getbasetemp() / "runtime_artifacts"
+    d.mkdir(exist_ok=True)
+    return onnx_artifact(official_model, d)
+
+
+@pytest.fixture(scope="module")
+def ir_path(official_model, onnx_path):
+    pytest.importorskip("openvino")
+    return ir_artifact(official_model, onnx_path.parent)
+
+
+@pytest.fixture(scope="module")
+def real_batch(official_io, fer_val_faces):
+    """9 official PrivateTest inputs + 7 FER2013 val faces (one per class)."""
+    paths, _ = fer_val_faces
+    return np.concatenate([official_io["inputs"], preprocess(paths[::5])])
+
+
+def _torch_logits(model, batch):
+    import torch
+
+    with torch.inference_mode():
+        return model(torch.from_numpy(batch)).numpy()
+
+
+def test_onnxruntime_matches_pytorch(onnx_path, official_model, official_io, real_batch):
+    with Runtime(onnx_path, threads=1) as rt:
+        logits = rt.run(real_batch)
+        assert rt.info["backend"] == "onnxruntime"
+        assert rt.info["provider"] == "CPUExecutionProvider"
+        assert rt.info["threads"] == 1
+        assert rt.labels == official_model.labels
+    assert np.abs(logits - _torch_logits(official_model, real_batch)).max() <= 1e-4
+    assert np.abs(logits[:9] - official_io["logits"]).max() <= 1e-4
+
+
+def test_openvino_matches_pytorch_at_pinned_f32(ir_path, official_model, real_batch):
+    with Runtime(ir_path, num_requests=2) as rt:
+        logits = rt.run(real_batch)
+        assert rt.info["backend"] == "openvino"
+        assert rt.info["precision"] == "f32"  # read back from the compiled model
+        assert rt.info["num_requests"] == 2
+        assert rt.labels == official_model.labels
+    assert np.abs(logits - _torch_logits(official_model, real_batch)).max() <= 1e-4
+
+
+def test_torch_backend_reproduces_official_logits(official_checkpoint, official_io):
+    with Runtime(official_checkpoint) as rt:
+        assert rt.info["backend"] == "torch"
+        logits = rt.run(official_io["inputs"])
+        assert rt.metadata["labels"] == list(rt.labels)
+    assert np.abs(logits - official_io["logits"]).max() <= 1e-4
+
+
+def test_embedded_metadata_used_without_sidecar(onnx_path, ir_path, tmp_path):
+    for src in (onnx_path, ir_path):
+        dst = tmp_path / src.name
+        shutil.copy(src, dst)
+        if src.suffix == ".xml":
+            shutil.copy(src.with_suffix(".bin"), dst.with_suffix(".bin"))
+        assert not dst.with_suffix(".json").exists()
+        with Runtime(dst) as rt:
+            assert rt.metadata.get("labels") == list(rt.labels), src.suffix
+
+
+def test_fixed_batch_artifact_is_split_and_padded(official_model, onnx_path, real_batch):
+    fixed = onnx_artifact(official_model, onnx_path.parent, batch=4)
+    with Runtime(fixed) as rt, Runtime(onnx_path) as dyn:
+        assert (rt.info["min_batch"], rt.info["max_batch"]) == (4, 4)
+        batch = real_batch[:10]  # 4 + 4 + 2 (padded to 4, trimmed)
+        out = rt.run(batch)
+        assert out.shape == (10, len(rt.labels))
+        np.testing.assert_allclose(out, dyn.run(batch), atol=1e-5)
+        assert rt.run(batch[:1]).shape == (1, len(rt.labels))
+
+
+def test_missing_bin_names_it(ir_path, tmp_path):
+    xml = tmp_path / "lonely.xml"
+    shutil.copy(ir_path, xml)
+    with pytest.raises(ModelFileError, match=r"lonely\.bin"):
+        Runtime(xml)
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".xml"])
+def test_model_file_of_wrong_kind(tmp_path, suffix):
+    fake = tmp_path / f"photo{suffix}"
+    fake.write_bytes(b"\xff\xd8\xff\xe0 this is a JPEG, not a model" * 10)
+    fake.with_suffix(".bin").write_bytes(b"\0" * 16)
+    with pytest.raises(ModelFileError, match="photo"):
+        Runtime(fake)
+
+
+def test_unknown_suffix_and_missing_file(tmp_path):
+    other = tmp_path / "model.tflite"
+    other.write_bytes(b"x")
+    with pytest.raises(ModelFileError, match="unknown model file kind"):
+        Runtime(other)
+    with pytest.raises(ModelFileError, match="no such model file"):
+        Runtime(tmp_path / "absent.onnx")
+
+
+def test_unavailable_devices_and_providers_are_named(onnx_path, ir_path):
+    from emonext_edge.errors import BackendUnavailableError
+
+    with pytest.raises(BackendUnavailableError, match="NoSuchExecutionProvider"):
+        Runtime(onnx_path, providers=["NoSuchExecutionProvider"])
+    import openvino as ov
+
+    if "NPU" not in ov.Core().available_devices:
+        with pytest.raises(BackendUnavailableError, match="device NPU"):
+            Runtime(ir_path, device="NPU")
+    with pytest.raises(ValueError, match="precision"):
+        Runtime(ir_path, precision="int3")
