@@ -1,0 +1,128 @@
+"""TensorRT backend: plain plan files (``.engine``/``.plan``) with a sidecar manifest.
+
+Works with the 8.5/8.6, 10.x and 11.x Python APIs through :mod:`emonext_edge.tensorrt_compat`
+(named I/O tensors, ``set_input_shape``, ``set_tensor_address`` + ``execute_async_v3``).
+pycuda device buffers and page-locked host buffers sized for the profile's max batch, one
+CUDA stream per execution context. Thread safety: one context, guarded by a lock — calls
+from several threads are serialized.
+
+The manifest (``<engine stem>.json``, written by ``python -m export.tensorrt``) is checked
+before deserializing: engines only load on the TensorRT version and GPU they were built for.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from .. import tensorrt_compat as compat
+from ..errors import BackendUnavailableError, ImageError, ModelFileError
+from ..metadata import labels_from, read_sidecar
+from .base import Backend
+
+log = logging.getLogger(__name__)
+
+TARGET_DEVICE_HINT = "TensorRT engines must be built on the target device (python -m export.tensorrt there)"
+
+
+def _gpu_name(cuda: Any) -> tuple[str, str]:
+    dev = cuda.Context.get_device()
+    major, minor = dev.compute_capability()
+    return str(dev.name()), f"{major}.{minor}"
+
+
+def check_manifest(path: Path, manifest: Optional[dict[str, Any]], trt_version: str, gpu: str, cc: str) -> None:
+    """Raise :class:`ModelFileError` if the engine was built for another TensorRT version or GPU."""
+    if not manifest or "tensorrt" not in manifest:
+        log.warning("%s: no TensorRT manifest beside the engine; loading without version checks", path)
+        return
+    built = manifest["tensorrt"]
+    problems = []
+    if built.get("version") and built["version"] != trt_version:
+        problems.append(f"TensorRT {built['version']} (present: {trt_version})")
+    if built.get("compute_capability") and built["compute_capability"] != cc:
+        problems.append(
+            f"GPU {built.get('gpu')} with compute capability {built['compute_capability']} (present: {gpu}, {cc})"
+        )
+    if problems:
+        raise ModelFileError(f"{path}: engine was built for " + " and ".join(problems) + f"; {TARGET_DEVICE_HINT}")
+
+
+class TensorRTBackend(Backend):
+    name = "tensorrt"
+
+    def __init__(self, path: Path, **options: Any) -> None:
+        super().__init__(path)
+        trt = compat.import_tensorrt()
+        plan = compat.installed_plan()
+        try:
+            import pycuda.autoinit  # noqa: F401  (primary context on device 0)
+            import pycuda.driver as cuda
+        except Exception as exc:  # ImportError, or cuInit failing without a GPU
+            raise BackendUnavailableError(f"{path}: the TensorRT backend needs pycuda and a CUDA GPU ({exc})") from None
+        self._cuda = cuda
+        self._lock = threading.Lock()
+        gpu, cc = _gpu_name(cuda)
+        self.metadata = read_sidecar(path)
+        check_manifest(self.path, self.metadata, trt.__version__, gpu, cc)
+        self._runtime, self._engine, self._logger = compat.deserialize(trt, self.path.read_bytes())
+        if self._engine is None:
+            built = (self.metadata or {}).get("tensorrt", {})
+            raise ModelFileError(
+                f"{path}: TensorRT {trt.__version__} on {gpu} (compute {cc}) could not deserialize this engine "
+                f"(built for TensorRT {built.get('version', 'unknown')} on {built.get('gpu', 'unknown GPU')}); "
+                + TARGET_DEVICE_HINT
+            )
+        specs = compat.io_tensors(trt, self._engine)
+        inputs = [s for s in specs if s.is_input]
+        outputs = [s for s in specs if not s.is_input]
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelFileError(f"{path}: expected 1 input and 1 output tensor, found {len(inputs)} and {len(outputs)}")
+        self._in, self._out = inputs[0], outputs[0]
+        if self._in.dtype != np.float32 or self._out.dtype != np.float32:
+            raise ModelFileError(f"{path}: engine I/O must be float32, got {self._in.dtype} -> {self._out.dtype}")
+        assert self._in.profile is not None
+        self.min_batch = int(self._in.profile[0][0])
+        self.max_batch = int(self._in.profile[2][0])
+        self.num_classes = int(self._out.shape[-1])
+        labels_from(self.metadata, self.num_classes, str(path))
+        self._context = compat.create_context(self._engine)
+        self._stream = cuda.Stream()
+        in_shape = (self.max_batch, *self._in.profile[2][1:])
+        self._h_in = cuda.pagelocked_empty(in_shape, np.float32)
+        self._h_out = cuda.pagelocked_empty((self.max_batch, self.num_classes), np.float32)
+        self._d_in = cuda.mem_alloc(self._h_in.nbytes)
+        self._d_out = cuda.mem_alloc(self._h_out.nbytes)
+        precision = (self.metadata or {}).get("tensorrt", {}).get("precision", "unknown")
+        self.info = {"backend": self.name, "device": gpu, "precision": precision, "provider": f"TensorRT {trt.__version__}",
+                     "threads": None, "compute_capability": cc, "jetpack": compat.jetpack_release()}
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        n = int(batch.shape[0]) if batch.ndim == 4 else -1
+        if batch.dtype != np.float32 or batch.ndim != 4 or tuple(batch.shape[1:]) != tuple(self._in.profile[2][1:]):  # type: ignore[index]
+            raise ImageError(f"TensorRT input must be float32 [N, 3, 224, 224], got {batch.dtype} {list(batch.shape)}")
+        assert self.max_batch is not None
+        if not self.min_batch <= n <= self.max_batch:
+            raise ImageError(f"{self.path}: batch of {n} outside the engine's profile [{self.min_batch}, {self.max_batch}]")
+        cuda = self._cuda
+        with self._lock:
+            self._h_in[:n] = batch
+            cuda.memcpy_htod_async(self._d_in, self._h_in, self._stream)
+            compat.execute(self._context, {self._in.name: (n, *batch.shape[1:])},
+                           {self._in.name: int(self._d_in), self._out.name: int(self._d_out)}, self._stream.handle)
+            cuda.memcpy_dtoh_async(self._h_out, self._d_out, self._stream)
+            self._stream.synchronize()
+            return np.array(self._h_out[:n], dtype=np.float32)
+
+    def close(self) -> None:
+        with getattr(self, "_lock", threading.Lock()):
+            for attr in ("_d_in", "_d_out"):
+                buf = getattr(self, attr, None)
+                if buf is not None:
+                    buf.free()
+                    setattr(self, attr, None)
+            self._context = self._engine = self._runtime = None

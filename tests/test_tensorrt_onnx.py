@@ -1,0 +1,122 @@
+"""CPU side of the TensorRT pipeline: op check, FP16 / Q/DQ ONNX (STN kept FP32), the no-TensorRT CLI path."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from export import trt_opcheck
+
+
+def _one_node(op: str) -> onnx.ModelProto:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])
+    return helper.make_model(helper.make_graph([helper.make_node(op, ["x", "g"], ["y"], name=f"my_{op}")], "g", [x], [y]))
+
+
+def test_opcheck_flags_gridsample_on_82_and_affinegrid_everywhere():
+    bad = trt_opcheck.check_model(_one_node("GridSample"), "8.2")
+    assert [(b.node, b.op_type, b.added_in) for b in bad] == [("my_GridSample", "GridSample", (8, 5))]
+    assert trt_opcheck.check_model(_one_node("GridSample"), "8.5") == []
+    for version in trt_opcheck.DEFAULT_VERSIONS:
+        (item,) = trt_opcheck.check_model(_one_node("AffineGrid"), version)
+        assert item.added_in is None and "no TensorRT version" in str(item)
+
+
+@pytest.fixture(scope="module")
+def official_onnx(official_model, tmp_path_factory):
+    from export.onnx import export_onnx
+
+    path = tmp_path_factory.mktemp("trt") / "official.onnx"
+    export_onnx(official_model, path, force=True)
+    return path
+
+
+def _ort(path):
+    import onnxruntime as ort
+
+    s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda b: s.run(None, {s.get_inputs()[0].name: b})[0]
+
+
+def test_fp16_onnx_agrees_and_keeps_stn_fp32(official_onnx, official_io, tmp_path):
+    from export.fp16_onnx import convert_fp16, node_float_types
+    from export.quantize_onnx import stn_node_names
+
+    out = convert_fp16(official_onnx, tmp_path / "m.fp16.onnx")
+    types = node_float_types(out)
+    assert any(TensorProto.FLOAT16 in t for t in types.values())  # really converted
+    stn = stn_node_names(out)
+    assert "/GridSample" in stn
+    assert all(types[n] <= {TensorProto.FLOAT} for n in stn), {n: types[n] for n in stn if types[n] - {1}}
+    x = official_io["inputs"].astype(np.float32)
+    a, b = _ort(official_onnx)(x), _ort(out)(x)
+    assert (a.argmax(1) == b.argmax(1)).all()
+    assert np.abs(a - b).max() < 0.05
+
+
+def test_qdq_leaves_stn_unquantized(official_onnx, official_io, tmp_path):
+    from export.quantize_onnx import check_stn_float, count_qdq, quantize_qdq, quantized_op_types, stn_node_names
+
+    x = official_io["inputs"].astype(np.float32)
+    for method in ("nncf", "ort"):
+        out = quantize_qdq(official_onnx, x, tmp_path / f"m.{method}.onnx", method=method)
+        assert count_qdq(out)["DequantizeLinear"] > 10
+        assert {"Conv", "MatMul"} <= quantized_op_types(out)
+        check_stn_float(out)  # raises if a DequantizeLinear feeds an STN node
+        assert set(stn_node_names(out)) == set(stn_node_names(official_onnx))
+
+
+@pytest.mark.slow
+def test_qdq_accuracy_on_fer2013_val(reference_model, fer2013_root, tmp_path):
+    """Reference model, 140 train images to calibrate, 210 val images (30/class) to score."""
+    from conftest import fer_val_sample
+
+    from calibration.fidelity import fidelity_gate
+    from emonext_edge.labels import IMAGEFOLDER_LABELS
+    from emonext_edge.preprocess import preprocess
+    from export.onnx import export_onnx
+    from export.quantize_onnx import quantize_qdq
+
+    fp32 = tmp_path / "ref.onnx"
+    export_onnx(reference_model, fp32, force=True)
+    calib_files = [f for lab in IMAGEFOLDER_LABELS for f in sorted((fer2013_root / "train" / lab).glob("*.jpg"))[:20]]
+    items = fer_val_sample(fer2013_root, 30)
+    images, labels = preprocess([p for p, _ in items]), np.array([y for _, y in items])
+    qdq = quantize_qdq(fp32, preprocess(calib_files), tmp_path / "ref.qdq.onnx", method="nncf")
+    report = fidelity_gate(_ort(qdq), _ort(fp32), images, labels, min_agreement=0.97, max_drop_pp=2.0)
+    print(report.summary())
+    assert report.passed, report.summary()
+
+
+@pytest.mark.slow
+def test_cli_without_tensorrt_exits_2_after_writing_onnx(official_checkpoint, tmp_path, capsys):
+    if importlib.util.find_spec("pycuda") is not None:
+        pytest.skip("pycuda present: this test covers machines without TensorRT/GPU")
+    from emonext_edge.errors import BackendUnavailableError
+    from emonext_edge.tensorrt_compat import import_tensorrt
+
+    try:
+        import_tensorrt()
+        pytest.skip("TensorRT is installed here")
+    except BackendUnavailableError:
+        pass
+    from export.tensorrt import main
+
+    out = tmp_path / "m.engine"
+    rc = main(["--checkpoint", str(official_checkpoint), "--int8", "--fp16", "--calib-num", "16", "--output", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: TensorRT is not installed")
+    for name in ("m.fp32.onnx", "m.fp16.onnx", "m.int8.qdq.onnx"):
+        assert (tmp_path / name).is_file()
+    assert not out.exists()
+
+
+@pytest.mark.tensorrt
+def test_tensorrt_backend_runs_engine():
+    pytest.importorskip("pycuda", reason="needs pycuda and an NVIDIA GPU")
+    pytest.skip("needs TensorRT and an NVIDIA GPU to build an engine")
