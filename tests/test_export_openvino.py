@@ -1,0 +1,151 @@
+"""OpenVINO IR export: FP32/FP16 IR, NNCF INT8 with the STN in float, metadata, bad inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("openvino")
+pytest.importorskip("nncf")
+
+from export.openvino import (
+    QuantizeOptions,
+    convert_source,
+    export_ir,
+    main,
+    quantize_int8,
+    read_ir_metadata,
+    stn_node_names,
+)
+
+
+def _small_onnx(tmp_path: Path) -> Path:
+    """A small seeded EmoNeXt (official fixture widths) exported to ONNX, so no shared data is needed."""
+    torch = pytest.importorskip("torch")
+    from emonext_edge.model import EmoNeXt
+
+    torch.manual_seed(0)
+    model = EmoNeXt(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128)).eval()
+    with torch.no_grad():  # a real (non-identity) warp
+        model.fc_loc[2].bias.copy_(torch.tensor([0.9, -0.2, 0.05, 0.2, 0.9, -0.05]))
+    path = tmp_path / "small.onnx"
+    torch.onnx.export(
+        model, (torch.zeros(1, 3, 224, 224),), str(path), opset_version=17,
+        input_names=["input"], output_names=["logits"],
+        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False,
+    )
+    return path
+
+
+def _ancestors(node) -> list:
+    seen, stack, out = set(), [node], []
+    while stack:
+        n = stack.pop()
+        if n.get_friendly_name() in seen:
+            continue
+        seen.add(n.get_friendly_name())
+        out.append(n)
+        stack.extend(p.get_source_output().get_node() for p in n.inputs())
+    return out
+
+
+def test_int8_keeps_whole_stn_in_float(tmp_path):
+    from emonext_edge.preprocess import preprocess
+    from export.common import synthetic_faces
+
+    fp32 = convert_source(onnx=_small_onnx(tmp_path)).model
+    stn = stn_node_names(fp32)
+    kinds = {op.get_type_name() for op in fp32.get_ordered_ops() if op.get_friendly_name() in stn}
+    # derived scope covers localization convs, fc_loc MatMuls, the grid and the sampler
+    assert {"Convolution", "MatMul", "GridSample"} <= kinds, kinds
+    calib = preprocess(list(synthetic_faces(8)))
+    quantized = quantize_int8(fp32, calib, QuantizeOptions(subset_size=8))
+    ops = quantized.get_ordered_ops()
+    assert sum(op.get_type_name() == "FakeQuantize" for op in ops) > 10, "the backbone was not quantized"
+    (sampler,) = [op for op in ops if op.get_type_name() == "GridSample"]
+    upstream = [n.get_friendly_name() for n in _ancestors(sampler) if n.get_type_name() == "FakeQuantize"]
+    assert upstream == [], f"FakeQuantize inside the STN: {upstream}"
+
+
+def test_fp32_fp16_export_metadata_and_runtime(tmp_path, official_checkpoint, official_io):
+    report = export_ir(official_checkpoint, tmp_path, precisions=["fp32", "fp16"], verify_images=official_io["inputs"], threads=2)
+    fp32_xml, fp16_xml = tmp_path / "emonext.xml", tmp_path / "emonext_fp16.xml"
+    for xml in (fp32_xml, fp16_xml):
+        assert xml.is_file() and xml.with_suffix(".bin").is_file() and xml.with_suffix(".json").is_file()
+    assert report["artifacts"]["fp16"]["passed"] and report["artifacts"]["fp16"]["agreement"] == 1.0
+    assert fp16_xml.with_suffix(".bin").stat().st_size < 0.6 * fp32_xml.with_suffix(".bin").stat().st_size
+    assert not list(tmp_path.glob(".*")), "temporary files left behind"
+
+    # metadata lives in rt_info itself, not only in the sidecar
+    fp16_xml.with_suffix(".json").unlink()
+    meta = read_ir_metadata(fp16_xml)
+    assert meta["precision"] == "fp16" and meta["architecture"]["dims"] == [16, 32, 64, 128]
+    assert meta["source"]["sha256"] and meta["preprocessing"]["crop"]["size"] == 224
+
+    from emonext_edge import Runtime
+
+    with Runtime(fp16_xml, threads=2) as rt:  # rt_info only: the sidecar was removed
+        assert list(rt.labels) == meta["labels"] and rt.metadata["precision"] == "fp16"
+        logits = rt.run(official_io["inputs"])
+    np.testing.assert_allclose(logits, official_io["logits"], atol=2e-2)
+    assert (logits.argmax(1) == official_io["preds"]).all()
+
+
+@pytest.mark.slow
+def test_int8_reference_model_fer2013_accuracy(tmp_path, reference_checkpoint, fer2013_root):
+    options = QuantizeOptions()  # the shipped defaults (300 calibration images)
+    report = export_ir(
+        reference_checkpoint, tmp_path, precisions=["int8"], calib=fer2013_root / "train", options=options,
+        val_data=fer2013_root, val_limit=300, threads=2, keep_failed=True,
+    )
+    int8 = report["artifacts"]["int8"]
+    # figures of the gate itself (INT8 IR vs FP32 IR on 300 real val faces)
+    assert int8["drop_pp"] <= 1.0, int8["gate"]
+    assert int8["agreement"] >= 0.97, int8["gate"]
+    meta = read_ir_metadata(int8["path"])
+    assert meta["quantization"]["stn_in_float"] and meta["precision"] == "int8"
+
+
+def test_cli_fp32_from_onnx(tmp_path, capsys):
+    onnx_path = _small_onnx(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["--onnx", str(onnx_path), "--output", str(out), "--name", "m"]) == 0
+    assert (out / "m.xml").is_file() and (out / "m.bin").is_file()
+    assert read_ir_metadata(out / "m.xml")["source"]["onnx_sha256"]
+    assert "fp32:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--int8"], "calibration data"),
+        (["--int8", "--calib", "missing.npz"], "missing.npz"),
+        (["--calib-data", "somewhere"], "only make sense with --int8"),
+        (["--accuracy-control"], "needs --int8"),
+        (["--int8", "--subset-size", "0"], "--subset-size"),
+    ],
+)
+def test_cli_bad_inputs_exit_2(tmp_path, capsys, args, message):
+    onnx_path = tmp_path / "x.onnx"
+    onnx_path.write_bytes(b"not used")
+    assert main(["--onnx", str(onnx_path), "--output", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+    assert not list(tmp_path.glob("*.xml"))
+
+
+def test_wrong_calibration_data_is_rejected(tmp_path, capsys):
+    with pytest.raises(Exception, match=r"shape \[4, 3, 100, 100\], expected \[N, 3, 224, 224\]"):
+        export_ir(None, tmp_path, precisions=["int8"], calib=np.zeros((4, 3, 100, 100), np.float32))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["--onnx", str(tmp_path / "x.onnx"), "--output", str(tmp_path), "--int8", "--calib-data", str(empty)]) == 2
+    assert "error: " in capsys.readouterr().err
+    bad = tmp_path / "calib.npz"
+    np.savez(bad, images=np.zeros((4, 3, 100, 100), np.float32))
+    assert main(["--onnx", str(tmp_path / "x.onnx"), "--output", str(tmp_path), "--int8", "--calib", str(bad)]) == 2
+    assert "calib.npz" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.xml"))
