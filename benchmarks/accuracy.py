@@ -25,7 +25,7 @@ JSON schema (stable; other tools read it). Accuracies/agreements are fractions i
                "limit": int|null, "class_counts": {label: int}},
       "reference": str,                       # path of the reference model
       "results": [{
-        "model": str, "backend": str, "precision": str, "device": str|null, "threads": int|null,
+        "model": str, "backend": str, "precision": str, "inference_precision": str, "device": str|null, "threads": int|null,
         "accuracy": float, "macro_f1": float,
         "per_class_recall": {label: float|null},   # null: no image of that class evaluated
         "confusion_matrix": [[int]],               # rows: true class, columns: predicted (data label order)
@@ -134,9 +134,12 @@ class _Model:
 
     def info(self) -> dict[str, Any]:
         info = dict(getattr(self.runtime, "info", {}) or {})
+        stored = (getattr(self.runtime, "metadata", None) or {}).get("precision")
         return {
             "backend": str(info.get("backend", "unknown")),
-            "precision": str(info.get("precision", "unknown")),
+            # what the artifact holds (e.g. int8 IR) and what the engine runs its float ops at (e.g. f32)
+            "precision": str(stored or info.get("precision", "unknown")),
+            "inference_precision": str(info.get("precision", "unknown")),
             "device": info.get("device"),
             "threads": info.get("threads"),
         }

@@ -18,11 +18,14 @@ Output (``--out``, default ``benchmarks/results/<timestamp>/``):
     {"schema": 1, "created": iso8601, "model": {"source", "sha256", "untrained": bool, "architecture"},
      "machine": {"cpu", "cpu_flags": [...], "cores", "threads", "libraries": {...}, "gpu", "jetson"},
      "settings": {"batch_sizes", "iterations", "warmup", "threads", "quick"},
-     "rows": [{"artifact", "path", "backend", "device", "precision", "threads", "batch",
+     "rows": [{"artifact", "path", "backend", "device", "precision", "inference_precision", "threads", "batch",
                "mode": "model" | "end_to_end", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms",
                "images_per_s", "ratio_to_baseline", "speedup_vs_baseline", "peak_rss_mb",
                "device_memory_mb", "board_power_w", "accuracy", "error"}]}
 
+  ``precision`` is what the artifact holds (int8 weights/activations for INT8 IR and Q/DQ ONNX);
+  ``inference_precision`` is what the engine reports for its floating-point ops (OpenVINO's
+  ``INFERENCE_PRECISION_HINT``: f32 unless a row asks for bf16).
   ``ratio_to_baseline`` = mean latency / the baseline's mean latency at the same batch
   size and mode (lower is better). The baseline (``settings.baseline``) is PyTorch eager
   FP32; with ``--artifacts``, the first PyTorch artifact given, else the first artifact; ``accuracy`` is filled only from ``--accuracy``.
@@ -53,7 +56,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 CACHE_ROOT = REPO / "benchmarks" / "cache"
 BASELINE = "pytorch-eager-fp32"
@@ -238,6 +241,8 @@ def build_artifacts(checkpoint: Optional[Path], calib_data: Optional[str], quick
     if has_bf16(cpu_flags):
         artifacts.append(Artifact("openvino-bf16", str(ir_fp32), "openvino", "bf16", options={"precision": "bf16"}))
     artifacts.append(Artifact("openvino-int8", str(ir_int8), "openvino", "int8"))
+    artifacts.append(Artifact("openvino-int8-throughput", str(ir_int8), "openvino", "int8",
+                              options={"hint": "throughput"}))
 
     if _gpu_info():
         artifacts.append(Artifact("pytorch-cuda-fp32", str(torch_path), "torch", "fp32", "CUDA", {"device": "cuda"}))
@@ -366,7 +371,9 @@ def measure(spec: dict[str, Any]) -> list[dict[str, Any]]:
     for r in rows:
         r.update({
             "artifact": art.name, "path": art.path, "backend": info.get("backend", art.backend),
-            "device": str(info.get("device", art.device)), "precision": str(info.get("precision", art.precision)),
+            "device": str(info.get("device", art.device)),
+            "precision": art.precision if art.precision != "as-built" else str(info.get("precision", "")),
+            "inference_precision": str(info.get("precision", "")),
             "threads": info.get("threads", spec["threads"]), "peak_rss_mb": peak,
         })
     return rows
@@ -446,7 +453,7 @@ def add_accuracy(rows: list[dict[str, Any]], accuracy_json: Optional[Path], untr
         r["accuracy"] = by_path.get(str(Path(r["path"]).resolve()))
 
 
-COLUMNS = ["artifact", "backend", "device", "precision", "threads", "batch", "mode", "mean_ms", "p50_ms", "p90_ms",
+COLUMNS = ["artifact", "backend", "device", "precision", "inference_precision", "threads", "batch", "mode", "mean_ms", "p50_ms", "p90_ms",
            "p99_ms", "min_ms", "images_per_s", "ratio_to_baseline", "speedup_vs_baseline", "peak_rss_mb",
            "device_memory_mb", "board_power_w", "accuracy", "error"]
 
@@ -460,7 +467,7 @@ def _fmt(v: Any) -> str:
 
 
 def markdown_table(rows: list[dict[str, Any]], untrained: bool) -> str:
-    cols = ["artifact", "precision", "device", "threads", "batch", "mode", "mean_ms", "p50_ms", "p90_ms", "p99_ms",
+    cols = ["artifact", "precision", "inference_precision", "device", "threads", "batch", "mode", "mean_ms", "p50_ms", "p90_ms", "p99_ms",
             "images_per_s", "ratio_to_baseline", "peak_rss_mb", "accuracy"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:

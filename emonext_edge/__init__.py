@@ -23,18 +23,18 @@ from .preprocess import PREPROCESSING_SPEC, preprocess
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_LABELS",
+    "IMAGEFOLDER_LABELS",
+    "KAGGLE_CSV_LABELS",
+    "PREPROCESSING_SPEC",
     "ArchitectureMismatchError",
     "BackendUnavailableError",
     "CheckpointError",
-    "DEFAULT_LABELS",
     "EmoNeXtError",
     "ExportError",
     "FacePrediction",
-    "IMAGEFOLDER_LABELS",
     "ImageError",
-    "KAGGLE_CSV_LABELS",
     "ModelFileError",
-    "PREPROCESSING_SPEC",
     "Prediction",
     "Runtime",
     "load_model",

@@ -9,41 +9,18 @@ Bad input ends with one line ``error: ...`` on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
 import os
-import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
-from .errors import EmoNeXtError
+from .cli_support import cli_entry
+from .errors import UsageError
 
-EXIT_BAD_INPUT = 2
 log = logging.getLogger("emonext_edge.cli")
-
-
-class UsageError(EmoNeXtError):
-    """A command-line argument that cannot work (reported with exit code 2)."""
-
-
-def _cli_entry(main: Callable[[Optional[Sequence[str]]], int]) -> Callable[[Optional[Sequence[str]]], int]:
-    """One-line ``error: ...`` and exit code 2 instead of tracebacks (same pattern as export.common.cli_entry)."""
-
-    @functools.wraps(main)
-    def wrapper(argv: Optional[Sequence[str]] = None) -> int:
-        logging.basicConfig(level=os.environ.get("EMONEXT_LOGLEVEL", "WARNING"), format="%(message)s")
-        try:
-            return main(argv)
-        except (EmoNeXtError, FileNotFoundError, PermissionError, IsADirectoryError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            return 130
-
-    return wrapper
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -217,7 +194,7 @@ def _video(args: argparse.Namespace) -> int:
     return 0
 
 
-@_cli_entry
+@cli_entry(log_level="WARNING", catch_value_error=True)
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     return _predict(args) if args.command == "predict" else _video(args)

@@ -27,3 +27,7 @@ class BackendUnavailableError(EmoNeXtError):
 
 class ExportError(EmoNeXtError):
     """An export or verification step failed; no artifact was written."""
+
+
+class UsageError(EmoNeXtError):
+    """A command-line argument (combination) that cannot work; CLIs report it with exit code 2."""

@@ -94,7 +94,7 @@ def _detector(spec: DetectorSpec) -> tuple[str, Any]:
                     f"this cascade (it reads LBP cascades only): {exc}"
                 ) from None
         elif suffix == ".xml":
-            cascade = getattr(cv2, "CascadeClassifier")(str(path))  # absent from OpenCV 5 stubs
+            cascade = cv2.CascadeClassifier(str(path))  # absent from OpenCV 5 stubs
             if cascade.empty():
                 raise ModelFileError(f"{path}: not a readable OpenCV cascade classifier")
             found = ("cascade", cascade)

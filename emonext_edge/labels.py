@@ -7,7 +7,7 @@ classes differently; the two are mapped by name, never by position.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 #: Logit order of models trained with the official code (ImageFolder = sorted folder names).
 IMAGEFOLDER_LABELS: tuple[str, ...] = (

@@ -17,12 +17,13 @@ Deployment differences from the training code, none of which change the logits:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from .labels import DEFAULT_LABELS
 from .preprocess import INPUT_SHAPE

@@ -62,6 +62,7 @@ class ApiPlan:
     progress_monitor: bool
     fp16_via_onnx: bool  # FP16 needs the mixed FP16 ONNX (11.x)
     stn_mode: str  # "native" (GridSample) or "decomposed"
+    onnx_opset: int  # opset to export at: LayerNormalization (opset 17) parses from 8.6, GridSample from 8.5
 
     @property
     def label(self) -> str:
@@ -90,6 +91,7 @@ def plan_for(version: str) -> ApiPlan:
         progress_monitor=v[0] >= 10,
         fp16_via_onnx=gen11,
         stn_mode="native" if major_minor >= (8, 5) else "decomposed",
+        onnx_opset=17 if major_minor >= (8, 6) else (16 if major_minor >= (8, 5) else 13),
     )
 
 

@@ -5,44 +5,31 @@ Each exporter is its own module with its own CLI; this module holds only what th
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
-from emonext_edge.errors import EmoNeXtError
+from emonext_edge.cli_support import EXIT_BAD_INPUT, cli_entry
+from emonext_edge.errors import UsageError
+
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "SourceModel",
+    "UsageError",
+    "cli_entry",
+    "list_images",
+    "load_source",
+    "synthetic_faces",
+    "verification_batch",
+]
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm")
-EXIT_BAD_INPUT = 2
-
-
-class UsageError(EmoNeXtError):
-    """A command-line argument combination that cannot work (reported with exit code 2)."""
-
-
-def cli_entry(main: Callable[[Optional[Sequence[str]]], int]) -> Callable[[Optional[Sequence[str]]], int]:
-    """Wrap a CLI ``main(argv) -> int``: readable one-line errors and exit code 2 instead of tracebacks."""
-
-    @functools.wraps(main)
-    def wrapper(argv: Optional[Sequence[str]] = None) -> int:
-        logging.basicConfig(level=os.environ.get("EMONEXT_LOGLEVEL", "INFO"), format="%(message)s")
-        try:
-            return main(argv)
-        except (EmoNeXtError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            return 130
-
-    return wrapper
 
 
 @dataclass

@@ -26,9 +26,10 @@ import shutil
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -527,8 +528,9 @@ def export_ir(
     if accuracy_control and val_data is None:
         raise UsageError("accuracy-controlled quantization needs labelled validation data (--val-data)")
     out_dir = Path(output_dir)
-    if not out_dir.is_dir():
-        raise FileNotFoundError(f"{out_dir}: output directory does not exist")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"{out_dir}: --output must be a directory (the IR is an .xml + .bin pair), found a file")
+    out_dir.mkdir(parents=True, exist_ok=True)
     calib_images = calib_desc = None
     if "int8" in precisions:  # validate data before any long work
         calib_images, calib_desc = load_calibration_images(calib, num=options.subset_size)

@@ -25,9 +25,11 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from emonext_edge import tensorrt_compat as compat
-from emonext_edge.errors import BackendUnavailableError, ExportError
+from emonext_edge.errors import BackendUnavailableError
 from emonext_edge.fileio import atomic_path, check_writable_dir, sha256_file, write_json_atomic
 from emonext_edge.metadata import read_sidecar, sidecar_path
+
+from calibration.fidelity import add_fidelity_arguments, gate_from_args
 
 from . import trt_opcheck
 from .common import UsageError, cli_entry, load_source, synthetic_faces
@@ -55,6 +57,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--timing-cache", help="timing cache file (read if present, updated after the build)")
     p.add_argument("--output", default="emonext.engine")
     p.add_argument("--check-only", action="store_true", help="only the operator check (no TensorRT needed)")
+    add_fidelity_arguments(p)
     args = p.parse_args(argv)
     if not 1 <= args.min_batch <= args.opt_batch <= args.max_batch:
         raise UsageError(f"need 1 <= --min-batch <= --opt-batch <= --max-batch, got "
@@ -84,12 +87,14 @@ def source_onnx(args: argparse.Namespace, out_dir: Path, say: Callable[[str], No
     source = load_source(args.checkpoint)
     say(f"source: {source.description}" + (", calibrated on synthetic inputs" if source.untrained else ""))
     installed = _installed_version()
-    stn = compat.plan_for(installed).stn_mode if installed else "native"
+    plan = compat.plan_for(installed) if installed else None
+    stn, opset = (plan.stn_mode, plan.onnx_opset) if plan else ("native", 17)
     from .onnx import export_onnx
 
     path = out_dir / (Path(args.output).stem + ".fp32.onnx")
-    export_onnx(source.model, path, stn=stn, source_info=source.info, force=True)
-    say(f"wrote {path} (STN {stn})")
+    export_onnx(source.model, path, stn=stn, opset=opset, source_info=source.info)
+    say(f"wrote {path} (STN {stn}, opset {opset}" + (f", for TensorRT {installed})" if installed else
+                                                       "; TensorRT 8.5 needs --opset 16 via export.onnx)"))
     return path, source.untrained
 
 
@@ -113,16 +118,29 @@ def _ort(path: Path) -> Callable[[np.ndarray], np.ndarray]:
     return lambda batch: np.asarray(session.run(None, {name: batch})[0])
 
 
-def gate(candidate: Path, reference: Path, images: np.ndarray, what: str, untrained: bool,
-         say: Callable[[str], None]) -> dict[str, Any]:
-    from calibration.fidelity import fidelity_gate
+def gate_images(args: argparse.Namespace, opts: Any, calib: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray], str]:
+    """Held-out (labeled where possible) images for the fidelity gate.
 
-    report = fidelity_gate(_ort(candidate), _ort(reference), images)
-    say(f"{what}: {report.summary()}")
-    if not report.passed:
-        if not untrained:
-            raise ExportError(f"{candidate}: {what} failed the fidelity gate against {reference}; no engine built")
+    ``--fidelity-data``, else the ``val`` split of ``--calib-data``; with only a calib.npz (or
+    the default model) the first calibration images — not held out, and the output says so.
+    """
+    if opts.data is not None or args.calib_data:
+        return opts.load_images(args.calib_data)
+    n = min(len(calib), opts.images)
+    return calib[:n], None, f"{n} calibration images (not held out; pass --fidelity-data for a labeled check)"
+
+
+def gate(candidate: Callable[[np.ndarray], np.ndarray], reference: Callable[[np.ndarray], np.ndarray],
+         artifacts: Sequence[Path], check: tuple[np.ndarray, Optional[np.ndarray], str], what: str,
+         untrained: bool, opts: Any, say: Callable[[str], None]) -> dict[str, Any]:
+    """Run the fidelity gate of ``candidate`` against ``reference``; on failure remove ``artifacts`` and raise."""
+    images, labels, description = check
+    say(f"fidelity of {what} on {description}:")
+    report = opts.run(candidate, reference, images, labels)  # logs its summary
+    if not report.passed and untrained:
         say(f"{what}: untrained default model (near-tied logits): gate not enforced")
+    else:
+        opts.enforce(report, artifacts)  # removes the artifact (unless --keep-failed) and raises on failure
     return report.to_dict()
 
 
@@ -204,7 +222,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1 if installed and results[installed] else 0
 
     calib, calib_desc = calibration_batch(args)
-    verify = calib[: min(len(calib), 64)]
+    opts = gate_from_args(args)
+    check = gate_images(args, opts, calib)
     stem = out_dir / output.stem
     onnx_for_build = fp32
     plan = compat.plan_for(installed) if installed else None
@@ -212,7 +231,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .fp16_onnx import convert_fp16
 
         fp16 = convert_fp16(fp32, Path(f"{stem}.fp16.onnx"))
-        gate(fp16, fp32, verify, "FP16 ONNX", untrained, say)
+        gate(_ort(fp16), _ort(fp32), [fp16], check, "FP16 ONNX", untrained, opts, say)
         say(f"wrote {fp16}")
         onnx_for_build = fp16
     if args.int8 and args.int8_mode == "explicit":
@@ -220,7 +239,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         say(f"calibrating on {calib_desc}")
         qdq = quantize_qdq(fp32, calib, Path(f"{stem}.int8.qdq.onnx"), exclude_stn=True, method=args.quantizer)
-        gate(qdq, fp32, verify, "INT8 Q/DQ ONNX", untrained, say)
+        gate(_ort(qdq), _ort(fp32), [qdq], check, "INT8 Q/DQ ONNX", untrained, opts, say)
         say(f"wrote {qdq}")
         onnx_for_build = qdq
     if installed is None:
@@ -229,14 +248,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "(python -m export.tensorrt --onnx ... there)"
         )
     build_engine(args, onnx_for_build, fp32, calib, say)
-    from emonext_edge.backends.tensorrt_backend import TensorRTBackend
 
-    with TensorRTBackend(output) as backend:
-        from calibration.fidelity import fidelity_gate
+    from emonext_edge import Runtime
 
-        n = min(len(verify), backend.max_batch or len(verify))
-        report = fidelity_gate(backend.run, _ort(onnx_for_build), verify[:n])
-        say(f"engine vs ONNX Runtime: {report.summary()}")
+    with Runtime(output, backend="tensorrt") as engine:  # the Runtime splits batches to the engine's profile
+        gate(engine.run, _ort(onnx_for_build), [output, sidecar_path(output)], check, "TensorRT engine",
+             untrained, opts, say)
     return 0
 
 

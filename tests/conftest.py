@@ -93,3 +93,22 @@ def fer_val_faces(fer2013_root) -> tuple[list[Path], np.ndarray]:
     """A small, fixed, class-covering set of real FER2013 val faces (5 per class)."""
     items = fer_val_sample(fer2013_root, 5)
     return [p for p, _ in items], np.array([y for _, y in items])
+
+
+@pytest.fixture(scope="session")
+def onnx_path(official_model, tmp_path_factory) -> Path:
+    """The official fixture model exported by export.onnx (dynamic batch), shared by runtime tests."""
+    from _runtime_artifacts import onnx_artifact
+
+    d = tmp_path_factory.getbasetemp() / "runtime_artifacts"
+    d.mkdir(exist_ok=True)
+    return onnx_artifact(official_model, d)
+
+
+@pytest.fixture(scope="session")
+def ir_path(official_model, onnx_path) -> Path:
+    """The same model as OpenVINO IR (f32 weights, metadata in rt_info and sidecar)."""
+    pytest.importorskip("openvino")
+    from _runtime_artifacts import ir_artifact
+
+    return ir_artifact(official_model, onnx_path.parent)

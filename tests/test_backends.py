@@ -10,7 +10,7 @@ import shutil
 
 import numpy as np
 import pytest
-from _runtime_artifacts import ir_artifact, onnx_artifact
+from _runtime_artifacts import onnx_artifact
 
 from emonext_edge import Runtime
 from emonext_edge.errors import ModelFileError
@@ -19,22 +19,7 @@ from emonext_edge.preprocess import preprocess
 pytest.importorskip("torch")
 
 
-@pytest.fixture(scope="module")
-def artifact_dir(tmp_path_factory):
-    return tmp_path_factory.getbasetemp() / "runtime_artifacts"
 
-
-@pytest.fixture(scope="module")
-def onnx_path(official_model, tmp_path_factory):
-    d = tmp_path_factory.getbasetemp() / "runtime_artifacts"
-    d.mkdir(exist_ok=True)
-    return onnx_artifact(official_model, d)
-
-
-@pytest.fixture(scope="module")
-def ir_path(official_model, onnx_path):
-    pytest.importorskip("openvino")
-    return ir_artifact(official_model, onnx_path.parent)
 
 
 @pytest.fixture(scope="module")

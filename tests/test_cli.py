@@ -14,18 +14,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from _runtime_artifacts import onnx_artifact
 
 from emonext_edge.cli import main
 
 pytest.importorskip("torch")
 
-
-@pytest.fixture(scope="module")
-def onnx_path(official_model, tmp_path_factory):
-    d = tmp_path_factory.getbasetemp() / "runtime_artifacts"
-    d.mkdir(exist_ok=True)
-    return onnx_artifact(official_model, d)
 
 
 @pytest.fixture(scope="module")

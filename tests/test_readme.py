@@ -15,7 +15,7 @@ def _commands(text: str) -> list[str]:
 def test_ci_runs_the_readme_commands():
     ci = _commands((REPO / ".ci" / "run").read_text())
     readme = (REPO / "README.md").read_text()
-    blocks = re.findall(r"## (Install|Test)\n.*?```bash\n(.*?)```", readme, flags=re.S)
+    blocks = re.findall(r"## (Install|Test)\n.*?```bash\n(.*?)```", readme, flags=re.DOTALL)
     documented = [c for _, block in blocks for c in _commands(block)]
     assert ci, "no commands found in .ci/run"
     assert ci == documented, f"CI runs {ci} but the README's Install/Test blocks say {documented}"

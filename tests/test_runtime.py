@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 import pytest
-from _runtime_artifacts import ir_artifact, onnx_artifact
 
 from emonext_edge import FacePrediction, Prediction, Runtime
 from emonext_edge.errors import EmoNeXtError, ImageError
@@ -23,17 +22,6 @@ from emonext_edge.preprocess import preprocess
 pytest.importorskip("torch")
 
 
-@pytest.fixture(scope="module")
-def onnx_path(official_model, tmp_path_factory):
-    d = tmp_path_factory.getbasetemp() / "runtime_artifacts"
-    d.mkdir(exist_ok=True)
-    return onnx_artifact(official_model, d)
-
-
-@pytest.fixture(scope="module")
-def ir_path(official_model, onnx_path):
-    pytest.importorskip("openvino")
-    return ir_artifact(official_model, onnx_path.parent)
 
 
 @pytest.fixture(scope="module")

@@ -55,4 +55,4 @@ def open_backend(path: str | os.PathLike, backend: str = "auto", **options: Any)
     return cls(Path(path), **options)
 
 
-__all__ = ["Backend", "BACKENDS", "SUFFIX_BACKENDS", "backend_name_for", "open_backend"]
+__all__ = ["BACKENDS", "SUFFIX_BACKENDS", "Backend", "backend_name_for", "open_backend"]

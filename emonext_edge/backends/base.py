@@ -42,7 +42,7 @@ class Backend(abc.ABC):
     def close(self) -> None:
         """Release engine resources; idempotent."""
 
-    def __enter__(self) -> "Backend":
+    def __enter__(self) -> Backend:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -11,8 +11,9 @@ threads at once, so :meth:`OnnxRuntimeBackend.run` takes no lock.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 

@@ -136,7 +136,7 @@ class OpenVinoBackend(Backend):
             ) from None
 
         count = int(num_requests) if num_requests is not None else max(1, int(self._property("OPTIMAL_NUMBER_OF_INFER_REQUESTS", 1)))
-        self._pool: "queue.Queue[Any]" = queue.Queue()
+        self._pool: queue.Queue[Any] = queue.Queue()
         for _ in range(count):
             self._pool.put(self.compiled.create_infer_request())
         actual = self._property("INFERENCE_PRECISION_HINT", None)

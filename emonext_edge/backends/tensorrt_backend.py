@@ -3,8 +3,10 @@
 Works with the 8.5/8.6, 10.x and 11.x Python APIs through :mod:`emonext_edge.tensorrt_compat`
 (named I/O tensors, ``set_input_shape``, ``set_tensor_address`` + ``execute_async_v3``).
 pycuda device buffers and page-locked host buffers sized for the profile's max batch, one
-CUDA stream per execution context. Thread safety: one context, guarded by a lock — calls
-from several threads are serialized.
+CUDA stream per execution context. Thread safety: the device's primary CUDA context is
+pushed around every call (pycuda contexts are bound to the thread that made them current),
+and one TensorRT execution context is guarded by a lock — calls from several threads are
+serialized.
 
 The manifest (``<engine stem>.json``, written by ``python -m export.tensorrt``) is checked
 before deserializing: engines only load on the TensorRT version and GPU they were built for.
@@ -29,8 +31,17 @@ log = logging.getLogger(__name__)
 TARGET_DEVICE_HINT = "TensorRT engines must be built on the target device (python -m export.tensorrt there)"
 
 
-def _gpu_name(cuda: Any) -> tuple[str, str]:
-    dev = cuda.Context.get_device()
+def _device_index(device: Any) -> int:
+    """``None``/``"cuda"`` -> 0, ``"cuda:1"``/``1`` -> 1."""
+    if device is None or device in ("cuda", "GPU", "gpu"):
+        return 0
+    text = str(device).split(":")[-1]
+    if not text.isdigit():
+        raise ValueError(f"TensorRT device must be a CUDA device index such as 0 or 'cuda:1', got {device!r}")
+    return int(text)
+
+
+def _gpu_name(dev: Any) -> tuple[str, str]:
     major, minor = dev.compute_capability()
     return str(dev.name()), f"{major}.{minor}"
 
@@ -58,15 +69,25 @@ class TensorRTBackend(Backend):
     def __init__(self, path: Path, **options: Any) -> None:
         super().__init__(path)
         trt = compat.import_tensorrt()
-        plan = compat.installed_plan()
         try:
-            import pycuda.autoinit  # noqa: F401  (primary context on device 0)
             import pycuda.driver as cuda
-        except Exception as exc:  # ImportError, or cuInit failing without a GPU
+
+            cuda.init()
+            device = cuda.Device(_device_index(options.get("device")))
+        except Exception as exc:  # noqa: BLE001 - ImportError, or pycuda.driver.Error from cuInit without a GPU
             raise BackendUnavailableError(f"{path}: the TensorRT backend needs pycuda and a CUDA GPU ({exc})") from None
         self._cuda = cuda
         self._lock = threading.Lock()
-        gpu, cc = _gpu_name(cuda)
+        self._cuda_context = device.retain_primary_context()
+        gpu, cc = _gpu_name(device)
+        self._cuda_context.push()
+        try:
+            self._load(trt, cuda, gpu, cc)
+        finally:
+            self._cuda_context.pop()
+
+    def _load(self, trt: Any, cuda: Any, gpu: str, cc: str) -> None:
+        path = self.path
         self.metadata = read_sidecar(path)
         check_manifest(self.path, self.metadata, trt.__version__, gpu, cc)
         self._runtime, self._engine, self._logger = compat.deserialize(trt, self.path.read_bytes())
@@ -110,19 +131,32 @@ class TensorRTBackend(Backend):
             raise ImageError(f"{self.path}: batch of {n} outside the engine's profile [{self.min_batch}, {self.max_batch}]")
         cuda = self._cuda
         with self._lock:
-            self._h_in[:n] = batch
-            cuda.memcpy_htod_async(self._d_in, self._h_in, self._stream)
-            compat.execute(self._context, {self._in.name: (n, *batch.shape[1:])},
-                           {self._in.name: int(self._d_in), self._out.name: int(self._d_out)}, self._stream.handle)
-            cuda.memcpy_dtoh_async(self._h_out, self._d_out, self._stream)
-            self._stream.synchronize()
-            return np.array(self._h_out[:n], dtype=np.float32)
+            self._cuda_context.push()
+            try:
+                self._h_in[:n] = batch
+                cuda.memcpy_htod_async(self._d_in, self._h_in[:n], self._stream)  # only the n images
+                compat.execute(self._context, {self._in.name: (n, *batch.shape[1:])},
+                               {self._in.name: int(self._d_in), self._out.name: int(self._d_out)}, self._stream.handle)
+                cuda.memcpy_dtoh_async(self._h_out[:n], self._d_out, self._stream)
+                self._stream.synchronize()
+                return np.array(self._h_out[:n], dtype=np.float32)
+            finally:
+                self._cuda_context.pop()
 
     def close(self) -> None:
-        with getattr(self, "_lock", threading.Lock()):
-            for attr in ("_d_in", "_d_out"):
-                buf = getattr(self, attr, None)
-                if buf is not None:
-                    buf.free()
-                    setattr(self, attr, None)
-            self._context = self._engine = self._runtime = None
+        ctx = getattr(self, "_cuda_context", None)
+        if ctx is None:
+            return
+        with self._lock:
+            ctx.push()
+            try:
+                for attr in ("_d_in", "_d_out"):
+                    buf = getattr(self, attr, None)
+                    if buf is not None:
+                        buf.free()
+                        setattr(self, attr, None)
+                self._context = self._engine = self._runtime = None
+            finally:
+                ctx.pop()
+            ctx.detach()
+            self._cuda_context = None
