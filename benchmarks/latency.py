@@ -347,6 +347,7 @@ def measure(spec: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     with Runtime(art.path, backend=art.backend, **options) as rt:
         info = dict(rt.info)
+        stored_precision = rt.metadata.get("precision")  # what the artifact holds, e.g. int8
         rng = np.random.default_rng(0)
         frame = rng.integers(0, 256, FRAME_SHAPE, dtype=np.uint8)
         for batch in spec["batch_sizes"]:
@@ -372,7 +373,7 @@ def measure(spec: dict[str, Any]) -> list[dict[str, Any]]:
         r.update({
             "artifact": art.name, "path": art.path, "backend": info.get("backend", art.backend),
             "device": str(info.get("device", art.device)),
-            "precision": art.precision if art.precision != "as-built" else str(info.get("precision", "")),
+            "precision": art.precision if art.precision != "as-built" else str(stored_precision or info.get("precision", "")),
             "inference_precision": str(info.get("precision", "")),
             "threads": info.get("threads", spec["threads"]), "peak_rss_mb": peak,
         })

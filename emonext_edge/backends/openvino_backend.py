@@ -162,12 +162,28 @@ class OpenVinoBackend(Backend):
             return default
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        request = self._pool.get()
+        """Latency hint: one synchronous request. Throughput hint: the batch is split over as many
+        idle infer requests as there are (one per OpenVINO stream), run concurrently."""
+        requests = [self._pool.get()]
+        if self.info.get("hint") == "throughput" and self.max_batch is None:
+            while len(requests) < len(batch):  # never block here: other threads may hold the rest
+                try:
+                    requests.append(self._pool.get_nowait())
+                except queue.Empty:
+                    break
         try:
-            request.infer({0: batch})
-            return np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+            if len(requests) == 1:
+                requests[0].infer({0: batch})
+                return np.array(requests[0].get_output_tensor(0).data, dtype=np.float32, copy=True)
+            chunks = np.array_split(batch, len(requests))
+            for request, chunk in zip(requests, chunks):
+                request.start_async({0: np.ascontiguousarray(chunk)})
+            for request in requests:
+                request.wait()
+            return np.concatenate([np.array(r.get_output_tensor(0).data, dtype=np.float32) for r in requests])
         finally:
-            self._pool.put(request)
+            for request in requests:
+                self._pool.put(request)
 
     def close(self) -> None:
         self._pool = queue.Queue()
