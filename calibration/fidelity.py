@@ -181,7 +181,7 @@ def fidelity_gate(
 # --------------------------------------------------------------------------- exporter CLI helpers
 
 
-def _fraction(text: str) -> float:
+def agreement_fraction(text: str) -> float:
     """'0.99', '99' or '99%' -> 0.99."""
     raw = text.strip()
     try:
@@ -195,7 +195,7 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _nonnegative(text: str) -> float:
+def nonnegative_pp(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -218,9 +218,9 @@ def _positive_int(text: str) -> int:
 def add_fidelity_arguments(parser: argparse.ArgumentParser) -> None:
     """The fidelity options every exporter exposes (same names, same defaults)."""
     group = parser.add_argument_group("fidelity gate")
-    group.add_argument("--min-agreement", type=_fraction, default=DEFAULT_MIN_AGREEMENT, metavar="FRACTION",
+    group.add_argument("--min-agreement", type=agreement_fraction, default=DEFAULT_MIN_AGREEMENT, metavar="FRACTION",
                        help="minimum top-1 agreement with the FP32 source, 0.99 or 99%% (default: 0.99)")
-    group.add_argument("--max-drop", type=_nonnegative, default=DEFAULT_MAX_DROP_PP, metavar="PP",
+    group.add_argument("--max-drop", type=nonnegative_pp, default=DEFAULT_MAX_DROP_PP, metavar="PP",
                        help="maximum accuracy drop in percentage points, needs labeled data (default: 0.5)")
     group.add_argument("--keep-failed", action="store_true",
                        help="keep the artifact even when the fidelity gate fails (exit code stays non-zero)")

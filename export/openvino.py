@@ -38,6 +38,8 @@ from emonext_edge.fileio import sha256_file
 from emonext_edge.metadata import build_metadata, read_sidecar, sidecar_path
 from emonext_edge.preprocess import INPUT_SHAPE
 
+from calibration.fidelity import DEFAULT_MAX_DROP_PP, DEFAULT_MIN_AGREEMENT, agreement_fraction, nonnegative_pp
+
 from .common import UsageError, cli_entry, load_source, synthetic_faces
 
 log = logging.getLogger(__name__)
@@ -647,8 +649,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--smooth-quant", type=float, default=QuantizeOptions.smooth_quant_alpha, metavar="ALPHA",
         help="SmoothQuant alpha for MatMuls (default -1: off, fastest; 0.95: slightly more faithful, ~15%% slower)",
     )
-    p.add_argument("--max-drop", type=float, default=0.5, help="max top-1 drop in pp (gate and accuracy control)")
-    p.add_argument("--min-agreement", type=float, default=0.99, help="min top-1 agreement with the FP32 IR")
+    p.add_argument("--max-drop", type=nonnegative_pp, default=DEFAULT_MAX_DROP_PP,
+                   help="max top-1 drop in pp (gate and accuracy control)")
+    p.add_argument("--min-agreement", type=agreement_fraction, default=DEFAULT_MIN_AGREEMENT,
+                   help="min top-1 agreement with the FP32 IR: 0.99, 99 or 99%%")
     p.add_argument("--accuracy-control", action="store_true", help="nncf.quantize_with_accuracy_control on --val-data")
     p.add_argument("--val-data", help="labelled validation data (FER2013 tree) for the gate / accuracy control")
     p.add_argument(
