@@ -7,7 +7,8 @@ With no arguments the default model (EmoNeXt-Tiny, seeded random weights, *untra
 exported — or taken from ``benchmarks/cache/`` (keyed by checkpoint hash and package
 version) — to every artifact this machine runs: PyTorch eager FP32 (the baseline),
 ONNX Runtime FP32 and INT8 (Q/DQ), OpenVINO f32, bf16 (CPUs with AVX512-BF16/AMX) and
-INT8, TensorRT FP16/INT8 (where TensorRT and a GPU exist), PyTorch/ONNX Runtime on CUDA
+INT8 (dynamic batch; compiled for each measured batch size, ``openvino-int8-static``;
+throughput hint), TensorRT FP16/INT8 (where TensorRT and a GPU exist), PyTorch/ONNX Runtime on CUDA
 (where a GPU exists). Each artifact is measured in its own subprocess (clean peak RSS,
 no cross-talk between engines' thread pools).
 
@@ -19,6 +20,7 @@ Output (``--out``, default ``benchmarks/results/<timestamp>/``):
      "machine": {"cpu", "cpu_flags": [...], "cores", "threads", "libraries": {...}, "gpu", "jetson"},
      "settings": {"batch_sizes", "iterations", "warmup", "threads", "quick"},
      "rows": [{"artifact", "path", "backend", "device", "precision", "inference_precision", "threads", "batch",
+               "compiled_batch" (the static batch the engine was compiled for, "dynamic", or null),
                "mode": "model" | "end_to_end", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms",
                "images_per_s", "ratio_to_baseline", "speedup_vs_baseline", "peak_rss_mb",
                "device_memory_mb", "board_power_w", "accuracy", "error"}]}
@@ -59,6 +61,8 @@ if str(REPO) not in sys.path:
 import numpy as np
 
 CACHE_ROOT = REPO / "benchmarks" / "cache"
+#: Artifact option value: compile the artifact for each measured batch size (OpenVINO ``batch=``)
+PER_BATCH = "per-batch"
 BASELINE = "pytorch-eager-fp32"
 FRAME_SHAPE = (480, 640, 3)  # a VGA camera frame, for end-to-end timings
 
@@ -235,12 +239,13 @@ def build_artifacts(checkpoint: Optional[Path], calib_data: Optional[str], quick
             calib = _calibration_batch(calib_data, source.untrained, 32 if quick else 128)
         ir_dir.mkdir(exist_ok=True)
         # the untrained default model has no meaningful fidelity figures: keep its INT8 IR regardless
-        export_ir(onnx=onnx_path, output_dir=ir_dir, precisions=("fp32", "int8"), calib=calib,
+        export_ir(checkpoint=torch_path, output_dir=ir_dir, precisions=("fp32", "int8"), calib=calib,
                   keep_failed=source.untrained)
     artifacts.append(Artifact("openvino-f32", str(ir_fp32), "openvino", "f32"))
     if has_bf16(cpu_flags):
         artifacts.append(Artifact("openvino-bf16", str(ir_fp32), "openvino", "bf16", options={"precision": "bf16"}))
     artifacts.append(Artifact("openvino-int8", str(ir_int8), "openvino", "int8"))
+    artifacts.append(Artifact("openvino-int8-static", str(ir_int8), "openvino", "int8", options={"batch": PER_BATCH}))
     artifacts.append(Artifact("openvino-int8-throughput", str(ir_int8), "openvino", "int8",
                               options={"hint": "throughput"}))
 
@@ -336,38 +341,54 @@ def _time_calls(fn, warmup: int, iterations: int) -> list[float]:
     return times
 
 
-def measure(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """Run in the worker process: open the artifact with the Runtime and time it."""
-    from emonext_edge import Runtime
+def _time_batch(rt: Any, batch: int, spec: dict[str, Any], name: str, rng: np.random.Generator) -> list[dict[str, Any]]:
     from emonext_edge.preprocess import preprocess
+
+    frame = rng.integers(0, 256, FRAME_SHAPE, dtype=np.uint8)
+    max_batch = rt.info.get("max_batch")
+    if max_batch is not None and batch > max_batch:
+        progress(f"  {name}: batch {batch} > the artifact's max batch {max_batch}; the Runtime splits it")
+    x = rng.random((batch, 3, 224, 224), dtype=np.float32)
+    frames = [frame] * batch
+    rows = []
+    for mode, fn in (("model", lambda: rt.run(x)), ("end_to_end", lambda: rt.run(preprocess(frames)))):
+        progress(f"  {name} batch {batch} {mode}: {spec['warmup']} warm-up + {spec['iterations']} timed runs")
+        sampler = _PowerSampler()
+        times = _time_calls(fn, spec["warmup"], spec["iterations"])
+        power = sampler.stop()
+        mean = statistics.fmean(times)
+        rows.append({
+            "batch": batch, "mode": mode, "mean_ms": mean, "p50_ms": _percentile(times, 50),
+            "p90_ms": _percentile(times, 90), "p99_ms": _percentile(times, 99), "min_ms": min(times),
+            "images_per_s": batch * 1000.0 / mean, "board_power_w": power,
+            "device_memory_mb": _device_memory_mb(dict(rt.info)), "compiled_batch": rt.info.get("batch"),
+        })
+    return rows
+
+
+def measure(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run in the worker process: open the artifact with the Runtime and time it.
+
+    An artifact whose ``batch`` option is ``PER_BATCH`` is opened once per batch size,
+    compiled for that static size; any other artifact is opened once for all sizes.
+    """
+    from emonext_edge import Runtime
 
     art = Artifact(**spec["artifact"])
     options = dict(art.options)
     options.setdefault("threads", spec["threads"])
-    rows = []
-    with Runtime(art.path, backend=art.backend, **options) as rt:
-        info = dict(rt.info)
-        stored_precision = rt.metadata.get("precision")  # what the artifact holds, e.g. int8
-        rng = np.random.default_rng(0)
-        frame = rng.integers(0, 256, FRAME_SHAPE, dtype=np.uint8)
-        for batch in spec["batch_sizes"]:
-            max_batch = info.get("max_batch")
-            if max_batch is not None and batch > max_batch:
-                progress(f"  {art.name}: batch {batch} > the artifact's max batch {max_batch}; the Runtime splits it")
-            x = rng.random((batch, 3, 224, 224), dtype=np.float32)
-            frames = [frame] * batch
-            for mode, fn in (("model", lambda: rt.run(x)), ("end_to_end", lambda: rt.run(preprocess(frames)))):
-                progress(f"  {art.name} batch {batch} {mode}: {spec['warmup']} warm-up + {spec['iterations']} timed runs")
-                sampler = _PowerSampler()
-                times = _time_calls(fn, spec["warmup"], spec["iterations"])
-                power = sampler.stop()
-                mean = statistics.fmean(times)
-                rows.append({
-                    "batch": batch, "mode": mode, "mean_ms": mean, "p50_ms": _percentile(times, 50),
-                    "p90_ms": _percentile(times, 90), "p99_ms": _percentile(times, 99), "min_ms": min(times),
-                    "images_per_s": batch * 1000.0 / mean, "board_power_w": power,
-                    "device_memory_mb": _device_memory_mb(info),
-                })
+    per_batch = options.get("batch") == PER_BATCH
+    rng = np.random.default_rng(0)
+    rows: list[dict[str, Any]] = []
+    info: dict[str, Any] = {}
+    stored_precision = None
+    for sizes in ([[b] for b in spec["batch_sizes"]] if per_batch else [spec["batch_sizes"]]):
+        opened = dict(options, batch=sizes[0]) if per_batch else options
+        with Runtime(art.path, backend=art.backend, **opened) as rt:
+            info = dict(rt.info)
+            stored_precision = rt.metadata.get("precision")  # what the artifact holds, e.g. int8
+            for batch in sizes:
+                rows += _time_batch(rt, batch, spec, art.name, rng)
     peak = _peak_rss_mb()
     for r in rows:
         r.update({
@@ -468,7 +489,7 @@ def _fmt(v: Any) -> str:
 
 
 def markdown_table(rows: list[dict[str, Any]], untrained: bool) -> str:
-    cols = ["artifact", "precision", "inference_precision", "device", "threads", "batch", "mode", "mean_ms", "p50_ms", "p90_ms", "p99_ms",
+    cols = ["artifact", "precision", "inference_precision", "device", "threads", "batch", "compiled_batch", "mode", "mean_ms", "p50_ms", "p90_ms", "p99_ms",
             "images_per_s", "ratio_to_baseline", "peak_rss_mb", "accuracy"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:

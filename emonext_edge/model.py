@@ -12,7 +12,11 @@ Deployment differences from the training code, none of which change the logits:
   ``AffineGrid`` op of opset 20 is not supported by TensorRT);
 * the bilinear sampler can be switched (``model.stn_mode = "decomposed"``) to a
   Gather-and-arithmetic implementation valid at ONNX opset 13 (see ``stn.py``);
-* stochastic depth (a training-time regulariser) is omitted; it holds no parameters.
+* stochastic depth (a training-time regulariser) is omitted; it holds no parameters;
+* the blocks can be switched (``model.block_layout = "channels_first"``) to an export form
+  without the NCHW<->NHWC permutes: LayerNorm over the channel axis and the pointwise
+  ``Linear`` layers applied as 1x1 convolutions of the same weights. Same arithmetic up to
+  float rounding; it saves OpenVINO the transposes and layout reorders around every block.
 """
 
 from __future__ import annotations
@@ -76,10 +80,19 @@ class LayerNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.data_format == "channels_last":
             return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        u = x.mean(1, keepdim=True)
-        s = (x - u).pow(2).mean(1, keepdim=True)
-        x = (x - u) / torch.sqrt(s + self.eps)
-        return self.weight[:, None, None] * x + self.bias[:, None, None]
+        return layer_norm_channels_first(x, self.weight, self.bias, self.eps)
+
+
+def layer_norm_channels_first(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """LayerNorm over dim 1 of an (N, C, H, W) tensor, written out as the official code does."""
+    u = x.mean(1, keepdim=True)
+    s = (x - u).pow(2).mean(1, keepdim=True)
+    x = (x - u) / torch.sqrt(s + eps)
+    return weight[:, None, None] * x + bias[:, None, None]
+
+
+#: ``channels_last``: the official block (permute, LayerNorm, Linear); ``channels_first``: export form.
+BLOCK_LAYOUTS = ("channels_last", "channels_first")
 
 
 class Block(nn.Module):
@@ -95,14 +108,27 @@ class Block(nn.Module):
         self.gamma: Optional[nn.Parameter] = (
             nn.Parameter(layer_scale_init_value * torch.ones(dim)) if layer_scale_init_value > 0 else None
         )
+        self.layout = "channels_last"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.layout == "channels_first":
+            return self._forward_channels_first(x)
         shortcut = x
         x = self.dwconv(x).permute(0, 2, 3, 1)
         x = self.pwconv2(self.act(self.pwconv1(self.norm(x))))
         if self.gamma is not None:
             x = self.gamma * x
         return shortcut + x.permute(0, 3, 1, 2)
+
+    def _forward_channels_first(self, x: torch.Tensor) -> torch.Tensor:
+        """The same block on (N, C, H, W) throughout: no permutes, pointwise layers as 1x1 convs."""
+        y = self.dwconv(x)
+        y = layer_norm_channels_first(y, self.norm.weight, self.norm.bias, self.norm.eps)
+        y = self.act(F.conv2d(y, self.pwconv1.weight[:, :, None, None], self.pwconv1.bias))
+        y = F.conv2d(y, self.pwconv2.weight[:, :, None, None], self.pwconv2.bias)
+        if self.gamma is not None:
+            y = self.gamma[:, None, None] * y
+        return x + y
 
 
 @dataclass(frozen=True)
@@ -196,6 +222,20 @@ class EmoNeXt(nn.Module):
         self.attention = DotProductSelfAttention(dims[-1])
         self.head = nn.Linear(dims[-1], num_classes)
         self._init_weights()
+
+    @property
+    def block_layout(self) -> str:
+        """``channels_last`` (official blocks) or ``channels_first`` (export form, see the module doc)."""
+        layouts = {block.layout for block in self.modules() if isinstance(block, Block)}
+        return layouts.pop() if len(layouts) == 1 else "mixed"
+
+    @block_layout.setter
+    def block_layout(self, layout: str) -> None:
+        if layout not in BLOCK_LAYOUTS:
+            raise ValueError(f"block_layout must be one of {list(BLOCK_LAYOUTS)}, got {layout!r}")
+        for block in self.modules():
+            if isinstance(block, Block):
+                block.layout = layout
 
     def _init_weights(self) -> None:
         for m in self.modules():

@@ -6,6 +6,13 @@ ONNX graph and then into an ``ov.Model`` with ``ov.convert_model``. Going throug
 ``--checkpoint`` and ``--onnx``, the same graph and node names the ONNX Runtime artifact
 has, and, when the ONNX exporter (``export.onnx``) is present, its PyTorch verification.
 
+From a checkpoint the ONNX graph is exported with ``channels_first`` blocks (1x1 convs,
+LayerNorm over the channel axis, no NCHW<->NHWC permutes; see ``emonext_edge.model``),
+verified against the official PyTorch forward. On OpenVINO CPU it removes the Transposes
+and layout reorders around every block: EmoNeXt-Tiny batch 1, 2 threads, f32 inference
+precision, measured in one run: FP32 IR 28.3 -> 24.0 ms, NNCF INT8 IR 15.5 -> 11.8 ms.
+An ``--onnx`` source is converted as it is (its sidecar says which layout it has).
+
 INT8 uses NNCF post-training quantization. The whole Spatial Transformer Network
 (localization convs, θ regression, grid generation, grid sampling) is kept in floating
 point with an ignored scope derived from the graph: every node upstream of the STN output
@@ -148,11 +155,18 @@ def _require_openvino() -> Any:
     return ov
 
 
-def _torch_to_onnx(model: Any, onnx_path: Path, source_info: Mapping[str, Any]) -> None:
+#: block layout of the ONNX graph exported from a checkpoint (measured fastest on OpenVINO CPU)
+DEFAULT_BLOCK_LAYOUT = "channels_first"
+
+
+def _torch_to_onnx(model: Any, onnx_path: Path, source_info: Mapping[str, Any], block_layout: str) -> None:
     """Checkpoint model -> ONNX (dynamic batch, native GridSample), verified against PyTorch by export.onnx."""
     from .onnx import export_onnx
 
-    export_onnx(model, onnx_path, opset=17, stn="native", batch=None, source_info=dict(source_info), force=True)
+    export_onnx(
+        model, onnx_path, opset=17, stn="native", batch=None, source_info=dict(source_info), force=True,
+        block_layout=block_layout,
+    )
 
 
 @dataclass
@@ -163,12 +177,18 @@ class ConvertedSource:
     source: dict[str, Any]
     description: str
     untrained: bool = False
+    block_layout: Optional[str] = None  # None: an ONNX file without a sidecar saying which
 
 
 def convert_source(
-    checkpoint: Optional[str | os.PathLike] = None, onnx: Optional[str | os.PathLike] = None
+    checkpoint: Optional[str | os.PathLike] = None,
+    onnx: Optional[str | os.PathLike] = None,
+    block_layout: str = DEFAULT_BLOCK_LAYOUT,
 ) -> ConvertedSource:
-    """The FP32 ``ov.Model`` of a checkpoint, an ONNX file, or (neither) the seeded default model."""
+    """The FP32 ``ov.Model`` of a checkpoint, an ONNX file, or (neither) the seeded default model.
+
+    ``block_layout`` applies to checkpoints only: an ONNX file is converted as it is.
+    """
     ov = _require_openvino()
     if checkpoint is not None and onnx is not None:
         raise UsageError("give either a checkpoint or an ONNX model, not both")
@@ -186,17 +206,24 @@ def convert_source(
         source = {"onnx": str(onnx), "onnx_sha256": sha256_file(onnx)}
         if meta.get("source"):
             source["upstream"] = meta["source"]
+        layout = meta.get("block_layout", "channels_last" if meta else None)  # sidecars before 0.2.0 had no key: official
+        if layout == "channels_last":
+            log.info(
+                "%s has the official channels_last blocks; exporting from the checkpoint gives channels_first "
+                "blocks, which OpenVINO runs faster", onnx,
+            )
         return ConvertedSource(
             model,
             list(meta.get("labels") or DEFAULT_LABELS),
             dict(meta.get("architecture") or {}),
             source,
             f"ONNX model {onnx}",
+            block_layout=layout,
         )
     src = load_source(checkpoint)
     with tempfile.TemporaryDirectory(prefix="emonext_ov_") as tmp:
         onnx_path = Path(tmp) / "model.onnx"
-        _torch_to_onnx(src.model, onnx_path, src.info)
+        _torch_to_onnx(src.model, onnx_path, src.info, block_layout)
         model = ov.convert_model(str(onnx_path))
     return ConvertedSource(
         model,
@@ -205,6 +232,7 @@ def convert_source(
         dict(src.info),
         src.description,
         untrained=src.untrained,
+        block_layout=block_layout,
     )
 
 
@@ -515,6 +543,7 @@ def export_ir(
     keep_failed: bool = False,
     threads: Optional[int] = None,
     int8_inference_precision: str = DEFAULT_INT8_INFERENCE_PRECISION,
+    block_layout: str = DEFAULT_BLOCK_LAYOUT,
 ) -> dict[str, Any]:
     """Export ``<name>.xml`` (FP32), ``<name>_fp16.xml``, ``<name>_int8.xml`` to ``output_dir``.
 
@@ -537,8 +566,8 @@ def export_ir(
     if "int8" in precisions:  # validate data before any long work
         calib_images, calib_desc = load_calibration_images(calib, num=options.subset_size)
 
-    src = convert_source(checkpoint, onnx)
-    log.info("source: %s", src.description)
+    src = convert_source(checkpoint, onnx, block_layout)
+    log.info("source: %s (%s blocks)", src.description, src.block_layout or "unknown")
     val = load_validation(val_data, limit=val_limit) if val_data is not None else None
     if verify_images is None:
         if val is not None:
@@ -558,10 +587,13 @@ def export_ir(
             source=src.source,
             format="openvino-ir",
             precision=precision,
+            block_layout=src.block_layout,
             **extra,
         )
 
-    report: dict[str, Any] = {"source": src.description, "artifacts": {}, "passed": True}
+    report: dict[str, Any] = {
+        "source": src.description, "block_layout": src.block_layout, "artifacts": {}, "passed": True,
+    }
     fp32_xml = out_dir / f"{name}.xml"
     save_ir(src.model, fp32_xml, metadata("fp32"))
     report["artifacts"]["fp32"] = {"path": str(fp32_xml), "bytes": fp32_xml.with_suffix(".bin").stat().st_size}
@@ -659,6 +691,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--val-limit", type=int, default=None,
         help="validation images used (default: the whole val split; fewer = faster but a noisier gate)",
     )
+    p.add_argument(
+        "--block-layout", choices=("channels_first", "channels_last"), default=DEFAULT_BLOCK_LAYOUT,
+        help="with --checkpoint: blocks as 1x1 convs without permutes (default, faster on OpenVINO) or official",
+    )
     p.add_argument("--keep-failed", action="store_true", help="keep an artifact that fails the fidelity gate")
     p.add_argument("--threads", type=int, default=None, help="OpenVINO CPU threads for verification")
     return p
@@ -703,6 +739,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         min_agreement=args.min_agreement,
         keep_failed=args.keep_failed,
         threads=args.threads,
+        block_layout=args.block_layout,
     )
     for precision, entry in report["artifacts"].items():
         line = f"{precision}: {entry['path']} ({entry['bytes'] / 1e6:.1f} MB)"

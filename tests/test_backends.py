@@ -87,6 +87,26 @@ def test_fixed_batch_artifact_is_split_and_padded(official_model, onnx_path, rea
         assert rt.run(batch[:1]).shape == (1, len(rt.labels))
 
 
+def test_openvino_static_batch_option(ir_path, real_batch, tmp_path):
+    with Runtime(ir_path, batch=1) as one, Runtime(ir_path, batch=4) as four, Runtime(ir_path) as dyn:
+        assert (one.info["min_batch"], one.info["max_batch"], one.info["batch"]) == (1, 1, 1)
+        assert (four.info["max_batch"], dyn.info["max_batch"], dyn.info["batch"]) == (4, None, "dynamic")
+        batch = real_batch[:6]  # batch=4: 4 + 2 padded to 4 and trimmed
+        reference = dyn.run(batch)
+        np.testing.assert_allclose(one.run(batch), reference, atol=1e-5)
+        np.testing.assert_allclose(four.run(batch), reference, atol=1e-5)
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match="batch must be a positive integer"):
+            Runtime(ir_path, batch=bad)
+    import openvino as ov
+
+    fixed = ov.Core().read_model(str(ir_path))
+    fixed.reshape([2, 3, 224, 224])
+    ov.save_model(fixed, str(tmp_path / "fixed2.xml"), compress_to_fp16=False)
+    with pytest.raises(ValueError, match="fixed batch of 2; it cannot be compiled for batch=3"):
+        Runtime(tmp_path / "fixed2.xml", batch=3)
+
+
 def test_missing_bin_names_it(ir_path, tmp_path):
     xml = tmp_path / "lonely.xml"
     shutil.copy(ir_path, xml)

@@ -251,3 +251,37 @@ def test_cli_read_only_output_dir_exits_2(tmp_path, capsys):
     finally:
         folder.chmod(0o755)
     assert "not writable" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def channels_first_export(tmp_path_factory, official_checkpoint, face_dir) -> tuple[Path, dict]:
+    from export.common import load_source
+
+    source = load_source(official_checkpoint)
+    path = tmp_path_factory.mktemp("onnx_cf") / "fixture_cf.onnx"
+    report = export_onnx(source.model, path, verify_data=face_dir, source_info=source.info, block_layout="channels_first")
+    assert source.model.block_layout == "channels_last"  # the model is left as it was
+    return path, report
+
+
+def test_channels_first_blocks_reproduce_golden_logits_without_transposes(channels_first_export, exports, official_io):
+    path, report = channels_first_export
+    logits = _logits(path, official_io["inputs"])
+    assert np.abs(logits - official_io["logits"]).max() <= 1e-4
+    assert (logits.argmax(1) == official_io["preds"]).all()
+    counts, official_counts = op_counts(onnx.load(path)), op_counts(onnx.load(exports["native"][0]))
+    # official blocks: two permutes each (5 blocks in the fixture); channels_first blocks: none
+    # (the one Transpose left is the STN's grid arithmetic)
+    assert official_counts["Transpose"] - counts.get("Transpose", 0) == 10 and counts.get("Transpose", 0) <= 1
+    # block LayerNorms over channels are written out (only the head's LayerNorm stays one op);
+    # pointwise Linear layers became 1x1 Convs (two per block)
+    assert official_counts["LayerNormalization"] - counts.get("LayerNormalization", 0) == 5
+    assert counts["Conv"] - official_counts["Conv"] == 10
+    assert report["block_layout"] == "channels_first" and read_sidecar(path)["block_layout"] == "channels_first"
+    assert read_sidecar(exports["native"][0])["block_layout"] == "channels_last"
+
+
+def test_unknown_block_layout_is_refused(official_model, tmp_path):
+    with pytest.raises(UsageError, match="block_layout must be one of"):
+        export_onnx(official_model, tmp_path / "x.onnx", block_layout="nhwc")
+    assert main(["--block-layout", "nhwc", "--output", str(tmp_path / "y.onnx")]) == 2

@@ -83,8 +83,16 @@ def test_fp32_fp16_export_metadata_and_runtime(tmp_path, official_checkpoint, of
     meta = read_ir_metadata(fp16_xml)
     assert meta["precision"] == "fp16" and meta["architecture"]["dims"] == [16, 32, 64, 128]
     assert meta["source"]["sha256"] and meta["preprocessing"]["crop"]["size"] == 224
+    # from a checkpoint the blocks are exported channels_first: no NCHW<->NHWC permutes in the IR
+    assert meta["block_layout"] == report["block_layout"] == "channels_first"
+    import openvino as ov
 
     from emonext_edge import Runtime
+
+    ops = [op.get_type_name() for op in ov.Core().read_model(str(fp32_xml)).get_ordered_ops()]
+    assert ops.count("Transpose") <= 1 and "GridSample" in ops  # the one left is the STN grid's
+    with Runtime(fp32_xml, threads=2) as rt:
+        np.testing.assert_allclose(rt.run(official_io["inputs"]), official_io["logits"], atol=1e-4)
 
     with Runtime(fp16_xml, threads=2) as rt:  # rt_info only: the sidecar was removed
         assert list(rt.labels) == meta["labels"] and rt.metadata["precision"] == "fp16"
@@ -106,6 +114,7 @@ def test_int8_reference_model_fer2013_accuracy(tmp_path, reference_checkpoint, f
     assert int8["agreement"] >= 0.97, int8["gate"]
     meta = read_ir_metadata(int8["path"])
     assert meta["quantization"]["stn_in_float"] and meta["precision"] == "int8"
+    assert meta["block_layout"] == "channels_first"
 
 
 def test_cli_fp32_from_onnx(tmp_path, capsys):

@@ -82,3 +82,21 @@ def test_accuracy_columns_come_from_accuracy_json(tmp_path):
     untrained = [dict(rows[0], accuracy=None)]
     latency.add_accuracy(untrained, acc, untrained=True)
     assert untrained[0]["accuracy"] is None
+
+
+def test_per_batch_artifact_is_compiled_for_each_measured_batch(ir_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import latency
+    finally:
+        sys.path.pop(0)
+    from dataclasses import asdict
+
+    static = latency.Artifact("ov-static", str(ir_path), "openvino", "fp32", options={"batch": latency.PER_BATCH})
+    dynamic = latency.Artifact("ov-dynamic", str(ir_path), "openvino", "fp32")
+    settings = {"batch_sizes": [1, 3], "iterations": 2, "warmup": 1, "threads": 1}
+    static_rows = latency.measure(dict(settings, artifact=asdict(static)))
+    dynamic_rows = latency.measure(dict(settings, artifact=asdict(dynamic)))
+    assert [(r["batch"], r["compiled_batch"]) for r in static_rows if r["mode"] == "model"] == [(1, 1), (3, 3)]
+    assert {r["compiled_batch"] for r in dynamic_rows} == {"dynamic"}
+    assert all(r["mean_ms"] > 0 and r["threads"] == 1 for r in static_rows + dynamic_rows)

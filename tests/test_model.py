@@ -37,6 +37,25 @@ def test_decomposed_sampler_matches_golden_logits(official_model, official_io):
     assert np.abs(logits - official_io["logits"]).max() <= 1e-5
 
 
+def test_channels_first_blocks_match_golden_logits(official_model, official_io):
+    x = torch.from_numpy(official_io["inputs"])
+    try:
+        official_model.block_layout = "channels_first"
+        assert {b.layout for b in official_model.modules() if hasattr(b, "layout")} == {"channels_first"}
+        with torch.no_grad():
+            logits = official_model(x).numpy()
+    finally:
+        official_model.block_layout = "channels_last"
+    assert np.abs(logits - official_io["logits"]).max() <= 1e-5
+    assert (logits.argmax(1) == official_io["preds"]).all()
+
+
+def test_unknown_block_layout_is_refused(official_model):
+    with pytest.raises(ValueError, match=r"block_layout must be one of \['channels_last', 'channels_first'\]"):
+        official_model.block_layout = "NHWC"
+    assert official_model.block_layout == "channels_last"
+
+
 def test_attention_branch_does_not_affect_logits(official_model, official_io):
     x = torch.from_numpy(official_io["inputs"][:2])
     with torch.no_grad():

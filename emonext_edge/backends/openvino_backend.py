@@ -5,6 +5,11 @@ with AVX512-BF16/AMX OpenVINO otherwise silently runs bf16 (measured: logits mov
 1.8e-2 against f32). ``info["precision"]`` is read back from the compiled model, so it
 reports what actually runs.
 
+A dynamic-batch IR can be compiled for one static batch size (``batch=1`` for a
+frame-by-frame stream): the CPU plugin then skips per-call shape handling. Measured on the
+EmoNeXt-Tiny NNCF INT8 IR, 2 threads, batch 1: 11.7 -> 10.8 ms. The Runtime splits larger
+batches into chunks of that size and pads a smaller last chunk.
+
 Thread safety: every :meth:`OpenVinoBackend.run` call borrows its own ``InferRequest``
 from a pool (a blocking queue) and returns it afterwards, so several threads can run at
 once without sharing a request; with more threads than requests, callers wait.
@@ -60,7 +65,8 @@ class OpenVinoBackend(Backend):
     Options: ``device`` ("CPU" default, "GPU", "NPU", "AUTO", or any OpenVINO device
     string such as "GPU.1"), ``precision`` ("f32" default, "f16", "bf16"), ``hint``
     ("latency" default, "throughput"), ``num_requests`` (pool size; default: the
-    compiled model's optimal number), ``threads`` (INFERENCE_NUM_THREADS, CPU only).
+    compiled model's optimal number), ``threads`` (INFERENCE_NUM_THREADS, CPU only),
+    ``batch`` (compile a dynamic-batch IR for this static batch size; default: as stored).
     """
 
     name = "openvino"
@@ -74,6 +80,7 @@ class OpenVinoBackend(Backend):
         hint: str = "latency",
         num_requests: Optional[int] = None,
         threads: Optional[int] = None,
+        batch: Optional[int] = None,
     ) -> None:
         super().__init__(path)
         try:
@@ -93,6 +100,8 @@ class OpenVinoBackend(Backend):
             raise ValueError(f"unknown OpenVINO precision {precision!r}; expected one of {sorted(PRECISIONS)}")
         if num_requests is not None and int(num_requests) < 1:
             raise ValueError(f"num_requests must be >= 1, got {num_requests}")
+        if batch is not None and (isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1):
+            raise ValueError(f"batch must be a positive integer (a static batch size), got {batch!r}")
 
         core = ov.Core()
         try:
@@ -105,6 +114,11 @@ class OpenVinoBackend(Backend):
         dims = [d.get_length() if d.is_static else None for d in shape] if shape.rank.is_static else []
         if len(dims) != 4 or dims[1:] != list(INPUT_SHAPE):
             raise ModelFileError(f"{path}: input has shape {shape}; expected [N, 3, 224, 224]")
+        if batch is not None:
+            if dims[0] is not None and dims[0] != batch:
+                raise ValueError(f"{path}: the IR has a fixed batch of {dims[0]}; it cannot be compiled for batch={batch}")
+            model.reshape([int(batch), *INPUT_SHAPE])
+            dims[0] = int(batch)
         if dims[0] is not None:
             self.min_batch = self.max_batch = dims[0]
 
@@ -150,6 +164,7 @@ class OpenVinoBackend(Backend):
             hint=hint.lower(),
             num_requests=count,
             threads=self._property("INFERENCE_NUM_THREADS", threads),
+            batch="dynamic" if dims[0] is None else dims[0],
             provider=f"openvino {ov.get_version()}",
         )
         if actual_name != wanted and device != "AUTO":
