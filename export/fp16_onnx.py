@@ -100,7 +100,7 @@ def convert_fp16(onnx_path: str | os.PathLike, output: str | os.PathLike) -> Pat
     output = Path(output)
     with atomic_path(output) as tmp:
         onnx.save(converted, str(tmp))
-        _copy_metadata(model, tmp, precision="fp16-mixed")
+        _copy_metadata(model, tmp, output, precision="fp16-mixed")
     return output
 
 

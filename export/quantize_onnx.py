@@ -43,7 +43,8 @@ from typing import Any, Optional
 import numpy as np
 
 from emonext_edge.errors import ExportError, ModelFileError
-from emonext_edge.fileio import atomic_path
+from emonext_edge.fileio import atomic_path, write_json_atomic
+from emonext_edge.metadata import from_string_map, sidecar_path
 
 log = logging.getLogger(__name__)
 
@@ -238,12 +239,13 @@ def quantize_qdq(
             raise ExportError(f"{onnx_path}: {method} quantization failed: {exc}") from exc
         if exclude_stn:
             check_stn_float(str(tmp))
-        _copy_metadata(model, tmp, precision="int8-qdq", quantizer=method)
+        _copy_metadata(model, tmp, output, precision="int8-qdq", quantizer=method)
     return output
 
 
-def _copy_metadata(source: Any, path: Path, **extra: str) -> None:
-    """Carry the source ONNX's metadata_props over (quantizers drop them) and add ``extra``."""
+def _copy_metadata(source: Any, path: Path, final: Path, **extra: str) -> None:
+    """Carry the source ONNX's metadata_props over to ``path`` (quantizers drop them), add ``extra``,
+    and write the same metadata as the sidecar of ``final`` (``path`` is its temporary name)."""
     import json
 
     import onnx
@@ -256,6 +258,9 @@ def _copy_metadata(source: Any, path: Path, **extra: str) -> None:
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(model, str(path))
+    meta = from_string_map(props)
+    if meta:
+        write_json_atomic(sidecar_path(final), meta)
 
 
 def count_qdq(model_or_path: Any) -> dict[str, int]:

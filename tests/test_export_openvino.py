@@ -117,6 +117,21 @@ def test_int8_reference_model_fer2013_accuracy(tmp_path, reference_checkpoint, f
     assert meta["block_layout"] == "channels_first"
 
 
+@pytest.mark.slow
+def test_accuracy_controlled_int8_meets_its_drop_bound(tmp_path, reference_checkpoint, fer2013_root):
+    """nncf.quantize_with_accuracy_control on 140 val faces: the gate (same images, f32) sees the bound held."""
+    report = export_ir(
+        reference_checkpoint, tmp_path, precisions=["int8"], calib=fer2013_root / "train",
+        options=QuantizeOptions(subset_size=64), val_data=fer2013_root, val_limit=140,
+        accuracy_control=True, max_drop_pp=0.5, threads=2, keep_failed=True,
+    )
+    int8 = report["artifacts"]["int8"]
+    assert int8["verified_on"] == 140
+    assert int8["drop_pp"] <= 0.5 + 1e-9, int8["gate"]
+    meta = read_ir_metadata(int8["path"])
+    assert meta["quantization"]["accuracy_control"] is True and meta["quantization"]["stn_in_float"]
+
+
 def test_cli_fp32_from_onnx(tmp_path, capsys):
     onnx_path = _small_onnx(tmp_path)
     out = tmp_path / "out"

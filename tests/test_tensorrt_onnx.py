@@ -57,6 +57,22 @@ def test_fp16_onnx_agrees_and_keeps_stn_fp32(official_onnx, official_io, tmp_pat
     a, b = _ort(official_onnx)(x), _ort(out)(x)
     assert (a.argmax(1) == b.argmax(1)).all()
     assert np.abs(a - b).max() < 0.05
+    _assert_metadata_carried(official_onnx, out, "fp16-mixed")
+
+
+def _assert_metadata_carried(source, artifact, precision):
+    """Embedded metadata and the sidecar both say what the artifact is; the Runtime reads them."""
+    import onnx
+
+    from emonext_edge import Runtime
+    from emonext_edge.metadata import from_string_map, read_sidecar
+
+    embedded = from_string_map({p.key: p.value for p in onnx.load(str(artifact)).metadata_props})
+    sidecar = read_sidecar(artifact)
+    assert sidecar == embedded and sidecar["precision"] == precision
+    assert sidecar["labels"] == read_sidecar(source)["labels"] and sidecar["source"] == read_sidecar(source)["source"]
+    with Runtime(artifact) as rt:
+        assert rt.metadata["precision"] == precision and list(rt.labels) == sidecar["labels"]
 
 
 def test_qdq_leaves_stn_unquantized(official_onnx, official_io, tmp_path):
@@ -69,6 +85,7 @@ def test_qdq_leaves_stn_unquantized(official_onnx, official_io, tmp_path):
         assert {"Conv", "MatMul"} <= quantized_op_types(out)
         check_stn_float(out)  # raises if a DequantizeLinear feeds an STN node
         assert set(stn_node_names(out)) == set(stn_node_names(official_onnx))
+        _assert_metadata_carried(official_onnx, out, "int8-qdq")
 
 
 @pytest.mark.slow
@@ -112,7 +129,7 @@ def test_cli_without_tensorrt_exits_2_after_writing_onnx(official_checkpoint, tm
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("error: TensorRT is not installed")
     for name in ("m.fp32.onnx", "m.fp16.onnx", "m.int8.qdq.onnx"):
-        assert (tmp_path / name).is_file()
+        assert (tmp_path / name).is_file() and (tmp_path / name).with_suffix(".json").is_file()
     assert not out.exists()
 
 
