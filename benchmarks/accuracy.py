@@ -108,8 +108,10 @@ class _Model:
 
     def __init__(self, path: str, threads: Optional[int], data_labels: Sequence[str]) -> None:
         from emonext_edge import Runtime
+        from emonext_edge.backends import backend_name_for
 
-        options = {} if threads is None else {"threads": threads}
+        tensorrt = backend_name_for(path) == "tensorrt"  # an engine has no CPU thread setting
+        options = {} if threads is None or tensorrt else {"threads": threads}
         self.path = path
         self.runtime = Runtime(path, **options)
         self.perm = label_permutation(list(self.runtime.labels), data_labels, path)

@@ -376,7 +376,8 @@ def measure(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
     art = Artifact(**spec["artifact"])
     options = dict(art.options)
-    options.setdefault("threads", spec["threads"])
+    if art.backend != "tensorrt":  # an engine's CPU side has no thread setting
+        options.setdefault("threads", spec["threads"])
     per_batch = options.get("batch") == PER_BATCH
     rng = np.random.default_rng(0)
     rows: list[dict[str, Any]] = []

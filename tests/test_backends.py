@@ -144,3 +144,5 @@ def test_unavailable_devices_and_providers_are_named(onnx_path, ir_path):
             Runtime(ir_path, device="NPU")
     with pytest.raises(ValueError, match="precision"):
         Runtime(ir_path, precision="int3")
+    with pytest.raises(ValueError, match=r"the onnxruntime backend has no option\(s\) \['batch', 'hint'\]; it accepts"):
+        Runtime(onnx_path, batch=1, hint="latency")

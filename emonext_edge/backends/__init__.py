@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,11 @@ def open_backend(path: str | os.PathLike, backend: str = "auto", **options: Any)
     module_name, class_name = BACKENDS[name]
     module = importlib.import_module(f".{module_name}", __name__)
     cls: type[Backend] = getattr(module, class_name)
+    params = inspect.signature(cls.__init__).parameters.values()
+    accepted = [p.name for p in params if p.name not in ("self", "path") and p.kind is not p.VAR_KEYWORD]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in params):
+        raise ValueError(f"{path}: the {name} backend has no option(s) {unknown}; it accepts {accepted}")
     return cls(Path(path), **options)
 
 

@@ -66,14 +66,15 @@ def check_manifest(path: Path, manifest: Optional[dict[str, Any]], trt_version: 
 class TensorRTBackend(Backend):
     name = "tensorrt"
 
-    def __init__(self, path: Path, **options: Any) -> None:
+    def __init__(self, path: Path, *, device: Any = None) -> None:
+        """``device``: CUDA device index (0, 1, "cuda:1"); precision and batch are fixed by the engine."""
         super().__init__(path)
         trt = compat.import_tensorrt()
         try:
             import pycuda.driver as cuda
 
             cuda.init()
-            device = cuda.Device(_device_index(options.get("device")))
+            device = cuda.Device(_device_index(device))
         except Exception as exc:  # noqa: BLE001 - ImportError, or pycuda.driver.Error from cuInit without a GPU
             raise BackendUnavailableError(f"{path}: the TensorRT backend needs pycuda and a CUDA GPU ({exc})") from None
         self._cuda = cuda
