@@ -74,13 +74,13 @@ class TensorRTBackend(Backend):
             import pycuda.driver as cuda
 
             cuda.init()
-            device = cuda.Device(_device_index(device))
+            cuda_device = cuda.Device(_device_index(device))
         except Exception as exc:  # noqa: BLE001 - ImportError, or pycuda.driver.Error from cuInit without a GPU
             raise BackendUnavailableError(f"{path}: the TensorRT backend needs pycuda and a CUDA GPU ({exc})") from None
         self._cuda = cuda
         self._lock = threading.Lock()
-        self._cuda_context = device.retain_primary_context()
-        gpu, cc = _gpu_name(device)
+        self._cuda_context = cuda_device.retain_primary_context()
+        gpu, cc = _gpu_name(cuda_device)
         self._cuda_context.push()
         try:
             self._load(trt, cuda, gpu, cc)
