@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import Optional
 
-from export.common import cli_entry
+from emonext_edge.cli_support import cli_entry
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -288,7 +288,7 @@ def held_out_images(data: Optional[str | os.PathLike], count: int, split: str = 
     from .datasets import detect_kind, load_labeled_source, read_source
 
     if data is None:
-        from export.common import synthetic_faces
+        from .synthetic import synthetic_faces
 
         log.warning("fidelity gate on synthetic images (no held-out data given): agreement only, weak evidence")
         return (np.stack([preprocess_one(f) for f in synthetic_faces(count)]), None,

@@ -29,5 +29,9 @@ class ExportError(EmoNeXtError):
     """An export or verification step failed; no artifact was written."""
 
 
+class VerificationError(ExportError):
+    """An artifact failed its fidelity gate / verification; CLIs exit with code 1."""
+
+
 class UsageError(EmoNeXtError):
     """A command-line argument (combination) that cannot work; CLIs report it with exit code 2."""

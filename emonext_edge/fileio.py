@@ -1,15 +1,32 @@
-"""Small file helpers shared by the library, exporters and tools: hashing, atomic writes."""
+"""Small file helpers shared by the library, exporters and tools: hashing, atomic writes, output dirs.
+
+Temporary files and folders are named ``.emonext-tmp-<pid>-...`` inside the directory of
+the file they become, so a killed run leaves nothing outside it and the next run into the
+same directory removes what a dead process left (:func:`clean_stale_temps`).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
+import logging
 import os
+import re
+import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: prefix of every temporary file/folder this project creates beside its outputs
+TEMP_PREFIX = ".emonext-tmp-"
+_TEMP_RE = re.compile(r"^\.emonext-tmp-(\d+)-")
+#: 0.2 temporaries (``.<name>.XXXX.tmp`` files, ``.<stem>.XXXX`` IR folders) count as stale after this long
+LEGACY_STALE_SECONDS = 600
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -29,7 +46,7 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     final = Path(final)
     if not final.parent.exists():
         raise FileNotFoundError(f"{final}: output directory {final.parent} does not exist")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-{final.name}.", suffix=".tmp", dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     umask = os.umask(0)
@@ -56,3 +73,77 @@ def check_writable_dir(path: str | os.PathLike) -> Path:
     if not os.access(parent, os.W_OK):
         raise PermissionError(f"{path}: output directory {parent} is not writable")
     return parent
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def clean_stale_temps(directory: str | os.PathLike) -> list[Path]:
+    """Remove temporaries that killed runs left in ``directory``; return what was removed.
+
+    ``.emonext-tmp-<pid>-*`` entries whose process is gone are removed at once; 0.2-style
+    ``.*.tmp`` files older than :data:`LEGACY_STALE_SECONDS` too. Entries of live processes
+    (another export running into the same directory) are left alone.
+    """
+    root = Path(directory)
+    removed: list[Path] = []
+    if not root.is_dir():
+        return removed
+    now = time.time()
+    for entry in root.iterdir():
+        name = entry.name
+        match = _TEMP_RE.match(name)
+        if match:
+            stale = not _pid_alive(int(match.group(1)))
+        elif name.startswith(".") and name.endswith(".tmp"):
+            try:
+                stale = now - entry.lstat().st_mtime > LEGACY_STALE_SECONDS
+            except OSError:
+                continue
+        else:
+            continue
+        if not stale:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+        log.info("removed %s, left by an interrupted earlier run", entry)
+    return removed
+
+
+def prepare_output_dir(directory: str | os.PathLike, option: str = "--output") -> Path:
+    """Create ``directory`` (with parents) and prove a file can be created in it; return it.
+
+    Raises ``UsageError`` naming ``option`` and the path when a file sits where a directory
+    should be, or the directory cannot be created or written (checked by creating and
+    removing a probe file, so read-only mounts and pseudo file systems such as /proc fail here,
+    before any heavy work).
+    """
+    from .errors import UsageError
+
+    path = Path(directory)
+    for parent in [path, *path.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise UsageError(f"{option} {path}: {parent} is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot create the output directory ({exc.strerror or exc})") from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: output directory is not writable ({exc.strerror or exc})") from None
+    return path

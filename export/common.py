@@ -16,6 +16,8 @@ import numpy as np
 from emonext_edge.cli_support import EXIT_BAD_INPUT, cli_entry
 from emonext_edge.errors import UsageError
 
+from calibration.synthetic import synthetic_faces
+
 __all__ = [
     "EXIT_BAD_INPUT",
     "SourceModel",
@@ -76,18 +78,6 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     if not files:
         raise UsageError(f"{root}: no image files ({', '.join(IMAGE_SUFFIXES)}) found")
     return files
-
-
-def synthetic_faces(count: int, seed: int = 0) -> np.ndarray:
-    """Deterministic smooth gray images (uint8 [N, 48, 48]) standing in for faces when no data is given."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    out = np.empty((count, 48, 48), dtype=np.uint8)
-    for i in range(count):
-        noise = rng.normal(128, 60, (48, 48)).astype(np.float32)
-        out[i] = np.clip(cv2.GaussianBlur(noise, (0, 0), 2.0 + (i % 3)), 0, 255).astype(np.uint8)
-    return out
 
 
 def verification_batch(data_dir: Optional[str | os.PathLike], count: int = 16, seed: int = 0) -> tuple[np.ndarray, str]:
