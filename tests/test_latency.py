@@ -1,4 +1,5 @@
-"""benchmarks/latency.py: runs end to end on given artifacts and writes its documented outputs."""
+"""benchmarks/latency.py: the interleaved-rounds protocol end to end, its arithmetic, the load check,
+and one-line errors (exit 2) for every bad option or input file."""
 
 from __future__ import annotations
 
@@ -6,12 +7,28 @@ import csv
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "latency.py"
+
+
+def _latency():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import latency
+    finally:
+        sys.path.pop(0)
+    return latency
+
+
+def _run(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=timeout, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -26,16 +43,17 @@ def small_onnx(tmp_path_factory, official_model):
 @pytest.mark.slow
 def test_latency_on_given_artifacts_writes_schema(tmp_path, small_onnx, official_checkpoint):
     out = tmp_path / "res"
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--artifacts", str(official_checkpoint), str(small_onnx),
-         "--batch-sizes", "1,2", "--iterations", "3", "--warmup", "1", "--threads", "1", "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )
+    proc = _run("--artifacts", str(official_checkpoint), str(small_onnx), "--batch-sizes", "1,2", "--rounds", "3",
+                "--iterations", "2", "--warmup", "1", "--threads", "1", "--out", str(out),
+                "--model-name", "EmoNeXt fixture", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((out / "results.json").read_text())
-    assert report["schema"] == 1
+    assert report["schema"] == 2
+    assert report["model"]["name"] == "EmoNeXt fixture"
     assert report["settings"]["baseline"] == "torch:emonext_small_official.pt"
+    assert report["settings"]["rounds"] == 3 and report["protocol"]["name"] == "interleaved-rounds"
     assert report["machine"]["cores"] >= 1 and "libraries" in report["machine"]
+    assert len(report["load"]["rounds"]) == 3 and "other_cores" in report["load"]["before"]
     rows = report["rows"]
     assert {(r["artifact"], r["batch"], r["mode"]) for r in rows} == {
         (a, b, m)
@@ -49,54 +67,135 @@ def test_latency_on_given_artifacts_writes_schema(tmp_path, small_onnx, official
         assert 0 < r["min_ms"] <= r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"]
         assert r["images_per_s"] == pytest.approx(r["batch"] * 1000.0 / r["mean_ms"])
         assert r["peak_rss_mb"] > 0
-        assert r["ratio_to_baseline"] > 0
+        assert len(r["round_p50_ms"]) == 3 and len(r["ratio_per_round"]) == 3
+        assert r["ratio_min"] <= r["ratio_to_baseline"] <= r["ratio_max"]
     baseline = [r for r in rows if r["artifact"].startswith("torch:")]
-    assert all(r["ratio_to_baseline"] == pytest.approx(1.0) for r in baseline)
+    assert all(r["ratio_per_round"] == [1.0, 1.0, 1.0] for r in baseline)
     with open(out / "results.csv") as f:
         assert len(list(csv.DictReader(f))) == len(rows)
-    assert "| artifact |" in (out / "results.md").read_text()
+    md = (out / "results.md").read_text()
+    assert "| artifact |" in md and "Protocol: 3 interleaved rounds" in md and "Model: EmoNeXt fixture" in md
+    assert "Load:" in md and "Machine:" in md
     assert (out / "latency.png").stat().st_size > 1000
+    assert list(tmp_path.iterdir()) == [out]  # nothing else written into the working directory
 
 
-def test_latency_rejects_missing_artifact(tmp_path):
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--artifacts", str(tmp_path / "nope.onnx")],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    assert "nope.onnx: no such file" in proc.stderr
+def test_ratios_are_per_round_then_summarised():
+    latency = _latency()
+
+    def worker(name, rounds, alive=True):
+        art = latency.Artifact(name, f"/x/{name}", "onnxruntime", "fp32")
+        return SimpleNamespace(art=art, description={"precision": "fp32"}, finished={"peak_rss_mb": 1.0},
+                               times={(1, m): rounds for m in latency.MODES}, alive=alive, error=None)
+
+    settings = {"batch_sizes": [1], "rounds": 3, "threads": 1}
+    # the baseline slows down in round 2 (a busy neighbour) and so does the artifact: the ratio stays put
+    base = worker("base", [[10.0, 10.0, 11.0], [20.0, 20.0, 20.0], [10.0, 9.0, 10.0]])
+    fast = worker("fast", [[5.0, 5.0, 5.0], [10.0, 10.0, 10.0], [4.0, 4.0, 4.0]])
+    rows = latency.summarise([base, fast], "base", settings)
+    row = next(r for r in rows if r["artifact"] == "fast" and r["mode"] == "model")
+    assert row["ratio_per_round"] == pytest.approx([0.5, 0.5, 0.4])
+    assert row["ratio_to_baseline"] == pytest.approx(0.5)
+    assert (row["ratio_min"], row["ratio_max"]) == (pytest.approx(0.4), pytest.approx(0.5))
+    assert row["speedup_vs_baseline"] == pytest.approx(2.0)
+    assert row["mean_ms"] == pytest.approx(57.0 / 9)
+    failed = worker("broken", [], alive=False)
+    failed.error = "ModelFileError: bad"
+    rows = latency.summarise([base, failed], "base", settings)
+    assert all(r["error"] == "ModelFileError: bad" for r in rows if r["artifact"] == "broken")
+    assert latency.rotated([1, 2, 3], 0) == [1, 2, 3] and latency.rotated([1, 2, 3], 4) == [2, 3, 1]
+
+
+def test_load_monitor_counts_other_processes_not_ours():
+    latency = _latency()
+    if latency._system_ticks() is None:
+        pytest.skip("no /proc/stat on this system")
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<30: pass"])
+    try:
+        time.sleep(0.3)
+        others = latency.LoadMonitor(lambda: [])
+        ours = latency.LoadMonitor(lambda: [busy.pid])
+        time.sleep(1.5)
+        without, with_busy = others.measure(), ours.measure()
+    finally:
+        busy.kill()
+        busy.wait()
+    # the spinning process is "other" load unless it is one of ours; the difference is its own CPU use
+    assert without["other_cores"] - with_busy["other_cores"] > 0.4
+    assert without["other_cores"] > 0.4
+    warning = latency.load_warning(without, "before the run")
+    assert warning and "other processes used" in warning
+    assert latency.load_warning({"other_cores": 0.0, "steal_percent": 0.0}, "x") is None
 
 
 def test_accuracy_columns_come_from_accuracy_json(tmp_path):
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import latency
-    finally:
-        sys.path.pop(0)
-    rows = [{"artifact": "a", "path": str(tmp_path / "m.onnx"), "batch": 1, "mode": "model", "mean_ms": 2.0},
-            {"artifact": "b", "path": str(tmp_path / "other.onnx"), "batch": 1, "mode": "model", "mean_ms": 4.0}]
+    latency = _latency()
+    rows = [{"artifact": "a", "path": str(tmp_path / "m.onnx"), "batch": 1, "mode": "model"},
+            {"artifact": "b", "path": str(tmp_path / "other.onnx"), "batch": 1, "mode": "model"}]
     acc = tmp_path / "acc.json"
     acc.write_text(json.dumps({"data": {}, "results": [{"model": str(tmp_path / "m.onnx"), "accuracy": 0.35}]}))
-    latency.add_ratios(rows, "a")
-    latency.add_accuracy(rows, acc, untrained=False)
+    latency.add_accuracy(rows, latency.read_accuracy(acc), untrained=False)
     assert rows[0]["accuracy"] == 0.35 and rows[1]["accuracy"] is None
-    assert rows[1]["ratio_to_baseline"] == pytest.approx(2.0)
     untrained = [dict(rows[0], accuracy=None)]
-    latency.add_accuracy(untrained, acc, untrained=True)
+    latency.add_accuracy(untrained, latency.read_accuracy(acc), untrained=True)
     assert untrained[0]["accuracy"] is None
 
 
+BAD_INPUTS = [
+    (["--batch-sizes", "abc"], "--batch-sizes"),
+    (["--batch-sizes", "1,0"], "--batch-sizes"),
+    (["--iterations", "0"], "--iterations"),
+    (["--rounds", "0"], "--rounds"),
+    (["--warmup", "-1"], "--warmup"),
+    (["--threads", "0"], "--threads"),
+    (["--accuracy", "garbage.npz"], "garbage.npz"),      # exists, not JSON
+    (["--accuracy", "missing.json"], "missing.json"),    # does not exist
+    (["--accuracy", "other.json"], "other.json"),        # JSON, not an accuracy report
+    (["--out", "/proc/x.md"], "/proc/x.md"),
+    (["--out", "afile/sub"], "afile/sub"),               # a file where a folder should be
+    (["--artifacts", "nope.onnx"], "nope.onnx"),
+    (["--checkpoint", "nope.pt"], "nope.pt"),
+    (["--no-such-option"], "--no-such-option"),
+]
+
+
+@pytest.mark.parametrize(("args", "named"), BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_is_one_line_exit_2(tmp_path, args, named):
+    (tmp_path / "garbage.npz").write_bytes(b"PK\x03\x04 not really")
+    (tmp_path / "other.json").write_text('{"hello": 1}')
+    (tmp_path / "afile").write_text("x")
+    proc = _run(*args, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and named in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "garbage.npz", "other.json"]
+
+
+def test_every_artifact_failing_exits_1(tmp_path):
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"\x08\x07 definitely not a model")
+    proc = _run("--artifacts", str(bad), "--rounds", "1", "--iterations", "1", "--warmup", "0",
+                "--out", str(tmp_path / "res"), cwd=tmp_path, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "every artifact failed" in proc.stderr and "Traceback" not in proc.stderr
+    report = json.loads((tmp_path / "res" / "results.json").read_text())
+    assert report["rows"] and all(r["error"] for r in report["rows"])
+
+
 def test_per_batch_artifact_is_compiled_for_each_measured_batch(ir_path):
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import latency
-    finally:
-        sys.path.pop(0)
+    latency = _latency()
     from dataclasses import asdict
 
+    settings = {"batch_sizes": [1, 3], "warmup": 1, "threads": 1}
     static = latency.Artifact("ov-static", str(ir_path), "openvino", "fp32", options={"batch": latency.PER_BATCH})
     dynamic = latency.Artifact("ov-dynamic", str(ir_path), "openvino", "fp32")
-    settings = {"batch_sizes": [1, 3], "iterations": 2, "warmup": 1, "threads": 1}
-    static_rows = latency.measure(dict(settings, artifact=asdict(static)))
-    dynamic_rows = latency.measure(dict(settings, artifact=asdict(dynamic)))
-    assert [(r["batch"], r["compiled_batch"]) for r in static_rows if r["mode"] == "model"] == [(1, 1), (3, 3)]
-    assert {r["compiled_batch"] for r in dynamic_rows} == {"dynamic"}
-    assert all(r["mean_ms"] > 0 and r["threads"] == 1 for r in static_rows + dynamic_rows)
+    for art, expected in ((static, {"1": 1, "3": 3}), (dynamic, {"1": "dynamic", "3": "dynamic"})):
+        session = latency.ArtifactSession(dict(settings, artifact=asdict(art)))
+        try:
+            assert session.describe()["compiled_batch"] == expected
+            assert session.describe()["threads"] == 1
+            times = session.time(3, "model", 2)
+            assert len(times) == 2 and all(t > 0 for t in times)
+        finally:
+            assert session.finish()["peak_rss_mb"] > 0
