@@ -35,3 +35,15 @@ class VerificationError(ExportError):
 
 class UsageError(EmoNeXtError):
     """A command-line argument (combination) that cannot work; CLIs report it with exit code 2."""
+
+
+class VideoSourceError(EmoNeXtError):
+    """A video source (file, camera index, stream URL) is missing, cannot be opened, or gives no frames."""
+
+
+class ImageTypeError(ImageError, TypeError):
+    """An image argument of the wrong Python type (``None``, a number, bytes, ...); names the type expected."""
+
+
+class ModelPathTypeError(ModelFileError, TypeError):
+    """A model path of the wrong Python type (``Runtime(None)``, ``Runtime(3)``); names the type expected."""

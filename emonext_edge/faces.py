@@ -4,8 +4,14 @@ Default detector: OpenCV's bundled frontal-face Haar cascade (``cv2.CascadeClass
 OpenCV 5 removed both ``CascadeClassifier`` and the bundled cascades from its Python
 packages; there the default falls back to scikit-image's bundled LBP frontal-face cascade
 (``skimage.feature.Cascade``), and without scikit-image a clear error asks for a detector
-file. Pass a YuNet ``.onnx`` model file (``cv2.FaceDetectorYN``) or another cascade
-``.xml`` as ``detector`` to choose.
+file. Pass a YuNet ``.onnx`` model file (``cv2.FaceDetectorYN``; e.g.
+``face_detection_yunet_2023mar.onnx`` from the OpenCV model zoo, which the user supplies:
+nothing is downloaded at run time), another cascade ``.xml``, or a callable
+``detector(frame) -> [(x, y, w, h), ...]`` as ``detector`` to choose. A file that is not a
+face detector is refused with a :class:`ModelFileError` naming it.
+
+Boxes lying mostly outside the picture are dropped: outside the frame (DNN detectors
+may return such boxes) or over the uniform black bars of a letterboxed / padded frame.
 
 Thread safety: OpenCV detectors keep per-call state, so each thread gets its own
 detector instance (cached per thread and per model file).
@@ -17,7 +23,7 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
@@ -27,7 +33,8 @@ from .preprocess import to_gray
 log = logging.getLogger(__name__)
 
 Box = tuple[int, int, int, int]  # x, y, w, h in pixels
-DetectorSpec = Union[None, str, os.PathLike]
+FloatBox = tuple[float, float, float, float]
+DetectorSpec = Union[None, str, os.PathLike, Callable[[np.ndarray], Any]]
 
 HAAR_DEFAULT = "haarcascade_frontalface_default.xml"
 _local = threading.local()
@@ -82,21 +89,27 @@ def _detector(spec: DetectorSpec) -> tuple[str, Any]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".onnx":
-            found: tuple[str, Any] = ("yunet", cv2.FaceDetectorYN.create(str(path), "", (320, 320), 0.8, 0.3, 5000))
+            found: tuple[str, Any] = ("yunet", _load_yunet(path))
         elif suffix == ".xml" and not hasattr(cv2, "CascadeClassifier"):
             from skimage.feature import Cascade  # LBP cascades in OpenCV's XML format
 
             try:
                 found = ("skimage", Cascade(str(path)))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 (scikit-image raises assorted errors on bad files)
                 raise ModelFileError(
                     f"{path}: OpenCV {cv2.__version__} has no CascadeClassifier and scikit-image could not read "
                     f"this cascade (it reads LBP cascades only): {exc}"
                 ) from None
         elif suffix == ".xml":
-            cascade = cv2.CascadeClassifier(str(path))  # absent from OpenCV 5 stubs
-            if cascade.empty():
-                raise ModelFileError(f"{path}: not a readable OpenCV cascade classifier")
+            try:
+                cascade = cv2.CascadeClassifier(str(path))  # absent from OpenCV 5 stubs
+            except SystemError:  # OpenCV's binding reports a file it cannot parse this way
+                cascade = None
+            if cascade is None or cascade.empty():
+                raise ModelFileError(
+                    f"{path}: not an OpenCV cascade classifier (expected a Haar/LBP cascade .xml such as "
+                    f"{HAAR_DEFAULT}, or a YuNet .onnx face detector)"
+                )
             found = ("cascade", cascade)
         else:
             raise ModelFileError(f"{path}: unknown face detector kind {suffix!r}; expected a cascade .xml or a YuNet .onnx")
@@ -104,6 +117,63 @@ def _detector(spec: DetectorSpec) -> tuple[str, Any]:
         raise ModelFileError(f"{path}: OpenCV could not load this face detector ({str(exc).strip().splitlines()[-1]})") from None
     cache[path] = found
     return found
+
+
+def _load_yunet(path: Path) -> Any:
+    """A ``cv2.FaceDetectorYN`` for ``path``, checked on a blank image: OpenCV accepts any ONNX
+    at creation and only fails (``Layer with requested id=-1 not found``) when detecting."""
+    import cv2
+
+    not_yunet = (
+        f"{path}: not a YuNet face detector for cv2.FaceDetectorYN (expected an ONNX with outputs "
+        "cls_8/16/32, obj_*, bbox_*, kps_*, such as face_detection_yunet_2023mar.onnx from the OpenCV model zoo)"
+    )
+    try:
+        detector = cv2.FaceDetectorYN.create(str(path), "", (64, 64), 0.8, 0.3, 5000)
+    except cv2.error as exc:
+        raise ModelFileError(f"{not_yunet}; OpenCV: {_cv_reason(exc)}") from None
+    try:
+        detector.setInputSize((64, 64))
+        detector.detect(np.zeros((64, 64, 3), np.uint8))
+    except cv2.error as exc:
+        raise ModelFileError(f"{not_yunet}; OpenCV: {_cv_reason(exc)}") from None
+    return detector
+
+
+def _cv_reason(exc: BaseException) -> str:
+    """The informative part of a cv2.error (its last line, without the source location)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    reason = lines[-1] if lines else type(exc).__name__
+    return reason.split(") ", 1)[-1] if reason.startswith("OpenCV(") else reason
+
+
+def content_region(frame: np.ndarray, threshold: int = 16) -> tuple[int, int, int, int]:
+    """``(x0, y0, x1, y1)`` of the frame without uniform black borders (letterbox / padding bars).
+
+    A border row or column counts as padding when none of its pixels exceeds ``threshold``.
+    The whole frame when there is no such border (or the frame is all black).
+    """
+    gray = to_gray(frame, name="frame")
+    h, w = gray.shape
+    rows = np.flatnonzero(gray.max(axis=1) > threshold)
+    cols = np.flatnonzero(gray.max(axis=0) > threshold)
+    if rows.size == 0 or cols.size == 0:
+        return (0, 0, w, h)
+    return (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+
+
+def keep_inside(boxes: list[Any], region: tuple[int, int, int, int], min_fraction: float = 0.5) -> list[FloatBox]:
+    """The boxes with at least ``min_fraction`` of their area inside ``region`` ``(x0, y0, x1, y1)``."""
+    x0, y0, x1, y1 = region
+    kept = []
+    for box in boxes:
+        x, y, bw, bh = (float(v) for v in box[:4])
+        if bw <= 0 or bh <= 0:
+            continue
+        inter = max(0.0, min(x1, x + bw) - max(x0, x)) * max(0.0, min(y1, y + bh) - max(y0, y))
+        if inter >= min_fraction * bw * bh:
+            kept.append((x, y, bw, bh))
+    return kept
 
 
 def _check_frame(frame: Any) -> np.ndarray:
@@ -116,7 +186,9 @@ def _check_frame(frame: Any) -> np.ndarray:
 def detect_faces(frame: np.ndarray, detector: DetectorSpec = None, min_size: Optional[int] = None) -> list[Box]:
     """Faces in a BGR / gray / BGRA uint8 frame as ``(x, y, w, h)`` boxes, left to right.
 
-    ``detector``: ``None`` (OpenCV's Haar cascade), a cascade ``.xml`` or a YuNet ``.onnx``.
+    ``detector``: ``None`` (OpenCV's Haar cascade), a cascade ``.xml``, a YuNet ``.onnx``,
+    or a callable ``detector(frame) -> [(x, y, w, h), ...]``. Boxes with less than half of
+    their area inside the picture (the frame minus black padding bars) are dropped.
     ``min_size``: smallest face side in pixels (default: 1/10 of the shorter frame side, at
     least 32: smaller faces carry too little detail for a 48-px-trained classifier anyway). A frame without faces gives an empty list.
     """
@@ -126,15 +198,20 @@ def detect_faces(frame: np.ndarray, detector: DetectorSpec = None, min_size: Opt
     h, w = frame.shape[:2]
     if min_size is None:
         min_size = max(32, min(h, w) // 10)
-    kind, det = _detector(detector)
-    if kind == "yunet":
+    kind, det = ("callable", detector) if callable(detector) else _detector(detector)
+    if kind == "callable":
+        raw = [tuple(float(v) for v in box[:4]) for box in det(frame)]
+    elif kind == "yunet":
         bgr = frame
         if frame.ndim == 2 or frame.shape[2] == 1:
             bgr = cv2.cvtColor(frame.reshape(h, w), cv2.COLOR_GRAY2BGR)
         elif frame.shape[2] == 4:
             bgr = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
         det.setInputSize((w, h))
-        _, found = det.detect(np.ascontiguousarray(bgr))
+        try:
+            _, found = det.detect(np.ascontiguousarray(bgr))
+        except cv2.error as exc:
+            raise ModelFileError(f"{detector}: the YuNet face detector failed on a {w}x{h} frame: {_cv_reason(exc)}") from None
         raw = [] if found is None else [tuple(row[:4]) for row in found]
     elif kind == "skimage":
         gray = to_gray(frame, name="frame")
@@ -149,9 +226,10 @@ def detect_faces(frame: np.ndarray, detector: DetectorSpec = None, min_size: Opt
         found = det.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_size, min_size))
         raw = [tuple(row) for row in found] if len(found) else []
     boxes = []
-    for x, y, bw, bh in raw:
-        x0, y0 = max(0, int(round(x))), max(0, int(round(y)))
-        x1, y1 = min(w, int(round(x + bw))), min(h, int(round(y + bh)))  # noqa: RUF046 (numpy scalars)
+    region = content_region(frame)
+    for x, y, bw, bh in keep_inside(raw, region):
+        x0, y0 = max(region[0], round(x)), max(region[1], round(y))
+        x1, y1 = min(region[2], round(x + bw)), min(region[3], round(y + bh))
         if x1 - x0 >= min_size and y1 - y0 >= min_size:
             boxes.append((x0, y0, x1 - x0, y1 - y0))
     return sorted(_merge_overlapping(boxes))

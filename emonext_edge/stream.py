@@ -1,0 +1,500 @@
+"""Faces in video: capture thread, detection every N frames, tracking, one batch per frame, smoothing.
+
+    with Runtime("emonext_int8.xml", batch=1) as rt:
+        for result in rt.stream("clip.mp4", detect_every=3, smoothing=0.5):
+            for face in result.faces:
+                print(result.index, result.time, face.id, face.box, face.label, face.probs)
+
+Pipeline (see :class:`VideoStream`):
+
+- **capture** runs in its own thread. A *live* source (camera index, stream URL, or
+  ``live=True``) always hands over the newest frame: frames the consumer was too slow
+  for are dropped and counted (``VideoStream.dropped``; frame indices then have gaps).
+  A file is read completely, in order, a few frames ahead.
+- **detect** runs on every ``detect_every``-th processed frame; in between,
+  :class:`~emonext_edge.tracking.FaceTracker` moves each face's box along its velocity.
+- **preprocess + infer**: the crops of all faces of a frame go through the backend as
+  one batch; then per-track smoothing (:mod:`emonext_edge.tracking`).
+- **draw** (``draw=True``): the frame is annotated in place (:mod:`emonext_edge.annotate`).
+
+Each :class:`FrameResult` carries the per-stage times of its frame in milliseconds
+(``decode``, ``detect``, ``preprocess``, ``infer``, ``draw``).
+
+Time stamps: a file's frames are stamped with their position in the video (index /
+frame rate); live frames with the wall-clock time since capture started. Smoothing uses
+these, so a file gives the same results however fast this machine is.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+import numpy as np
+
+from .errors import EmoNeXtError, ImageError, VideoSourceError
+from .faces import Box, crop_face, detect_faces
+from .tracking import FaceTracker, SmoothingSpec, make_smoother
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+STAGES = ("decode", "detect", "preprocess", "infer", "draw")
+URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
+SourceSpec = Union[str, int, os.PathLike, Iterable[np.ndarray], Any]
+
+
+# -- results ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrackResult:
+    """One face on one frame: track id, ``(x, y, w, h)`` box, raw and smoothed probabilities.
+
+    ``label`` / ``score`` are the top entry of the smoothed ``probs`` (equal to the raw
+    ones when smoothing is off). ``detected``: the box comes from a detection on this
+    frame (else the tracker carried it from the last detection).
+    """
+
+    id: int
+    box: Box
+    label: str
+    score: float
+    probs: dict[str, float]
+    raw_probs: dict[str, float] = field(repr=False)
+    detected: bool = True
+
+    @property
+    def raw_label(self) -> str:
+        return max(self.raw_probs, key=self.raw_probs.__getitem__)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "track": self.id, "box": list(self.box), "label": self.label, "score": round(self.score, 6),
+            "probs": {k: round(v, 6) for k, v in self.probs.items()}, "detected": self.detected,
+        }
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """Everything known about one processed frame.
+
+    ``index``: position of the frame in the source (0-based; gaps = dropped frames);
+    ``time``: seconds (see the module doc); ``faces``: one :class:`TrackResult` per
+    visible face, by track id; ``detected``: the detector ran on this frame;
+    ``timings``: milliseconds per stage; ``frame``: the BGR image (annotated with ``draw=True``).
+    """
+
+    index: int
+    time: float
+    faces: tuple[TrackResult, ...]
+    detected: bool
+    timings: dict[str, float]
+    frame: np.ndarray = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-lines record: ``{"frame", "time", "detected", "faces": [{"track", "box", "label", "score", "probs", "detected"}]}``."""
+        return {
+            "frame": self.index, "time": round(self.time, 6), "detected": self.detected,
+            "faces": [face.to_dict() for face in self.faces],
+        }
+
+
+# -- sources ---------------------------------------------------------------------------
+@dataclass
+class _Packet:
+    index: int
+    time: float
+    frame: np.ndarray
+    decode_ms: float
+
+
+class _Reader:
+    """Uniform ``read() -> frame or None`` over OpenCV captures and Python iterables."""
+
+    def __init__(self, name: str, live: bool, fps: float, read: Any, release: Any = None, pace: bool = False) -> None:
+        self.name, self.live, self.fps, self.pace = name, live, fps, pace
+        self._read, self._release = read, release
+
+    def read(self) -> Optional[np.ndarray]:
+        return self._read()
+
+    def release(self) -> None:
+        if self._release is not None:
+            self._release()
+            self._release = None
+
+
+def quiet_opencv() -> None:
+    """Keep OpenCV's and FFmpeg's own warning lines off stderr; our errors say what failed."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # read when FFmpeg is first used
+    import cv2
+
+    utils_logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if utils_logging is not None:
+        utils_logging.setLogLevel(utils_logging.LOG_LEVEL_ERROR)
+
+
+def describe_source(source: SourceSpec) -> str:
+    if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
+        return f"camera {int(source)}"
+    return str(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
+
+
+def open_source(
+    source: SourceSpec, live: Optional[bool] = None, open_timeout: float = 10.0, fps: Optional[float] = None
+) -> _Reader:
+    """Open ``source``: camera index (``0`` or ``"0"``), stream URL (rtsp/http/...), video file,
+    an opened ``cv2.VideoCapture``, or an iterable of BGR uint8 frames.
+
+    ``live``: newest-frame policy (default: on for cameras and URLs, off for files and
+    iterables; a live file or iterable is paced at ``fps``). ``open_timeout``: seconds an
+    URL may take to open and between two frames. Raises :class:`VideoSourceError` with one
+    line naming the source.
+    """
+    import cv2
+
+    quiet_opencv()
+    if open_timeout <= 0 or not math.isfinite(open_timeout):
+        raise ValueError(f"open_timeout must be a positive number of seconds, got {open_timeout}")
+    name = describe_source(source)
+    if isinstance(source, bool):
+        raise VideoSourceError(f"video source: expected a camera index, URL, file or frames, got {source!r}")
+    if isinstance(source, (int, str, os.PathLike)):
+        ms = int(open_timeout * 1000)
+        if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
+            cap, is_live = cv2.VideoCapture(int(source)), True
+            if not cap.isOpened():
+                raise VideoSourceError(f"{name}: no such camera, or it is busy (OpenCV could not open it)")
+        elif isinstance(source, str) and source.lower().startswith(URL_SCHEMES):
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+            cap, is_live = cv2.VideoCapture(source, cv2.CAP_FFMPEG, params), True
+            if not cap.isOpened():
+                raise VideoSourceError(
+                    f"{name}: could not open this stream within {open_timeout:g} s "
+                    "(unreachable, refused, or not a video stream)"
+                )
+        else:
+            path = Path(source)
+            if not path.exists():
+                raise VideoSourceError(f"{path}: no such video file")
+            if not path.is_file():
+                raise VideoSourceError(f"{path}: is a directory, expected a video file, camera index or URL")
+            cap, is_live = cv2.VideoCapture(str(path)), False
+            if not cap.isOpened():
+                raise VideoSourceError(f"{path}: OpenCV could not open this as a video (unknown format or damaged)")
+        # a file played as live is paced at its frame rate, like a camera
+        return _capture_reader(cap, name, is_live if live is None else live, fps, pace=bool(live) and not is_live)
+    if isinstance(source, cv2.VideoCapture):
+        if not source.isOpened():
+            raise VideoSourceError("video source: the cv2.VideoCapture given is not opened")
+        return _capture_reader(source, name, bool(live), fps, release=False)
+    if isinstance(source, np.ndarray) and source.ndim < 3:
+        raise VideoSourceError(f"video source: got an array of shape {source.shape}; pass a sequence of frames")
+    try:
+        frames = iter(source)
+    except TypeError:
+        raise VideoSourceError(
+            f"video source: expected a camera index, URL, video file or an iterable of frames, got {name}"
+        ) from None
+
+    def read_iterable() -> Optional[np.ndarray]:
+        return next(frames, None)
+
+    return _Reader(name, bool(live), fps or 30.0, read_iterable, getattr(frames, "close", None), pace=bool(live))
+
+
+def _capture_reader(
+    cap: Any, name: str, live: bool, fps: Optional[float], release: bool = True, pace: bool = False
+) -> _Reader:
+    rate = fps or float(cap.get(5) or 0.0)  # cv2.CAP_PROP_FPS
+    if not (0 < rate < 1000):
+        rate = 30.0
+
+    def read() -> Optional[np.ndarray]:
+        ok, frame = cap.read()
+        return frame if ok else None
+
+    return _Reader(name, live, rate, read, cap.release if release else None, pace)
+
+
+class _Grabber(threading.Thread):
+    """Reads frames in its own thread. Live: one slot, newest wins (the rest is dropped and counted).
+    Not live: a short queue, nothing dropped."""
+
+    def __init__(self, reader: _Reader, max_frames: Optional[int]) -> None:
+        super().__init__(name=f"emonext-capture {reader.name}", daemon=True)
+        self.reader, self.max_frames = reader, max_frames
+        self.dropped = 0
+        self.read_count = 0
+        self._halt = threading.Event()
+        self._cond = threading.Condition()
+        self._slot: Optional[_Packet] = None
+        self._queue: queue.Queue[Optional[_Packet]] = queue.Queue(maxsize=4)
+        self._done = False
+        self._error: Optional[BaseException] = None
+
+    def run(self) -> None:
+        start = time.monotonic()
+        index = 0
+        try:
+            while not self._halt.is_set() and (self.max_frames is None or index < self.max_frames):
+                if self.reader.pace:  # a file or iterable played back as if it were a camera
+                    delay = start + index / self.reader.fps - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                tick = time.perf_counter()
+                frame = self.reader.read()
+                decode_ms = (time.perf_counter() - tick) * 1000
+                if frame is None:
+                    break
+                stamp = time.monotonic() - start if self.reader.live else index / self.reader.fps
+                self._hand_over(_Packet(index, stamp, frame, decode_ms))
+                index += 1
+                self.read_count = index
+        except BaseException as exc:  # noqa: BLE001 (re-raised in the consumer's thread)
+            self._error = exc
+        finally:
+            with self._cond:
+                self._done = True
+                self._cond.notify_all()
+            if not self.reader.live:
+                self._put(None)
+
+    def _hand_over(self, packet: _Packet) -> None:
+        if self.reader.live:
+            with self._cond:
+                if self._slot is not None:
+                    self.dropped += 1
+                self._slot = packet
+                self._cond.notify_all()
+        else:
+            self._put(packet)
+
+    def _put(self, item: Optional[_Packet]) -> None:
+        while not self._halt.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def get(self) -> Optional[_Packet]:
+        """The next frame to process, or None at the end of the source."""
+        if self.reader.live:
+            with self._cond:
+                while self._slot is None and not self._done:
+                    self._cond.wait(0.1)
+                packet, self._slot = self._slot, None
+        else:
+            packet = None
+            while not self._halt.is_set():
+                try:
+                    packet = self._queue.get(timeout=0.1)
+                    break
+                except queue.Empty:
+                    if self._done and self._queue.empty() and self._error is not None:
+                        break
+        if packet is None and self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        return packet
+
+    def stop(self) -> None:
+        self._halt.set()
+        with self._cond:
+            self._cond.notify_all()
+
+
+# -- the pipeline ------------------------------------------------------------------------
+class VideoStream:
+    """Iterate over :class:`FrameResult` for a video source (see the module doc).
+
+    The source is opened when the stream is created (a bad source raises
+    :class:`VideoSourceError` at once); capture starts with the iteration. Close the
+    stream (or leave the ``with`` block, or exhaust it) to stop the capture thread.
+
+    ``detect_every``: run the detector on every N-th processed frame (1 = every frame).
+    ``smoothing``: ``None``/``0`` off, a half-life in seconds, or a smoother object
+    (:class:`~emonext_edge.tracking.WindowSmoother`, ...). ``detector`` / ``min_size`` /
+    ``margin``: as in :func:`emonext_edge.faces.detect_faces` and ``crop_face``; a
+    callable ``detector(frame) -> [(x, y, w, h), ...]`` plugs in any other detector.
+    ``tracker``: a configured :class:`FaceTracker`. ``max_frames``: stop after reading
+    that many frames from the source. ``draw``: annotate ``result.frame`` in place.
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        source: SourceSpec,
+        *,
+        detect_every: int = 1,
+        smoothing: SmoothingSpec = None,
+        detector: Any = None,
+        min_size: Optional[int] = None,
+        margin: float = 0.1,
+        tracker: Optional[FaceTracker] = None,
+        live: Optional[bool] = None,
+        fps: Optional[float] = None,
+        max_frames: Optional[int] = None,
+        open_timeout: float = 10.0,
+        draw: bool = False,
+    ) -> None:
+        if isinstance(detect_every, bool) or not isinstance(detect_every, int) or detect_every < 1:
+            raise ValueError(f"detect_every must be an integer >= 1, got {detect_every!r}")
+        if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
+            raise ValueError(f"max_frames must be an integer >= 1, got {max_frames!r}")
+        self.runtime = runtime
+        self.detect_every = detect_every
+        self.smoother = make_smoother(smoothing)
+        self.detector = detector
+        self.min_size, self.margin, self.draw = min_size, margin, draw
+        self.tracker = tracker or FaceTracker()
+        self.labels = tuple(runtime.labels)
+        if not callable(detector):  # load (and check) the detector before any frame is read
+            detect_faces(np.zeros((32, 32, 3), np.uint8), detector=detector, min_size=16)
+        self.reader = open_source(source, live=live, open_timeout=open_timeout, fps=fps)
+        self.live = self.reader.live
+        self._grabber = _Grabber(self.reader, max_frames)
+        self.frames = 0
+        self.faces = 0
+        self.totals = dict.fromkeys(STAGES, 0.0)
+        self._started: Optional[float] = None
+        self._closed = False
+
+    # life cycle
+    @property
+    def source(self) -> str:
+        return self.reader.name
+
+    @property
+    def fps(self) -> float:
+        """The source's frame rate (files), or the pacing rate (live iterables)."""
+        return self.reader.fps
+
+    @property
+    def dropped(self) -> int:
+        """Frames the capture thread dropped because processing was busy (live sources only)."""
+        return self._grabber.dropped
+
+    @property
+    def elapsed(self) -> float:
+        return 0.0 if self._started is None else time.perf_counter() - self._started
+
+    def stats(self) -> dict[str, Any]:
+        """Frames processed, dropped, faces, elapsed seconds, frames/s, mean ms per stage."""
+        n = max(self.frames, 1)
+        return {
+            "frames": self.frames, "dropped": self.dropped, "faces": self.faces,
+            "seconds": round(self.elapsed, 3), "fps": self.frames / max(self.elapsed, 1e-9),
+            "ms_per_frame": {stage: self.totals[stage] / n for stage in STAGES},
+        }
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._grabber.stop()
+            if self._grabber.is_alive():
+                self._grabber.join(timeout=5)
+            self.reader.release()
+
+    def __enter__(self) -> VideoStream:  # noqa: PYI034 (Python 3.9: no typing.Self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # processing
+    def __iter__(self) -> Iterator[FrameResult]:
+        if self._closed:
+            raise EmoNeXtError(f"{self.source}: this video stream is closed")
+        if self._started is not None:
+            raise EmoNeXtError(f"{self.source}: a video stream can be iterated only once")
+        self._started = time.perf_counter()
+        self._grabber.start()
+        try:
+            while True:
+                packet = self._grabber.get()
+                if packet is None:
+                    break
+                yield self._process(packet)
+        finally:
+            self.close()
+
+    def _process(self, packet: _Packet) -> FrameResult:
+        frame = packet.frame
+        if not isinstance(frame, np.ndarray):
+            raise ImageError(f"{self.source}: frame {packet.index} is a {type(frame).__name__}, expected a numpy array")
+        timings = dict.fromkeys(STAGES, 0.0)
+        timings["decode"] = packet.decode_ms
+        h, w = frame.shape[:2]
+        detect_now = self.frames % self.detect_every == 0
+        tick = time.perf_counter()
+        if detect_now:
+            boxes = detect_faces(frame, detector=self.detector, min_size=self.min_size)
+            tracks = self.tracker.update(boxes, packet.time)
+            for gone in self.tracker.forgotten:
+                self.smoother.forget(gone)
+            placed = [(track, track.box, True) for track in tracks]
+        else:
+            placed = [(track, box, False) for track, box in self.tracker.predict(packet.time)]
+        timings["detect"] = (time.perf_counter() - tick) * 1000
+        faces: list[TrackResult] = []
+        visible = []
+        for track, box, detected in placed:
+            clipped = _clip(*box, w, h)
+            if clipped is not None and clipped[2] * clipped[3] >= 0.5 * box[2] * box[3]:
+                visible.append((track, clipped, detected))
+        if visible:
+            from .preprocess import preprocess
+            from .runtime import softmax
+
+            tick = time.perf_counter()
+            batch = preprocess([crop_face(frame, box, margin=self.margin) for _, box, _ in visible])
+            timings["preprocess"] = (time.perf_counter() - tick) * 1000
+            tick = time.perf_counter()
+            probs = softmax(self.runtime.run(batch))
+            timings["infer"] = (time.perf_counter() - tick) * 1000
+            for (track, box, detected), p in zip(visible, probs):
+                smooth = self.smoother.update(track.id, p, packet.time)
+                top = int(np.argmax(smooth))
+                faces.append(TrackResult(
+                    id=track.id, box=box, label=self.labels[top], score=float(smooth[top]),
+                    probs={label: float(v) for label, v in zip(self.labels, smooth)},
+                    raw_probs={label: float(v) for label, v in zip(self.labels, p)},
+                    detected=detected,
+                ))
+        if self.draw:
+            from .annotate import draw_faces
+
+            tick = time.perf_counter()
+            draw_faces(frame, faces)
+            timings["draw"] = (time.perf_counter() - tick) * 1000
+        self.frames += 1
+        self.faces += len(faces)
+        for stage in STAGES:
+            self.totals[stage] += timings[stage]
+        return FrameResult(packet.index, packet.time, tuple(faces), detect_now, timings, frame)
+
+
+def _clip(x: int, y: int, bw: int, bh: int, w: int, h: int) -> Optional[Box]:
+    x0, y0, x1, y1 = max(0, x), max(0, y), min(w, x + bw), min(h, y + bh)
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return None
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+def stream(runtime: Runtime, source: SourceSpec, **options: Any) -> VideoStream:
+    """``VideoStream(runtime, source, **options)``; see :class:`VideoStream`."""
+    return VideoStream(runtime, source, **options)
+
+
+__all__ = ["STAGES", "FrameResult", "TrackResult", "VideoStream", "describe_source", "open_source", "stream"]
