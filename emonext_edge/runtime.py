@@ -23,7 +23,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from .backends import open_backend
+from .backends import is_model_url, open_backend
 from .backends.base import Backend
 from .errors import EmoNeXtError, ImageError
 from .faces import Box, DetectorSpec, crop_face, detect_faces
@@ -97,7 +97,8 @@ class Runtime:
         threads: Optional[int] = None,
         **backend_options: Any,
     ) -> None:
-        self.path = Path(model_path)
+        # a served model ("grpc://host:8001/emonext", "http://...") keeps its URL; files become Paths
+        self.path: Any = model_path if is_model_url(model_path) else Path(model_path)
         options = dict(backend_options)
         for key, value in (("device", device), ("precision", precision), ("threads", threads)):
             if value is not None:
@@ -222,3 +223,17 @@ class Runtime:
         if len(images) == 0:
             raise ImageError("predict_batch: got an empty list of images")
         return self._predictions(self.run(preprocess(list(images), rgb=rgb)))
+
+    # -- video (issue 18; implementation in emonext_edge/stream.py) ----------------------
+    def stream(self, source: Any, detect_every: int = 1, smoothing: Any = None, **options: Any) -> Any:
+        """Faces in a video, frame by frame: ``for result in rt.stream("clip.mp4", detect_every=3, smoothing=0.5)``.
+
+        ``source``: video file, camera index, stream URL (rtsp/http) or an iterable of BGR
+        frames; ``smoothing``: half-life in seconds (``None``/0 = off) or a smoother object.
+        Yields :class:`emonext_edge.stream.FrameResult` (frame index, time, per face: track
+        id, box, raw and smoothed probabilities, label); other options: see
+        :class:`emonext_edge.stream.VideoStream`.
+        """
+        from .stream import VideoStream
+
+        return VideoStream(self, source, detect_every=detect_every, smoothing=smoothing, **options)
