@@ -23,7 +23,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from .backends import open_backend
+from .backends import is_model_url, open_backend
 from .backends.base import Backend
 from .errors import EmoNeXtError, ImageError
 from .faces import Box, DetectorSpec, crop_face, detect_faces
@@ -97,7 +97,8 @@ class Runtime:
         threads: Optional[int] = None,
         **backend_options: Any,
     ) -> None:
-        self.path = Path(model_path)
+        # a served model ("grpc://host:8001/emonext", "http://...") keeps its URL; files become Paths
+        self.path: Any = model_path if is_model_url(model_path) else Path(model_path)
         options = dict(backend_options)
         for key, value in (("device", device), ("precision", precision), ("threads", threads)):
             if value is not None:

@@ -32,7 +32,13 @@ BACKENDS = {
     "openvino": ("openvino_backend", "OpenVinoBackend"),
     "tensorrt": ("tensorrt_backend", "TensorRTBackend"),
     "torch": ("torch_backend", "TorchBackend"),
+    "triton": ("triton_backend", "TritonBackend"),
 }
+
+
+def is_model_url(path: Any) -> bool:
+    """A served model (``grpc://host:8001/emonext``, ``http://host:8000/emonext``) rather than a file."""
+    return isinstance(path, str) and "://" in path and path.split("://", 1)[0].lower() in ("grpc", "http", "https")
 
 
 def backend_name_for(path: str | os.PathLike) -> str:
@@ -45,9 +51,15 @@ def backend_name_for(path: str | os.PathLike) -> str:
 
 
 def open_backend(path: str | os.PathLike, backend: str = "auto", **options: Any) -> Backend:
-    if not Path(path).is_file():
+    url = is_model_url(path)
+    if url:
+        name = "triton" if backend == "auto" else backend
+        if name != "triton":
+            raise ValueError(f"{path}: a served model (URL) opens with the triton backend, not {name!r}")
+    elif not Path(path).is_file():
         raise ModelFileError(f"{path}: no such model file")
-    name = backend_name_for(path) if backend == "auto" else backend
+    else:
+        name = backend_name_for(path) if backend == "auto" else backend
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; expected 'auto' or one of {sorted(BACKENDS)}")
     module_name, class_name = BACKENDS[name]
@@ -58,7 +70,7 @@ def open_backend(path: str | os.PathLike, backend: str = "auto", **options: Any)
     unknown = sorted(set(options) - set(accepted))
     if unknown and not any(p.kind is p.VAR_KEYWORD for p in params):
         raise ValueError(f"{path}: the {name} backend has no option(s) {unknown}; it accepts {accepted}")
-    return cls(Path(path), **options)
+    return cls(path if url else Path(path), **options)
 
 
-__all__ = ["BACKENDS", "SUFFIX_BACKENDS", "Backend", "backend_name_for", "open_backend"]
+__all__ = ["BACKENDS", "SUFFIX_BACKENDS", "Backend", "backend_name_for", "is_model_url", "open_backend"]

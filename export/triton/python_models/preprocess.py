@@ -1,0 +1,34 @@
+"""Triton python-backend model ``emonext_preprocess``: UINT8 image -> float32 [3, 224, 224].
+
+The image is ``[H, W, C]`` per request element (C = 1 gray, 3 BGR, 4 BGRA), any size; the
+preprocessing is ``emonext_edge.preprocess.preprocess_one``, the project's one implementation
+(PIL-exact grayscale, resize, center crop).
+"""
+
+import numpy as np
+import triton_python_backend_utils as pb_utils  # only inside Triton's python-backend stub
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        from emonext_edge.preprocess import preprocess_one
+
+        self.preprocess_one = preprocess_one
+
+    def _one(self, image):
+        if image.ndim == 3 and image.shape[2] == 1:
+            image = image[:, :, 0]
+        return self.preprocess_one(np.ascontiguousarray(image))
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            images = pb_utils.get_input_tensor_by_name(request, "image").as_numpy()
+            try:
+                out = np.stack([self._one(image) for image in images]).astype(np.float32)
+            except Exception as exc:
+                error = pb_utils.TritonError(f"emonext_preprocess: {exc}")
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=error))
+                continue
+            responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("input", out)]))
+        return responses
