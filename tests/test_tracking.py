@@ -67,7 +67,7 @@ def test_fast_motion_matched_by_centre_distance_and_prediction():
         tracks = tracker.update([(20 + 35 * t, 100, 60, 60)], t / 30)
         assert [tr.id for tr in tracks] == [1]
     # between detections the box follows the velocity
-    (track, box), = tracker.predict(8 / 30)
+    ((_, box),) = tracker.predict(8 / 30)
     assert box[0] == pytest.approx(20 + 35 * 8, abs=4) and box[1] == 100
 
 
