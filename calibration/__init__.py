@@ -2,8 +2,8 @@
 
 Public API::
 
-    load_calibration(path_or_source, num=512, seed=0, split="train") -> float32 [N, 3, 224, 224]
-    build_calibration(source, num=512, seed=0, split="train", out=None) -> (tensors, manifest)
+    load_calibration(path_or_source, num=DEFAULT_CALIBRATION_SIZE (300), seed=0, split="train") -> float32 [N, 3, 224, 224]
+    build_calibration(source, num=300, seed=0, split="train", out=None) -> (tensors, manifest)
     read_calibration(path) -> (tensors, manifest); save_calibration(path, tensors, manifest)
     load_labeled(path, split="val", limit=None) -> (paths or uint8 images, int labels)
     fidelity_gate(candidate, reference, images, labels=None, ...) -> FidelityReport
@@ -14,6 +14,7 @@ Nothing here imports torch or an inference engine.
 from __future__ import annotations
 
 from .calib_file import (
+    DEFAULT_CALIBRATION_SIZE,
     CalibrationFileError,
     build_calibration,
     load_calibration,
@@ -39,6 +40,7 @@ from .fidelity import (
 )
 
 __all__ = [
+    "DEFAULT_CALIBRATION_SIZE",
     "CalibrationFileError",
     "DataError",
     "FidelityOptions",

@@ -1,4 +1,4 @@
-"""``python -m calibration build --source PATH [--split train] --num 512 [--seed 0] --out calib.npz``.
+"""``python -m calibration build --source PATH [--split train] --num 300 [--seed 0] --out calib.npz``.
 
 Also ``python -m calibration show calib.npz`` (verifies the file and prints its manifest).
 """
@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from collections.abc import Sequence
 from typing import Optional
 
 from emonext_edge.cli_support import cli_entry
+
+from .calib_file import DEFAULT_CALIBRATION_SIZE
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -20,7 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--source", required=True,
                        help="FER2013 CSV, ImageFolder tree (<split>/<Class>/*), folder of faces, or a video")
     build.add_argument("--split", default="train", help="split of a CSV/ImageFolder source (default: train)")
-    build.add_argument("--num", type=int, default=512, help="number of images (default: 512)")
+    build.add_argument("--num", type=int, default=DEFAULT_CALIBRATION_SIZE,
+                       help=f"number of images (default: {DEFAULT_CALIBRATION_SIZE}, NNCF's default subset size)")
     build.add_argument("--seed", type=int, default=0, help="selection seed (default: 0)")
     build.add_argument("--out", required=True, help="output .npz file")
     show = sub.add_parser("show", help="verify a calib.npz and print its manifest")
@@ -41,6 +45,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise DataError(f"{args.out}: --out must end with .npz")
     if args.num < 1:
         raise DataError(f"--num must be >= 1, got {args.num}")
+    from emonext_edge.fileio import prepare_output_dir
+
+    prepare_output_dir(Path(args.out).parent, option="--out", given=args.out)
     tensors, manifest = build_calibration(args.source, num=args.num, seed=args.seed, split=args.split, out=args.out)
     skipped = manifest["skipped"]
     print(f"wrote {args.out}: {tensors.shape[0]} images from {manifest['source']} ({manifest['kind']}, "

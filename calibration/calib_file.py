@@ -138,19 +138,26 @@ def _load_item(item: Item, name: str) -> np.ndarray:
     return preprocess_one(item if isinstance(item, np.ndarray) else Path(item), name=name)
 
 
+#: one calibration size for every tool (calibration build, export.openvino, export.tensorrt): NNCF's
+#: default subset size, and the size the INT8 figures in the README were measured with
+DEFAULT_CALIBRATION_SIZE = 300
+
+
 def build_calibration(
     source: str | os.PathLike,
-    num: int = 512,
+    num: int = DEFAULT_CALIBRATION_SIZE,
     seed: int = 0,
     split: Optional[str] = "train",
     out: Optional[str | os.PathLike] = None,
+    option: str = "--num",
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Select ``num`` class-balanced items of ``source`` with ``seed``, preprocess them; write ``out`` if given.
 
     Returns (float32 [num, 3, 224, 224], manifest). Unreadable images are skipped, replaced by
     the next item of the balanced order and counted in ``manifest["skipped"]``. A video is
     sampled at up to ``2 * num`` evenly spaced frames (largest face of each; frames without a
-    face counted as skipped), then ``num`` crops are picked with ``seed``.
+    face counted as skipped), then ``num`` crops are picked with ``seed``. ``option``: the
+    command-line option that set ``num``, named in the error when the data holds fewer.
     """
     from emonext_edge import __version__
 
@@ -159,7 +166,7 @@ def build_calibration(
     data: SourceData = read_source(source, split, frames=2 * num, kind=kind)
     if num > len(data.items):
         extra = f" ({len(data.skipped)} sampled frames had no usable face)" if kind == "video" else ""
-        raise DataError(f"{source}: --num {num} is larger than the data: the source holds only "
+        raise DataError(f"{source}: {option} {num} is larger than the data: the source holds only "
                         f"{len(data.items)} items{extra}")
     indices, tensors = take_balanced(data, num, _load_item, seed)
     manifest: dict[str, Any] = {
@@ -185,9 +192,10 @@ def build_calibration(
 
 def load_calibration(
     path_or_source: str | os.PathLike,
-    num: Optional[int] = 512,
+    num: Optional[int] = DEFAULT_CALIBRATION_SIZE,
     seed: int = 0,
     split: Optional[str] = "train",
+    option: str = "--num",
 ) -> np.ndarray:
     """float32 ``[N, 3, 224, 224]`` calibration tensors from a calib.npz or any data source.
 
@@ -195,7 +203,8 @@ def load_calibration(
       ``num=None``; the stored order is class-balanced round robin, so any prefix stays
       balanced). ``num`` larger than the file -> ``CalibrationFileError``. ``seed``/``split``
       are ignored (the file records its own).
-    * anything else: built on the fly with :func:`build_calibration` (``num=None`` -> 512).
+    * anything else: built on the fly with :func:`build_calibration` (``num=None`` ->
+      :data:`DEFAULT_CALIBRATION_SIZE`). ``option`` names ``num`` in errors.
     """
     p = Path(path_or_source)
     if p.suffix.lower() == ".npz":
@@ -204,9 +213,10 @@ def load_calibration(
             return tensors
         if num > tensors.shape[0]:
             raise CalibrationFileError(f"{p}: asked for {num} calibration tensors but the file holds only "
-                                       f"{tensors.shape[0]}; rebuild it with a larger --num or ask for fewer")
+                                       f"{tensors.shape[0]}; rebuild it with a larger --num or lower {option}")
         return tensors[:num]
-    tensors, _ = build_calibration(p, num=512 if num is None else num, seed=seed, split=split)
+    tensors, _ = build_calibration(p, num=DEFAULT_CALIBRATION_SIZE if num is None else num, seed=seed, split=split,
+                                   option=option)
     return tensors
 
 

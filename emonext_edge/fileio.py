@@ -122,28 +122,30 @@ def clean_stale_temps(directory: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def prepare_output_dir(directory: str | os.PathLike, option: str = "--output") -> Path:
+def prepare_output_dir(directory: str | os.PathLike, option: str = "--output", given: str | os.PathLike | None = None) -> Path:
     """Create ``directory`` (with parents) and prove a file can be created in it; return it.
 
     Raises ``UsageError`` naming ``option`` and the path when a file sits where a directory
     should be, or the directory cannot be created or written (checked by creating and
     removing a probe file, so read-only mounts and pseudo file systems such as /proc fail here,
-    before any heavy work).
+    before any heavy work). ``given``: the value the user passed (a file inside ``directory``),
+    named in the message instead of the directory.
     """
     from .errors import UsageError
 
     path = Path(directory)
+    what = f"{option} {given if given is not None else path}"
     for parent in [path, *path.parents]:
         if parent.exists() and not parent.is_dir():
-            raise UsageError(f"{option} {path}: {parent} is a file, not a directory")
+            raise UsageError(f"{what}: {parent} is a file, not a directory")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"{option} {path}: cannot create the output directory ({exc.strerror or exc})") from None
+        raise UsageError(f"{what}: cannot create the output directory {path} ({exc.strerror or exc})") from None
     try:
         fd, probe = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-probe-", dir=path)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise UsageError(f"{option} {path}: output directory is not writable ({exc.strerror or exc})") from None
+        raise UsageError(f"{what}: output directory {path} is not writable ({exc.strerror or exc})") from None
     return path

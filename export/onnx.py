@@ -29,9 +29,13 @@ fails on the decomposed sampler, so it cannot produce the opset-13 graph, and fo
 silently declares 18. The TorchScript graph, simplified with onnxslim, is as clean
 (only the constant-foldable grid arithmetic differs) and declares exactly the opset asked for.
 
-Every export is verified with ONNX Runtime (CPU) against PyTorch (native ``grid_sample``,
-the official semantics) before it is written; out of tolerance -> ``ExportError`` and no
-file is left behind.
+Every export follows the export contract (``export/pipeline.py``): the graph is written into
+a temporary folder inside the output directory, run by the Runtime's ONNX Runtime backend
+(CPU) and compared with PyTorch (native ``grid_sample``, the official semantics) by the
+shared fidelity gate (agreement, ``--max-drop`` with labelled data) plus a logit tolerance
+(``atol``); only then are the file and its sidecar (with the gate result and SHA-256) moved
+to their final names. A failed gate raises ``VerificationError`` (CLI exit code 1) and
+leaves nothing at the final names unless ``--keep-failed``.
 """
 
 from __future__ import annotations
@@ -39,22 +43,25 @@ from __future__ import annotations
 import argparse
 import collections
 import io
-import json
 import logging
 import os
 import time
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from emonext_edge.errors import ExportError
-from emonext_edge.fileio import atomic_path, check_writable_dir, sha256_file
-from emonext_edge.metadata import build_metadata, package_version, sidecar_path, to_string_map
+from emonext_edge.errors import ExportError, VerificationError
+from emonext_edge.fileio import prepare_output_dir
+from emonext_edge.metadata import ArtifactMetadata, package_version, write_onnx_metadata
 
-from .common import UsageError, cli_entry, load_source, verification_batch
+from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
+
+from .common import UsageError, load_source
+from .pipeline import Stage, embed_onnx, exporter_cli, gate_artifact, gate_line, raise_if_failed, set_verbosity
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +123,13 @@ def _check_batch(batch: int | None) -> int | None:
 
 
 def _check_output(output: str | os.PathLike) -> Path:
+    """``output`` if it names an ``.onnx`` file whose directory exists or can be created, and is writable."""
     path = Path(output)
     if path.suffix.lower() != ".onnx":
-        raise UsageError(f"{path}: the output file must end in .onnx (the runtime picks the backend by suffix)")
+        raise UsageError(f"--output {path}: the output file must end in .onnx (the runtime picks the backend by suffix)")
     if path.is_dir():
-        raise UsageError(f"{path}: is a directory; give the .onnx file to write")
-    check_writable_dir(path)
+        raise UsageError(f"--output {path}: is a directory; give the .onnx file to write")
+    prepare_output_dir(path.parent, option="--output", given=path)
     return path
 
 
@@ -262,167 +270,166 @@ def _reference_logits(model: Any, images: np.ndarray) -> np.ndarray:
     try:
         model.stn_mode = "native"
         with torch.no_grad():
-            return model(torch.from_numpy(images)).numpy()
+            return model(torch.from_numpy(np.ascontiguousarray(images))).numpy()
     finally:
         model.stn_mode = saved
 
 
-def _onnxruntime_logits(model_bytes: bytes, images: np.ndarray, batch: int | None) -> np.ndarray:
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:
-        raise ExportError("verifying an export needs onnxruntime (pip install onnxruntime)") from exc
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise ExportError(f"ONNX Runtime cannot load the exported graph: {exc}") from exc
-    step = batch or len(images)
-    outputs = []
-    for start in range(0, len(images), step):
-        chunk = images[start : start + step]
-        real = len(chunk)
-        if real < step:  # fixed batch: pad with the first image, drop the padding afterwards
-            chunk = np.concatenate([chunk, np.repeat(images[:1], step - real, axis=0)])
-        outputs.append(session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(chunk)})[0][:real])
-    logits = np.concatenate(outputs)
-    if batch is None and len(images) > 1:  # the dynamic axis must also run a single image
-        single = session.run([OUTPUT_NAME], {INPUT_NAME: images[:1]})[0]
-        logits = np.concatenate([logits, single])
-    return logits
+@dataclass(frozen=True)
+class OnnxExportOptions:
+    """What :func:`export_onnx` builds and how it is gated.
 
+    ``opset=None`` -> 17 for ``stn="native"``, 13 for ``"decomposed"``. ``batch=None`` -> dynamic
+    batch axis; an int fixes it. ``block_layout``: ``"channels_last"`` (official blocks) or
+    ``"channels_first"`` (1x1 convs, no permutes); either is gated against the official forward.
+    ``fidelity``: the shared gate options (``--min-agreement/--max-drop/--fidelity-data/
+    --fidelity-images/--keep-failed``); ``atol``: max |Δlogit| allowed against PyTorch FP32.
+    """
 
-def verify(model: Any, model_bytes: bytes, images: np.ndarray, *, batch: int | None, atol: float) -> dict[str, Any]:
-    """Compare ONNX Runtime with PyTorch on ``images``; raise ``ExportError`` when out of tolerance."""
-    reference = _reference_logits(model, images)
-    candidate = _onnxruntime_logits(model_bytes, images, batch)
-    if batch is None and len(images) > 1:
-        reference = np.concatenate([reference, reference[:1]])
-    if candidate.shape != reference.shape:
-        raise ExportError(f"ONNX Runtime returned logits {candidate.shape}, PyTorch {reference.shape}")
-    if not np.isfinite(candidate).all():
-        raise ExportError("ONNX Runtime returned non-finite logits on the verification images")
-    max_abs_diff = float(np.abs(candidate - reference).max())
-    agreement = float((candidate.argmax(1) == reference.argmax(1)).mean())
-    figures = {"max_abs_diff": max_abs_diff, "argmax_agreement": agreement, "atol": atol}
-    if not max_abs_diff <= atol or agreement < 1.0:
-        raise ExportError(
-            f"verification failed: max |Δlogits| {max_abs_diff:.3g} (tolerance {atol:g}), argmax agreement "
-            f"{agreement:.1%} (need 100%) between ONNX Runtime and PyTorch; nothing was written"
-        )
-    return figures
+    opset: int | None = None
+    stn: str = "native"
+    batch: int | None = None
+    block_layout: str = "channels_last"
+    force: bool = False
+    atol: float = 1e-4
+    fidelity: FidelityOptions = field(default_factory=FidelityOptions)
 
 
 def export_onnx(
     model: Any,
     output: str | os.PathLike,
+    options: OnnxExportOptions | None = None,
     *,
+    source_info: Mapping[str, Any] | None = None,
     opset: int | None = None,
-    stn: str = "native",
+    stn: str | None = None,
     batch: int | None = None,
     verify_data: str | os.PathLike | None = None,
-    verify_count: int = 16,
-    source_info: Mapping[str, Any] | None = None,
-    force: bool = False,
-    atol: float = 1e-4,
-    block_layout: str = "channels_last",
+    verify_count: int | None = None,
+    force: bool | None = None,
+    atol: float | None = None,
+    block_layout: str | None = None,
 ) -> dict[str, Any]:
-    """Export an ``EmoNeXt`` to ONNX, verify it with ONNX Runtime, write it and its JSON sidecar atomically.
+    """Export an ``EmoNeXt`` to ONNX through the export contract; return a report dict.
 
-    ``opset=None`` -> 17 for ``stn="native"``, 13 for ``"decomposed"``. ``batch=None`` -> dynamic
-    batch axis; an int fixes it. ``source_info`` is ``export.common.load_source(...).info``.
-    ``block_layout``: ``"channels_last"`` (official blocks) or ``"channels_first"`` (no permutes);
-    either is verified against the official PyTorch forward.
-    Returns a report dict (path, sidecar, figures, op counts). Raises ``UsageError`` for bad
-    arguments and ``ExportError`` when the graph or its verification fails (nothing written).
+    Pass an :class:`OnnxExportOptions`; the keyword arguments are shortcuts that override it
+    (``verify_data``/``verify_count`` set ``fidelity.data``/``fidelity.images``).
+    ``source_info`` is ``export.common.load_source(...).info``. The report has ``path``,
+    ``sidecar``, ``sha256``, ``metadata`` (:class:`ArtifactMetadata`), ``gate`` (one line),
+    the figures and op counts. Raises ``UsageError`` for bad arguments, ``ExportError`` when
+    the graph is not deployable and ``VerificationError`` when the gate fails (nothing is
+    written). With ``fidelity.keep_failed`` a failing file is written, marked unverified
+    (``fidelity.passed`` False, ``kept_failed`` True) and the report says ``passed: False``.
     """
     started = time.perf_counter()
-    opset = resolve_opset(stn, opset, force)
-    batch = _check_batch(batch)
+    opts = options or OnnxExportOptions()
+    overrides = {k: v for k, v in (("opset", opset), ("stn", stn), ("batch", batch), ("force", force),
+                                   ("atol", atol), ("block_layout", block_layout)) if v is not None}
+    gate_opts = opts.fidelity
+    if verify_data is not None:
+        gate_opts = replace(gate_opts, data=str(verify_data))
+    if verify_count is not None:
+        if isinstance(verify_count, bool) or not isinstance(verify_count, (int, np.integer)) or verify_count < 1:
+            raise UsageError(f"verify_count must be a positive integer, got {verify_count!r}")
+        gate_opts = replace(gate_opts, images=int(verify_count))
+    opts = replace(opts, **overrides, fidelity=gate_opts)
+
+    resolved_opset = resolve_opset(opts.stn, opts.opset, opts.force)
+    fixed_batch = _check_batch(opts.batch)
     from emonext_edge.model import BLOCK_LAYOUTS
 
-    if block_layout not in BLOCK_LAYOUTS:
-        raise UsageError(f"block_layout must be one of {list(BLOCK_LAYOUTS)}, got {block_layout!r}")
-    if isinstance(verify_count, bool) or not isinstance(verify_count, (int, np.integer)) or verify_count < 1:
-        raise UsageError(f"verify_count must be a positive integer, got {verify_count!r}")
+    if opts.block_layout not in BLOCK_LAYOUTS:
+        raise UsageError(f"block_layout must be one of {list(BLOCK_LAYOUTS)}, got {opts.block_layout!r}")
     path = _check_output(output)
-    sidecar = sidecar_path(path)
-    images, description = verification_batch(verify_data, int(verify_count))
+    with Stage(path.parent) as stage:  # creates/checks the directory, removes stale temporaries
+        images, labels, description = gate_opts.load_images()
 
-    saved_mode, saved_layout, was_training = model.stn_mode, model.block_layout, model.training
-    try:
-        model.eval()
-        model.stn_mode, model.block_layout = stn, block_layout
-        raw = _torch_export(model, opset)
-    finally:
-        model.stn_mode, model.block_layout = saved_mode, saved_layout
-        model.train(was_training)
-    num_classes = model.architecture.num_classes
-    graph = _simplify_and_check(raw, stn=stn, opset=opset, batch=batch, num_classes=num_classes)
-    counts = op_counts(graph)
-    try:
-        model.eval()
-        figures = verify(model, graph.SerializeToString(), images, batch=batch, atol=atol)
-    finally:
-        model.train(was_training)
-    log.info(
-        "verified %s on %s: max |Δlogits| %.3g (tolerance %g), argmax agreement %.1f%%",
-        path.name,
-        description,
-        figures["max_abs_diff"],
-        atol,
-        100 * figures["argmax_agreement"],
-    )
+        saved_mode, saved_layout, was_training = model.stn_mode, model.block_layout, model.training
+        try:
+            model.eval()
+            model.stn_mode, model.block_layout = opts.stn, opts.block_layout
+            raw = _torch_export(model, resolved_opset)
+        finally:
+            model.stn_mode, model.block_layout = saved_mode, saved_layout
+            model.train(was_training)
+        num_classes = model.architecture.num_classes
+        graph = _simplify_and_check(raw, stn=opts.stn, opset=resolved_opset, batch=fixed_batch, num_classes=num_classes)
+        counts = op_counts(graph)
 
-    architecture = dict(model.architecture.to_dict(), name=model.architecture.name)
-    meta = build_metadata(
-        labels=model.labels,
-        architecture=architecture,
-        source=dict(source_info or {}),
-        format="onnx",
-        stn_mode=stn,
-        block_layout=block_layout,
-        opset=opset,
-        batch="dynamic" if batch is None else batch,
-        input_name=INPUT_NAME,
-        output_name=OUTPUT_NAME,
-        input_shape=["batch" if batch is None else batch, 3, 224, 224],
-        precision="fp32",
-        verification={
-            "images": description,
-            "reference": f"PyTorch (native grid_sample, {saved_layout} blocks), CPU",
-            "runtime": "ONNX Runtime CPUExecutionProvider",
-            **figures,
-        },
-    )
-    del graph.metadata_props[:]
-    for key, value in to_string_map(meta).items():
-        graph.metadata_props.add(key=key, value=value)
-    graph.producer_name = "emonext-edge"
-    graph.producer_version = package_version()
-    graph.doc_string = f"EmoNeXt ({architecture['name']}) emotion classifier, STN {stn}, opset {opset}"
+        architecture = dict(model.architecture.to_dict(), name=model.architecture.name)
+        meta = ArtifactMetadata(
+            format="onnx",
+            precision="fp32",
+            labels=list(model.labels),
+            architecture=architecture,
+            source=dict(source_info or {}),
+            stn_mode=opts.stn,
+            block_layout=opts.block_layout,
+            opset=resolved_opset,
+            batch="dynamic" if fixed_batch is None else fixed_batch,
+            input_name=INPUT_NAME,
+            output_name=OUTPUT_NAME,
+            input_shape=["batch" if fixed_batch is None else fixed_batch, 3, 224, 224],
+        )
+        write_onnx_metadata(graph, meta)
+        graph.producer_name = "emonext-edge"
+        graph.producer_version = package_version()
+        graph.doc_string = f"EmoNeXt ({architecture['name']}) emotion classifier, STN {opts.stn}, opset {resolved_opset}"
+        staged = stage.file(path.name)
+        staged.write_bytes(graph.SerializeToString())
 
-    payload = graph.SerializeToString()
-    with atomic_path(path) as tmp, atomic_path(sidecar) as tmp_sidecar:
-        tmp.write_bytes(payload)
-        tmp_sidecar.write_text(json.dumps(meta, indent=2) + "\n")
-    report = {
+        try:
+            model.eval()
+            gate = gate_artifact(
+                staged,
+                lambda batch_: _reference_logits(model, batch_),
+                images,
+                labels,
+                gate_opts,
+                reference_desc=f"PyTorch FP32 (native grid_sample, {saved_layout} blocks), CPU",
+                data_desc=description,
+                runtime_options={"backend": "onnxruntime", "providers": ["CPUExecutionProvider"]},
+                atol=opts.atol,
+            )
+            if fixed_batch is None and len(images) > 1 and gate.passed:  # the dynamic axis must run 1 image too
+                from emonext_edge.runtime import Runtime
+
+                with Runtime(staged, backend="onnxruntime", providers=["CPUExecutionProvider"]) as rt:
+                    single = rt.run(np.ascontiguousarray(images[:1]))
+                diff = float(np.abs(single - _reference_logits(model, images[:1])).max())
+                if not diff <= opts.atol:
+                    gate.passed = False
+                    gate.failures.append(f"batch of 1 on the dynamic axis: max |Δlogit| {diff:.3g} > {opts.atol:g}")
+        finally:
+            model.train(was_training)
+        meta.fidelity = gate
+        result = stage.commit([path.name], meta, embed=embed_onnx, keep_failed=gate_opts.keep_failed)
+
+    figures = gate.figures
+    report: dict[str, Any] = {
         "path": str(path),
-        "sidecar": str(sidecar),
-        "sha256": sha256_file(path),
-        "size_bytes": path.stat().st_size,
-        "stn_mode": stn,
-        "block_layout": block_layout,
-        "opset": opset,
-        "batch": "dynamic" if batch is None else batch,
+        "sidecar": str(result.sidecar) if result.sidecar else None,
+        "sha256": meta.artifact_sha256.get(path.name),
+        "size_bytes": path.stat().st_size if result.committed else None,
+        "stn_mode": opts.stn,
+        "block_layout": opts.block_layout,
+        "opset": resolved_opset,
+        "batch": meta.batch,
         "verification": description,
-        **figures,
+        "max_abs_diff": figures["max_abs_logit_diff"],
+        "argmax_agreement": figures["agreement"],
+        "atol": opts.atol,
+        "gate": gate_line(gate),
+        "passed": gate.passed,
+        "committed": result.committed,
+        "metadata": meta,
         "num_nodes": sum(counts.values()),
         "op_counts": counts,
         "seconds": round(time.perf_counter() - started, 2),
     }
-    log.info("wrote %s (%d nodes, %.1f MB) and %s", path, report["num_nodes"], report["size_bytes"] / 1e6, sidecar)
+    if not gate.passed and not result.committed:
+        raise_if_failed([result])
+    log.debug("wrote %s (%d nodes) and %s", path, report["num_nodes"], report["sidecar"])
     return report
 
 
@@ -439,7 +446,7 @@ def _parse_batch(text: str) -> int | None:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # one-line error, exit code 2 via cli_entry
+    def error(self, message: str) -> Any:  # one-line error, exit code 2 via the CLI wrapper
         raise UsageError(message)
 
 
@@ -448,12 +455,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _Parser(
         prog="python -m export.onnx",
-        description="Export EmoNeXt to ONNX with a deployable STN, verified with ONNX Runtime.",
+        description="Export EmoNeXt to ONNX with a deployable STN, gated against PyTorch through ONNX Runtime.",
     )
     p.add_argument(
         "--checkpoint", help="EmoNeXt checkpoint (.pt/.pth/.safetensors); default: seeded untrained EmoNeXt-Tiny"
     )
-    p.add_argument("--output", default="emonext.onnx", help="output .onnx file (sidecar <stem>.json beside it)")
+    p.add_argument("--output", default="exports/emonext.onnx",
+                   help="output .onnx file, its directory is created (sidecar <stem>.json beside it; "
+                        "default: exports/emonext.onnx)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (native: 16-19, default 17; decomposed: 13)")
     p.add_argument(
         "--stn", choices=STN_MODES, default="native", help="STN sampler: one GridSample node, or opset-13 Gather ops"
@@ -465,47 +474,48 @@ def build_parser() -> argparse.ArgumentParser:
         help="ConvNeXt blocks as official (permute + Linear) or as 1x1 convs without permutes (faster on OpenVINO)",
     )
     p.add_argument("--batch", type=_parse_batch, default=None, help="'dynamic' (default) or a fixed batch size")
-    p.add_argument(
-        "--verify-data", help="FER2013-layout folder or any folder of face images (default: synthetic images)"
-    )
-    p.add_argument("--verify-count", type=int, default=16, help="number of verification images (default 16)")
+    p.add_argument("--atol", type=float, default=OnnxExportOptions.atol,
+                   help=f"max |Δlogit| against PyTorch FP32 (default {OnnxExportOptions.atol:g})")
     p.add_argument(
         "--force", action="store_true", help="allow native exports at opset 20 despite the GridSample mode rename"
     )
+    add_fidelity_arguments(p)
+    # 0.2 names of --fidelity-data / --fidelity-images
+    p.add_argument("--verify-data", dest="fidelity_data", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.add_argument("--verify-count", dest="fidelity_images", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.add_argument("-v", "--verbose", action="store_true", help="show progress and details")
     return p
 
 
-@cli_entry
+@exporter_cli
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    set_verbosity(args.verbose)
     resolve_opset(args.stn, args.opset, args.force)  # fail fast, before loading anything
-    _check_output(args.output)
+    if args.fidelity_images < 1:
+        raise UsageError(f"--fidelity-images must be >= 1, got {args.fidelity_images}")
+    output = _check_output(args.output)
+    if args.fidelity_data is not None and not Path(args.fidelity_data).exists():
+        raise UsageError(f"--fidelity-data {args.fidelity_data}: no such file or folder")
     if args.checkpoint is None:
         source = load_source(None)
         print(f"note: no --checkpoint given; exporting the {source.description}")
     else:
         if not Path(args.checkpoint).is_file():
-            raise FileNotFoundError(f"{args.checkpoint}: checkpoint not found")
+            raise UsageError(f"--checkpoint {args.checkpoint}: checkpoint not found")
         source = load_source(args.checkpoint)
         print(f"source: {source.description}")
-    report = export_onnx(
-        source.model,
-        args.output,
-        opset=args.opset,
-        stn=args.stn,
-        batch=args.batch,
-        verify_data=args.verify_data,
-        verify_count=args.verify_count,
-        source_info=source.info,
-        force=args.force,
-        block_layout=args.block_layout,
+    options = OnnxExportOptions(
+        opset=args.opset, stn=args.stn, batch=args.batch, block_layout=args.block_layout, force=args.force,
+        atol=args.atol, fidelity=gate_from_args(args),
     )
-    print(f"verification: {report['verification']}")
-    print(f"  max |Δlogits| ONNX Runtime vs PyTorch: {report['max_abs_diff']:.3g} (tolerance {report['atol']:g})")
-    print(f"  argmax agreement: {report['argmax_agreement']:.1%}")
+    report = export_onnx(source.model, output, options, source_info=source.info)
+    print(report["gate"])
+    if not report["passed"]:  # --keep-failed: written, marked unverified, still a failure
+        raise VerificationError(f"{report['path']} failed its fidelity gate; kept (--keep-failed), marked unverified")
     print(
-        f"wrote {report['path']} (STN {report['stn_mode']}, {report['block_layout']} blocks, opset {report['opset']}, batch {report['batch']}, "
-        f"{report['num_nodes']} nodes) and {report['sidecar']}"
+        f"wrote {report['path']} (STN {report['stn_mode']}, {report['block_layout']} blocks, opset {report['opset']}, "
+        f"batch {report['batch']}, {report['num_nodes']} nodes, sha256 {report['sha256'][:12]}) and {report['sidecar']}"
     )
     return 0
 

@@ -1,27 +1,21 @@
 """OpenVINO IR export: FP32, FP16-compressed and NNCF INT8 (``python -m export.openvino``).
 
-The source (checkpoint, ONNX file or the seeded default model) is first turned into an
-ONNX graph and then into an ``ov.Model`` with ``ov.convert_model``. Going through ONNX
-(instead of converting the torch module directly) gives one conversion path for
-``--checkpoint`` and ``--onnx``, the same graph and node names the ONNX Runtime artifact
-has, and, when the ONNX exporter (``export.onnx``) is present, its PyTorch verification.
+Jobs live in their own modules: the source -> ``ov.Model`` conversion and the trust check of
+``--onnx`` files in :mod:`export.openvino_convert`, NNCF INT8 in :mod:`export.nncf_quantize`,
+the STN scope in :mod:`export.stn_scope`, the build/gate/commit contract in
+:mod:`export.pipeline`. This module puts them together and holds the CLI.
 
-From a checkpoint the ONNX graph is exported with ``channels_first`` blocks (1x1 convs,
-LayerNorm over the channel axis, no NCHW<->NHWC permutes; see ``emonext_edge.model``),
-verified against the official PyTorch forward. On OpenVINO CPU it removes the Transposes
-and layout reorders around every block: EmoNeXt-Tiny batch 1, 2 threads, f32 inference
-precision, measured in one run: FP32 IR 28.3 -> 24.0 ms, NNCF INT8 IR 15.5 -> 11.8 ms.
-An ``--onnx`` source is converted as it is (its sidecar says which layout it has).
+Every IR is written into the export's temporary folder inside the output directory and gated
+through the Runtime's OpenVINO backend before it reaches its final name:
 
-INT8 uses NNCF post-training quantization. The whole Spatial Transformer Network
-(localization convs, θ regression, grid generation, grid sampling) is kept in floating
-point with an ignored scope derived from the graph: every node upstream of the STN output
-(the ``GridSample`` node, or the input of the 4×4/stride-4 stem convolution when the STN
-is decomposed). Quantizing the grid coordinates destroys the warp.
+* the FP32 IR against the ONNX it was converted from (run by ONNX Runtime): agreement and
+  max |Δlogit| <= ``atol`` — a conversion that changes the numbers is never written;
+* the FP16 and INT8 IRs against the FP32 IR: ``--min-agreement``, and ``--max-drop`` with
+  labelled data (``--fidelity-data``, or ``--val-data``).
 
-Each artifact is ``<name>.xml`` + ``.bin`` + sidecar ``<name>.json``; the metadata is also
-stored in the IR's ``rt_info`` under ``emonext/<key>`` (JSON strings) and read back by
-:func:`read_ir_metadata`.
+Each artifact is ``<name>.xml`` + ``.bin`` + sidecar ``<name>.json`` (with the gate result and
+the SHA-256 of both files); the record is also stored in the IR's ``rt_info`` under
+``emonext/<key>`` (:func:`emonext_edge.metadata.read_ir_metadata`).
 """
 
 from __future__ import annotations
@@ -29,337 +23,67 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
-import tempfile
-import time
-import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any, Callable, Optional
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Optional
 
 import numpy as np
 
-from emonext_edge.errors import ExportError, ModelFileError
-from emonext_edge.fileio import sha256_file
-from emonext_edge.metadata import build_metadata, read_sidecar, sidecar_path
-from emonext_edge.preprocess import INPUT_SHAPE
+from emonext_edge.errors import VerificationError
+from emonext_edge.metadata import (
+    ArtifactMetadata,
+    Quantization,
+    set_ov_model_metadata,
+)
 
-from calibration.fidelity import DEFAULT_MAX_DROP_PP, DEFAULT_MIN_AGREEMENT, agreement_fraction, nonnegative_pp
+from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
 
-from .common import UsageError, cli_entry, load_source, synthetic_faces
+from .common import UsageError, synthetic_faces
+from .nncf_quantize import (  # noqa: F401 - re-exported: the 0.2 import paths keep working
+    QuantizeOptions,
+    _check_batch,
+    fake_quantize_feeding,
+    load_calibration_images,
+    load_validation,
+    quantize_int8,
+)
+from .openvino_convert import (  # noqa: F401 - re-exported
+    DEFAULT_BLOCK_LAYOUT,
+    ConvertedSource,
+    convert_source,
+    require_openvino,
+)
+from .pipeline import Stage, embed_ir, exporter_cli, gate_artifact, gate_line, raise_if_failed, set_verbosity
+from .stn_scope import ov_stn_node_names as stn_node_names  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "int8")
-RT_INFO_SECTION = "emonext"
 DEFAULT_NAME = "emonext"
-#: OpenVINO CPU precision for the layers NNCF leaves in float (see module notes in the report)
+#: OpenVINO CPU precision for the layers NNCF leaves in float
 DEFAULT_INT8_INFERENCE_PRECISION = "f32"
+#: max |Δlogit| of the FP32 IR against its source ONNX
+DEFAULT_IR_ATOL = 1e-3
 
-Runner = Callable[[np.ndarray], np.ndarray]
-
-
-# --------------------------------------------------------------------------- options
-
-
-@dataclass(frozen=True)
-class QuantizeOptions:
-    """NNCF PTQ options, spelled out where ``nncf.quantize`` is called.
-
-    Defaults chosen by measured FER2013 val accuracy (reference atto model, INT8 IR vs FP32
-    IR) and batch-1 latency (EmoNeXt-Tiny, 2 threads, INFERENCE_PRECISION_HINT f32):
-
-    * ``model_type=None`` (NNCF "CNN" defaults) is the fastest (every eltwise, the
-      LayerNorm inputs and the transposes run in int8) but flips ~5 % of the top-1
-      predictions (agreement ~95 %): quantizing the LayerNorm inputs and residual adds of
-      ConvNeXt is what hurts.
-    * ``model_type="transformer"`` keeps those in float -> agreement > 99 %, drop ≤ 0.2 pp;
-      the price is float eltwise + reorders between int8 and float layers, which is why
-      NNCF-quantized ConvNeXt is often "barely faster" than FP32/bf16.
-    * SmoothQuant (alpha 0.95, the transformer default) on the official channels_last graph
-      adds a float Multiply in front of every pointwise MatMul: full FER2013 val drop
-      0.06 pp / agreement 99.69 % vs 0.17 pp / 99.30 % without, but ~15 % slower at batch 1.
-      On the channels_first graph (pointwise Convolutions) it measured 0.03 pp / 99.75 % vs
-      0.17 pp / 99.33 % without, at no measurable latency cost (Tiny, batch 1: 11.3 vs 11.2
-      ms median, twice). It stays off by default (``smooth_quant_alpha=-1``) because NNCF 3.4's
-      SmoothQuant ignores the ignored scope: it inserts float scaling Multiplies into the STN
-      (its input, fc_loc and the grid MatMul). They are float and exact up to rounding, not
-      quantization, but the default keeps the STN as exported. ``--smooth-quant 0.95`` turns
-      it on for MatMuls and Convolutions.
-
-    The figures without SmoothQuant are the same on both graphs. The channels_first graph
-    exported from checkpoints runs 15.5 -> 11.8 ms (Tiny, batch 1, same run).
-    """
-
-    preset: str = "performance"  # "performance" (symmetric) | "mixed" (asymmetric activations)
-    model_type: Optional[str] = "transformer"  # None | "transformer"
-    fast_bias_correction: bool = True
-    subset_size: int = 300
-    #: SmoothQuant alpha for MatMuls and Convolutions (None: NNCF default for the model type; -1 disables)
-    smooth_quant_alpha: Optional[float] = -1.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-# --------------------------------------------------------------------------- metadata
+Runner = Any
 
 
 def set_ir_metadata(model: Any, meta: Mapping[str, Any]) -> None:
-    """Store ``meta`` in the IR rt_info as ``emonext/<key>`` = JSON string."""
-    import json
-
-    for key, value in meta.items():
-        model.set_rt_info(json.dumps(value), [RT_INFO_SECTION, key])
+    """0.2 name: store ``meta`` in an in-memory ``ov.Model``'s rt_info (``emonext/<key>``)."""
+    set_ov_model_metadata(model, meta)
 
 
 def read_ir_metadata(xml_path: str | os.PathLike) -> Optional[dict[str, Any]]:
-    """Metadata of an IR: its ``rt_info`` ``emonext`` section, else the JSON sidecar, else ``None``.
+    """0.2 name: the IR's record as a dict (rt_info, else the sidecar), ``None`` without one."""
+    from emonext_edge.metadata import read_ir_rt_info, read_sidecar
 
-    Parses the XML only (no OpenVINO import, weights are not loaded). Accepts both the nested
-    ``emonext/<key>`` layout written here and flat ``emonext.<key>`` keys (``to_string_map``).
-    """
-    import json
-
-    path = Path(xml_path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such OpenVINO IR file")
-    try:
-        root = ET.parse(path).getroot()
-    except ET.ParseError as exc:
-        raise ModelFileError(f"{path}: not a valid OpenVINO IR XML ({exc})") from None
-    meta: dict[str, Any] = {}
-    rt_info = root.find("rt_info")
-    if rt_info is not None:
-        for child in rt_info:
-            if child.tag == RT_INFO_SECTION:
-                items = [(c.tag, c.get("value")) for c in child]
-            elif child.tag.startswith(RT_INFO_SECTION + "."):
-                items = [(child.tag[len(RT_INFO_SECTION) + 1:], child.get("value"))]
-            else:
-                continue
-            for key, raw in items:
-                if raw is None:
-                    continue
-                try:
-                    meta[key] = json.loads(raw)
-                except ValueError:
-                    meta[key] = raw
-    if meta.get("labels"):
-        return meta
-    return read_sidecar(path)
+    data = read_ir_rt_info(xml_path)
+    if data and data.get("labels"):
+        return data
+    return read_sidecar(xml_path)
 
 
-# --------------------------------------------------------------------------- source -> ov.Model
-
-
-def _require_openvino() -> Any:
-    try:
-        import openvino as ov
-    except ImportError as exc:  # pragma: no cover - openvino is a hard requirement of this exporter
-        from emonext_edge.errors import BackendUnavailableError
-
-        raise BackendUnavailableError(f"OpenVINO is not installed ({exc}); pip install openvino") from None
-    return ov
-
-
-#: block layout of the ONNX graph exported from a checkpoint (measured fastest on OpenVINO CPU)
-DEFAULT_BLOCK_LAYOUT = "channels_first"
-
-
-def _torch_to_onnx(model: Any, onnx_path: Path, source_info: Mapping[str, Any], block_layout: str) -> None:
-    """Checkpoint model -> ONNX (dynamic batch, native GridSample), verified against PyTorch by export.onnx."""
-    from .onnx import export_onnx
-
-    export_onnx(
-        model, onnx_path, opset=17, stn="native", batch=None, source_info=dict(source_info), force=True,
-        block_layout=block_layout,
-    )
-
-
-@dataclass
-class ConvertedSource:
-    model: Any  # ov.Model, FP32
-    labels: list[str]
-    architecture: dict[str, Any]
-    source: dict[str, Any]
-    description: str
-    untrained: bool = False
-    block_layout: Optional[str] = None  # None: an ONNX file without a sidecar saying which
-
-
-def convert_source(
-    checkpoint: Optional[str | os.PathLike] = None,
-    onnx: Optional[str | os.PathLike] = None,
-    block_layout: str = DEFAULT_BLOCK_LAYOUT,
-) -> ConvertedSource:
-    """The FP32 ``ov.Model`` of a checkpoint, an ONNX file, or (neither) the seeded default model.
-
-    ``block_layout`` applies to checkpoints only: an ONNX file is converted as it is.
-    """
-    ov = _require_openvino()
-    if checkpoint is not None and onnx is not None:
-        raise UsageError("give either a checkpoint or an ONNX model, not both")
-    if onnx is not None:
-        onnx = Path(onnx)
-        if not onnx.is_file():
-            raise FileNotFoundError(f"{onnx}: no such ONNX model")
-        try:
-            model = ov.convert_model(str(onnx))
-        except Exception as exc:  # noqa: BLE001 - OpenVINO raises its own RuntimeError subclasses
-            raise ExportError(f"{onnx}: OpenVINO could not convert this ONNX model ({exc})") from None
-        meta = read_sidecar(onnx) or {}
-        from emonext_edge.labels import DEFAULT_LABELS
-
-        source = {"onnx": str(onnx), "onnx_sha256": sha256_file(onnx)}
-        if meta.get("source"):
-            source["upstream"] = meta["source"]
-        layout = meta.get("block_layout", "channels_last" if meta else None)  # sidecars before 0.2.0 had no key: official
-        if layout == "channels_last":
-            log.info(
-                "%s has the official channels_last blocks; exporting from the checkpoint gives channels_first "
-                "blocks, which OpenVINO runs faster", onnx,
-            )
-        return ConvertedSource(
-            model,
-            list(meta.get("labels") or DEFAULT_LABELS),
-            dict(meta.get("architecture") or {}),
-            source,
-            f"ONNX model {onnx}",
-            block_layout=layout,
-        )
-    src = load_source(checkpoint)
-    with tempfile.TemporaryDirectory(prefix="emonext_ov_") as tmp:
-        onnx_path = Path(tmp) / "model.onnx"
-        _torch_to_onnx(src.model, onnx_path, src.info, block_layout)
-        model = ov.convert_model(str(onnx_path))
-    return ConvertedSource(
-        model,
-        list(src.model.labels),
-        src.model.architecture.to_dict(),
-        dict(src.info),
-        src.description,
-        untrained=src.untrained,
-        block_layout=block_layout,
-    )
-
-
-# --------------------------------------------------------------------------- STN scope
-
-
-def _stn_output_node(model: Any) -> Any:
-    ops = model.get_ordered_ops()
-    samplers = [op for op in ops if op.get_type_name() == "GridSample"]
-    if len(samplers) == 1:
-        return samplers[0]
-    # decomposed sampler: the STN output is what the 4x4 / stride-4 stem conv (3 input channels) reads
-    for op in ops:
-        if op.get_type_name() != "Convolution":
-            continue
-        weight_shape = list(op.input(1).get_partial_shape().to_shape())
-        if weight_shape[1:] == [3, 4, 4] and list(op.get_strides()) == [4, 4]:
-            return op.input(0).get_source_output().get_node()
-    raise ExportError(
-        "cannot locate the STN output in the OpenVINO graph: expected one GridSample node or a 4x4 stride-4 "
-        f"stem convolution on 3 channels (found {len(samplers)} GridSample nodes)"
-    )
-
-
-def stn_node_names(model: Any) -> list[str]:
-    """Names of every computing node of the STN: the STN output and everything upstream of it.
-
-    Derived from the graph (not a hand-written list): localization convs, fc_loc, θ reshape,
-    affine grid, sampler. Parameters and constants are left out (they are not quantizable ops).
-    """
-    end = _stn_output_node(model)
-    names: set[str] = set()
-    stack = [end]
-    while stack:
-        node = stack.pop()
-        name, kind = node.get_friendly_name(), node.get_type_name()
-        if name in names or kind == "Parameter":
-            continue
-        if kind != "Constant":
-            names.add(name)
-        stack.extend(port.get_source_output().get_node() for port in node.inputs())
-    return [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_friendly_name() in names]
-
-
-def fake_quantize_feeding(model: Any, names: Iterable[str]) -> list[str]:
-    """``FakeQuantize`` nodes whose output reaches one of ``names`` directly or through weight converts."""
-    targets = set(names)
-    hits = []
-    for op in model.get_ordered_ops():
-        if op.get_type_name() != "FakeQuantize":
-            continue
-        frontier = [op]
-        while frontier:
-            node = frontier.pop()
-            for out in node.outputs():
-                for port in out.get_target_inputs():
-                    consumer = port.get_node()
-                    if consumer.get_friendly_name() in targets:
-                        hits.append(op.get_friendly_name())
-                    elif consumer.get_type_name() in ("Convert", "Reshape", "Transpose"):
-                        frontier.append(consumer)
-    return sorted(set(hits))
-
-
-# --------------------------------------------------------------------------- data
-
-
-def _check_batch(images: np.ndarray, where: str) -> np.ndarray:
-    if not isinstance(images, np.ndarray):
-        raise UsageError(f"{where}: expected a numpy array, got {type(images).__name__}")
-    if images.ndim != 4 or tuple(images.shape[1:]) != INPUT_SHAPE:
-        raise UsageError(
-            f"{where}: calibration tensor has shape {list(images.shape)}, expected [N, 3, 224, 224] "
-            "(preprocessed float32 faces)"
-        )
-    if images.shape[0] == 0:
-        raise UsageError(f"{where}: calibration set is empty (0 images)")
-    if not np.issubdtype(images.dtype, np.floating):
-        raise UsageError(f"{where}: calibration tensor has dtype {images.dtype}, expected float32")
-    if not np.isfinite(images).all():
-        raise UsageError(f"{where}: calibration tensor contains NaN or infinite values")
-    return np.ascontiguousarray(images, dtype=np.float32)
-
-
-def load_calibration_images(source: Any, num: int = 300, seed: int = 0) -> tuple[np.ndarray, str]:
-    """Calibration batch float32 ``[N, 3, 224, 224]`` and a description.
-
-    ``source``: an array, a ``calib.npz`` (``python -m calibration build``) or a data path
-    (FER2013 tree, Kaggle CSV, folder of faces, video), through ``calibration.load_calibration``.
-    """
-    if source is None:
-        raise UsageError("INT8 needs calibration data: give --calib calib.npz or --calib-data PATH")
-    if isinstance(source, np.ndarray):
-        return _check_batch(source, "calibration array"), f"{len(source)} given calibration images"
-    from calibration import load_calibration
-
-    path = Path(source)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such calibration file or data folder")
-    if path.suffix.lower() == ".npz":
-        from calibration import read_calibration
-
-        available = read_calibration(path)[0].shape[0]
-        num = min(num, available)
-    images = load_calibration(path, num=num, seed=seed)
-    return _check_batch(np.asarray(images), str(path)), f"{len(images)} calibration images from {path}"
-
-
-def load_validation(path: str | os.PathLike, limit: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
-    """Labelled validation images (preprocessed float32) and labels from a FER2013 tree or CSV (val split)."""
-    from calibration import load_labeled
-    from emonext_edge.preprocess import preprocess
-
-    items, labels = load_labeled(path, split="val", limit=limit)
-    return preprocess(list(items)), np.asarray(labels)
-
-
-# --------------------------------------------------------------------------- runners, fidelity
+_require_openvino = require_openvino
 
 
 def compile_runner(
@@ -403,302 +127,236 @@ def fidelity(
     )
 
 
-# --------------------------------------------------------------------------- quantization
 
 
-def _nncf_dataset(images: np.ndarray, what: str) -> Any:
-    import nncf
+@dataclass(frozen=True)
+class IRExportOptions:
+    """What :func:`export_ir` builds and how each IR is gated.
 
-    total = len(images)
-    step = max(1, total // 10)
-
-    def transform(index: int) -> np.ndarray:
-        if index % step == 0 or index == total - 1:
-            log.info("  %s: image %d/%d", what, index + 1, total)
-        return images[index: index + 1]
-
-    return nncf.Dataset(range(total), transform)
-
-
-def quantize_int8(
-    fp32_model: Any,
-    calib: np.ndarray,
-    options: QuantizeOptions = QuantizeOptions(),
-    *,
-    val: Optional[tuple[np.ndarray, np.ndarray]] = None,
-    max_drop_pp: Optional[float] = None,
-) -> Any:
-    """NNCF INT8 PTQ of ``fp32_model`` with the whole STN kept in floating point.
-
-    With ``val`` (images, labels) and ``max_drop_pp``: ``nncf.quantize_with_accuracy_control``,
-    which reverts the most harmful layers to float until the top-1 drop on ``val`` is within bounds.
+    ``fidelity``: the shared gate options. ``val_data``/``val_limit``: labelled FER2013 data
+    for the gate (when ``fidelity.data`` is not given) and for ``accuracy_control``
+    (``nncf.quantize_with_accuracy_control`` within ``fidelity.max_drop_pp``).
+    ``labels``/``trust_foreign``: accept an ``--onnx`` source that is not a verified EmoNeXt export.
     """
-    import nncf
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
 
-    calib = _check_batch(calib, "calibration array")
-    stn = stn_node_names(fp32_model)
-    ignored = nncf.IgnoredScope(names=stn, validate=True)  # fails loudly if the graph changed
-    preset = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}[options.preset]
-    model_type = nncf.ModelType.TRANSFORMER if options.model_type == "transformer" else None
-    advanced = AdvancedQuantizationParameters()
-    if options.smooth_quant_alpha is not None:
-        # the pointwise layers are MatMuls in channels_last graphs and 1x1 Convolutions in
-        # channels_first ones: the alpha applies to whichever the graph has
-        alpha = options.smooth_quant_alpha
-        advanced = AdvancedQuantizationParameters(
-            smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=alpha, convolution=alpha)
-        )
-    subset = min(options.subset_size, len(calib))
-    log.info(
-        "NNCF INT8: %d calibration images, preset=%s, model_type=%s, fast_bias_correction=%s, "
-        "SmoothQuant alpha=%s, %d STN nodes kept in float",
-        subset, options.preset, options.model_type, options.fast_bias_correction, options.smooth_quant_alpha, len(stn),
-    )
-    started = time.perf_counter()
-    if val is not None and max_drop_pp is not None:
-        val_images, val_labels = val
-        val_images = _check_batch(val_images, "validation array")
-
-        def validate(compiled: Any, indices: Iterable[int]) -> tuple[float, list[float]]:
-            hits = []
-            for i in indices:
-                out = compiled(val_images[i: i + 1])[0]
-                hits.append(float(np.argmax(out) == val_labels[i]))
-            return float(np.mean(hits)), hits
-
-        quantized = nncf.quantize_with_accuracy_control(
-            fp32_model,
-            _nncf_dataset(calib, "calibration"),
-            nncf.Dataset(range(len(val_images)), lambda i: val_images[i: i + 1]),
-            validate,
-            max_drop=max_drop_pp / 100.0,
-            preset=preset,
-            subset_size=subset,
-            fast_bias_correction=options.fast_bias_correction,
-            model_type=model_type,
-            ignored_scope=ignored,
-            advanced_quantization_parameters=advanced,
-        )
-    else:
-        quantized = nncf.quantize(
-            fp32_model,
-            _nncf_dataset(calib, "calibration"),
-            preset=preset,
-            subset_size=subset,
-            fast_bias_correction=options.fast_bias_correction,
-            model_type=model_type,
-            ignored_scope=ignored,
-            advanced_parameters=advanced,
-        )
-    leaked = fake_quantize_feeding(quantized, stn)
-    if leaked:
-        raise ExportError(f"INT8 quantization put FakeQuantize nodes into the STN: {leaked[:5]}")
-    log.info("NNCF INT8 done in %.1f s", time.perf_counter() - started)
-    return quantized
+    precisions: tuple[str, ...] = ("fp32",)
+    name: str = DEFAULT_NAME
+    quantize: QuantizeOptions = field(default_factory=QuantizeOptions)
+    fidelity: FidelityOptions = field(default_factory=FidelityOptions)
+    val_data: Optional[str] = None
+    val_limit: Optional[int] = None
+    accuracy_control: bool = False
+    threads: Optional[int] = None
+    int8_inference_precision: str = DEFAULT_INT8_INFERENCE_PRECISION
+    block_layout: str = DEFAULT_BLOCK_LAYOUT
+    ir_atol: float = DEFAULT_IR_ATOL
+    labels: Optional[tuple[str, ...]] = None
+    trust_foreign: bool = False
 
 
-# --------------------------------------------------------------------------- saving
-
-
-def save_ir(model: Any, xml_path: str | os.PathLike, meta: Mapping[str, Any], *, compress_to_fp16: bool = False) -> Path:
-    """Write ``xml_path`` + ``.bin`` + sidecar ``.json`` atomically (temp dir beside them, then renames).
-
-    The XML is moved into place last, so a reader never sees an XML without its weights.
-    """
-    import json
-
-    ov = _require_openvino()
-    xml_path = Path(xml_path)
-    if not xml_path.parent.is_dir():
-        raise FileNotFoundError(f"{xml_path}: output directory {xml_path.parent} does not exist")
-    if not os.access(xml_path.parent, os.W_OK):
-        raise PermissionError(f"{xml_path}: output directory {xml_path.parent} is not writable")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{xml_path.stem}.", dir=xml_path.parent))
-    try:
-        model = model.clone()
-        set_ir_metadata(model, meta)
-        tmp_xml = tmp / xml_path.name
-        ov.save_model(model, str(tmp_xml), compress_to_fp16=compress_to_fp16)
-        tmp_json = sidecar_path(tmp_xml)
-        tmp_json.write_text(json.dumps(dict(meta), indent=2) + "\n")
-        for suffix in (".bin", ".json", ".xml"):
-            os.replace(tmp_xml.with_suffix(suffix), xml_path.with_suffix(suffix))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return xml_path
-
-
-def remove_ir(xml_path: str | os.PathLike) -> None:
-    for suffix in (".xml", ".bin", ".json"):
-        Path(xml_path).with_suffix(suffix).unlink(missing_ok=True)
-
-
-# --------------------------------------------------------------------------- export
+def _save_ir(model: Any, stage: Stage, name: str, meta: ArtifactMetadata, compress_to_fp16: bool = False) -> list[str]:
+    """``ov.save_model`` into the stage (with the record so far in rt_info); returns the commit
+    order (weights first, XML last). :func:`export.pipeline.embed_ir` finalises the record."""
+    ov = require_openvino()
+    model = model.clone()
+    set_ov_model_metadata(model, meta)
+    ov.save_model(model, str(stage.file(f"{name}.xml")), compress_to_fp16=compress_to_fp16)
+    return [f"{name}.bin", f"{name}.xml"]
 
 
 def export_ir(
     checkpoint: Optional[str | os.PathLike] = None,
-    output_dir: str | os.PathLike = ".",
+    output_dir: str | os.PathLike = "exports",
+    options: Optional[IRExportOptions | QuantizeOptions] = None,
     *,
     onnx: Optional[str | os.PathLike] = None,
-    precisions: Sequence[str] | str = ("fp32",),
     calib: Any = None,
-    options: QuantizeOptions = QuantizeOptions(),
-    name: str = DEFAULT_NAME,
-    val_data: Optional[str | os.PathLike] = None,
-    val_limit: Optional[int] = None,
-    accuracy_control: bool = False,
-    max_drop_pp: float = 0.5,
-    min_agreement: float = 0.99,
     verify_images: Optional[np.ndarray] = None,
-    keep_failed: bool = False,
-    threads: Optional[int] = None,
-    int8_inference_precision: str = DEFAULT_INT8_INFERENCE_PRECISION,
-    block_layout: str = DEFAULT_BLOCK_LAYOUT,
+    **overrides: Any,
 ) -> dict[str, Any]:
-    """Export ``<name>.xml`` (FP32), ``<name>_fp16.xml``, ``<name>_int8.xml`` to ``output_dir``.
+    """Export ``<name>.xml`` (FP32) and on request ``<name>_fp16.xml``, ``<name>_int8.xml`` to ``output_dir``.
 
-    The FP32 IR is always written; FP16/INT8 are each gated against it (agreement ≥
-    ``min_agreement``, top-1 drop ≤ ``max_drop_pp`` when ``val_data`` gives labels). A failing
-    artifact is removed unless ``keep_failed``; the report's ``passed`` is then False.
-    Returns a report dict: per-artifact path, size, gate figures, quantization options.
+    ``options``: an :class:`IRExportOptions` (a bare :class:`QuantizeOptions` is accepted as in
+    0.2). Keyword ``overrides`` set its fields; the 0.2 names ``min_agreement``, ``max_drop_pp``
+    and ``keep_failed`` set the fidelity options. ``calib``: calibration array, calib.npz or
+    data path (INT8). ``verify_images``: gate on these float32 images instead of loading data.
+
+    Returns a report: per precision the path, size, gate line and figures, ``passed``. A failing
+    IR is not written (``VerificationError`` at the end, after the passing ones are committed)
+    unless ``keep_failed``: then it is written marked unverified and ``report["passed"]`` is False.
     """
-    precisions = [precisions] if isinstance(precisions, str) else list(precisions)
-    unknown = [p for p in precisions if p not in PRECISIONS]
+    if isinstance(options, QuantizeOptions):
+        options = IRExportOptions(quantize=options)
+    opts = options or IRExportOptions()
+    gate_changes = {k: overrides.pop(k) for k in ("min_agreement", "keep_failed") if k in overrides}
+    if "max_drop_pp" in overrides:
+        gate_changes["max_drop_pp"] = overrides.pop("max_drop_pp")
+    if "precisions" in overrides:
+        p = overrides.pop("precisions")
+        overrides["precisions"] = (p,) if isinstance(p, str) else tuple(p)
+    unknown = sorted(set(overrides) - {f for f in IRExportOptions.__dataclass_fields__})
     if unknown:
-        raise UsageError(f"unknown precision(s) {unknown}; expected some of {list(PRECISIONS)}")
-    if accuracy_control and val_data is None:
+        raise TypeError(f"export_ir() got unexpected keyword argument(s) {unknown}")
+    opts = replace(opts, **overrides, fidelity=replace(opts.fidelity, **gate_changes))
+    bad = [p for p in opts.precisions if p not in PRECISIONS]
+    if bad:
+        raise UsageError(f"unknown precision(s) {bad}; expected some of {list(PRECISIONS)}")
+    if opts.accuracy_control and opts.val_data is None:
         raise UsageError("accuracy-controlled quantization needs labelled validation data (--val-data)")
-    out_dir = Path(output_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"{out_dir}: --output must be a directory (the IR is an .xml + .bin pair), found a file")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    calib_images = calib_desc = None
-    if "int8" in precisions:  # validate data before any long work
-        calib_images, calib_desc = load_calibration_images(calib, num=options.subset_size)
+    runtime_options: dict[str, Any] = {"backend": "openvino"}
+    if opts.threads:
+        runtime_options["threads"] = int(opts.threads)
 
-    src = convert_source(checkpoint, onnx, block_layout)
-    log.info("source: %s (%s blocks)", src.description, src.block_layout or "unknown")
-    val = load_validation(val_data, limit=val_limit) if val_data is not None else None
-    if verify_images is None:
-        if val is not None:
-            verify_images = val[0]
+    with Stage(output_dir) as stage:  # creates/checks the directory before any heavy work
+        calib_images = calib_desc = None
+        if "int8" in opts.precisions:  # validate data before any long work
+            calib_images, calib_desc = load_calibration_images(calib, num=opts.quantize.subset_size)
+        src = convert_source(checkpoint, onnx, opts.block_layout, work_dir=stage.dir, labels=opts.labels,
+                             trust_foreign=opts.trust_foreign)
+        log.info("source: %s (%s blocks)", src.description, src.block_layout or "unknown")
+        val = load_validation(opts.val_data, limit=opts.val_limit) if opts.val_data is not None else None
+        labels = None
+        if verify_images is not None:
+            images, data_desc = _check_batch(np.asarray(verify_images), "verify_images"), f"{len(verify_images)} given images"
+        elif opts.fidelity.data is not None:
+            images, labels, data_desc = opts.fidelity.load_images()
+        elif val is not None:
+            images, labels = val
+            data_desc = f"{len(images)} labelled images from {opts.val_data} (val split)"
         elif calib_images is not None:
-            verify_images = calib_images[: min(64, len(calib_images))]
+            images = calib_images[: min(64, len(calib_images))]
+            data_desc = f"{len(images)} calibration images (not held out; pass --fidelity-data for a labelled check)"
         else:
-            from emonext_edge.preprocess import preprocess
+            images, labels, data_desc = opts.fidelity.load_images()
 
-            verify_images = preprocess(list(synthetic_faces(32)))
-    verify_labels = val[1] if val is not None and verify_images is val[0] else None
-
-    def metadata(precision: str, **extra: Any) -> dict[str, Any]:
-        return build_metadata(
-            labels=src.labels,
-            architecture=src.architecture,
-            source=src.source,
-            format="openvino-ir",
-            precision=precision,
-            block_layout=src.block_layout,
-            **extra,
-        )
-
-    report: dict[str, Any] = {
-        "source": src.description, "block_layout": src.block_layout, "artifacts": {}, "passed": True,
-    }
-    fp32_xml = out_dir / f"{name}.xml"
-    save_ir(src.model, fp32_xml, metadata("fp32"))
-    report["artifacts"]["fp32"] = {"path": str(fp32_xml), "bytes": fp32_xml.with_suffix(".bin").stat().st_size}
-    log.info("wrote %s", fp32_xml)
-    reference = compile_runner(src.model, threads=threads, inference_precision="f32")
-
-    for precision in precisions:
-        if precision == "fp32":
-            continue
-        xml = out_dir / f"{name}_{precision}.xml"
-        if precision == "fp16":
-            save_ir(src.model, xml, metadata("fp16", weights="fp16"), compress_to_fp16=True)
-            candidate = compile_runner(xml, threads=threads, inference_precision="f32")
-            entry: dict[str, Any] = {"inference_precision": "f32"}
-        else:
-            assert calib_images is not None
-            log.info("INT8 calibration on %s", calib_desc)
-            quantized = quantize_int8(
-                src.model,
-                calib_images,
-                options,
-                val=val if accuracy_control else None,
-                max_drop_pp=max_drop_pp if accuracy_control else None,
+        def metadata(precision: str, **extra: Any) -> ArtifactMetadata:
+            return ArtifactMetadata(
+                format="openvino-ir", precision=precision, labels=list(src.labels), architecture=dict(src.architecture),
+                source=dict(src.source), block_layout=src.block_layout, stn_mode=src.stn_mode, batch="dynamic",
+                input_shape=["batch", 3, 224, 224], **extra,
             )
-            extra = {
-                "quantization": {
-                    "tool": "nncf",
-                    **options.to_dict(),
-                    "accuracy_control": accuracy_control,
-                    "calibration": calib_desc,
-                    "stn_in_float": True,
-                },
-                "inference_precision": int8_inference_precision,
-            }
-            save_ir(quantized, xml, metadata("int8", **extra))
-            candidate = compile_runner(quantized, threads=threads, inference_precision=int8_inference_precision)
-            entry = {"inference_precision": int8_inference_precision, "options": options.to_dict()}
-        gate = fidelity(candidate, reference, verify_images, verify_labels, min_agreement=min_agreement, max_drop_pp=max_drop_pp)
-        entry.update(
-            path=str(xml),
-            bytes=xml.with_suffix(".bin").stat().st_size,
-            gate=gate.summary(),
-            agreement=gate.agreement,
-            accuracy_reference=gate.accuracy_reference,
-            accuracy_candidate=gate.accuracy_candidate,
-            drop_pp=gate.drop_pp,
-            passed=bool(gate.passed),
-            verified_on=len(verify_images),
-        )
-        if not gate.passed:
-            report["passed"] = False
-            if src.untrained:
-                entry["note"] = "untrained default model: near-tied logits make agreement meaningless"
-            if keep_failed:
-                log.warning("%s failed the fidelity gate; kept because of --keep-failed", xml)
-            else:
-                remove_ir(xml)
-                entry["removed"] = True
-                log.warning("%s failed the fidelity gate and was removed (--keep-failed keeps it)", xml)
-        report["artifacts"][precision] = entry
+
+        report: dict[str, Any] = {
+            "source": src.description, "block_layout": src.block_layout, "artifacts": {}, "passed": True,
+            "verified_on": data_desc,
+        }
+        results = []
+
+        def finish(precision: str, names: list[str], meta: ArtifactMetadata, gate: Any, entry: dict[str, Any]) -> None:
+            meta.fidelity = gate
+            result = stage.commit(names, meta, embed=embed_ir, keep_failed=opts.fidelity.keep_failed)
+            results.append(result)
+            f = gate.figures
+            entry.update(
+                path=str(result.path), bytes=(result.paths[0].stat().st_size if result.committed else None),
+                gate=gate_line(gate), agreement=f.get("agreement"), accuracy_reference=f.get("accuracy_reference"),
+                accuracy_candidate=f.get("accuracy_candidate"), drop_pp=f.get("drop_pp"), passed=gate.passed,
+                verified_on=len(images), committed=result.committed, metadata=meta,
+            )
+            if not gate.passed:
+                report["passed"] = False
+                entry["removed"] = not result.committed
+                if src.untrained:
+                    entry["note"] = "untrained default model: near-tied logits make agreement meaningless"
+            report["artifacts"][precision] = entry
+
+        # FP32: checked numerically against the ONNX it was converted from
+        fp32_meta = metadata("fp32", inference_precision="f32")
+        fp32_names = _save_ir(src.model, stage, opts.name, fp32_meta)
+        from emonext_edge.runtime import Runtime
+
+        with Runtime(src.onnx_path, backend="onnxruntime", providers=["CPUExecutionProvider"]) as onnx_rt:
+            fp32_gate = gate_artifact(
+                stage.file(fp32_names[-1]), onnx_rt.run, images, labels, opts.fidelity,
+                reference_desc=f"source ONNX {src.onnx_path.name} (ONNX Runtime CPU)", data_desc=data_desc,
+                runtime_options={**runtime_options, "precision": "f32"}, atol=opts.ir_atol,
+            )
+        finish("fp32", fp32_names, fp32_meta, fp32_gate, {"inference_precision": "f32"})
+        if not fp32_gate.passed:
+            raise_if_failed(results)  # everything else is gated against the FP32 IR: stop here
+        fp32_xml = report["artifacts"]["fp32"]["path"]
+
+        with Runtime(fp32_xml, threads=opts.threads, precision="f32") as reference:
+            for precision in opts.precisions:
+                if precision == "fp32":
+                    continue
+                name = f"{opts.name}_{precision}"
+                if precision == "fp16":
+                    meta = metadata("fp16", inference_precision="f32", extra={"weights": "fp16"})
+                    names = _save_ir(src.model, stage, name, meta, compress_to_fp16=True)
+                    inference = "f32"
+                else:
+                    assert calib_images is not None
+                    log.info("INT8 calibration on %s", calib_desc)
+                    quantized = quantize_int8(
+                        src.model, calib_images, opts.quantize,
+                        val=val if opts.accuracy_control else None,
+                        max_drop_pp=opts.fidelity.max_drop_pp if opts.accuracy_control else None,
+                    )
+                    inference = opts.int8_inference_precision
+                    meta = metadata("int8", inference_precision=inference, quantization=Quantization(
+                        "nncf", {**opts.quantize.to_dict(), "accuracy_control": opts.accuracy_control},
+                        {"description": calib_desc, "images": int(min(opts.quantize.subset_size, len(calib_images))),
+                         "source": str(calib) if isinstance(calib, (str, os.PathLike)) else "array"},
+                        stn_in_float=True,
+                    ))
+                    names = _save_ir(quantized, stage, name, meta)
+                gate = gate_artifact(
+                    stage.file(names[-1]), reference.run, images, labels, opts.fidelity,
+                    reference_desc=f"FP32 IR {os.path.basename(fp32_xml)} (OpenVINO CPU f32)", data_desc=data_desc,
+                    runtime_options={**runtime_options, "precision": inference},
+                )
+                finish(precision, names, meta, gate, {"inference_precision": inference,
+                                                      **({"options": opts.quantize.to_dict()} if precision == "int8" else {})})
+    if not all(r.committed for r in results):
+        raise_if_failed(results)
     return report
 
 
 # --------------------------------------------------------------------------- CLI
 
 
+def _labels(text: str) -> tuple[str, ...]:
+    names = tuple(x.strip() for x in text.split(",") if x.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated class names, got {text!r}")
+    return names
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one-line error, exit code 2 via the CLI wrapper
+        raise UsageError(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m export.openvino",
-        description="Export EmoNeXt to OpenVINO IR: FP32 always, FP16-compressed and NNCF INT8 on request.",
+        description="Export EmoNeXt to OpenVINO IR: FP32 always, FP16-compressed and NNCF INT8 on request, each gated.",
     )
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", help="EmoNeXt checkpoint (.pt); default: seeded untrained EmoNeXt-Tiny")
-    src.add_argument("--onnx", help="an exported EmoNeXt ONNX model (its sidecar JSON supplies labels/metadata)")
-    p.add_argument("--output", default=".", help="output directory (default: current directory)")
+    src.add_argument("--onnx", help="an ONNX exported by python -m export.onnx (its sidecar records its SHA-256)")
+    p.add_argument("--labels", type=_labels, default=None,
+                   help="with --onnx: comma-separated class names in output order (accepts a model without EmoNeXt metadata)")
+    p.add_argument("--trust-foreign", action="store_true",
+                   help="with --onnx: convert a model that is not a verified EmoNeXt export")
+    p.add_argument("--output", default="exports", help="output directory, created if missing (default: exports)")
     p.add_argument("--name", default=DEFAULT_NAME, help=f"artifact base name (default: {DEFAULT_NAME})")
     p.add_argument("--fp16", action="store_true", help="also write <name>_fp16.xml (FP16-compressed weights)")
     p.add_argument("--int8", action="store_true", help="also write <name>_int8.xml (NNCF post-training INT8)")
     calib = p.add_mutually_exclusive_group()
     calib.add_argument("--calib", help="calibration set calib.npz (python -m calibration build)")
     calib.add_argument("--calib-data", help="data to build the calibration set from (FER2013 tree, CSV, folder, video)")
-    p.add_argument("--subset-size", type=int, default=QuantizeOptions.subset_size, help="calibration images used")
+    p.add_argument("--subset-size", type=int, default=QuantizeOptions.subset_size,
+                   help=f"calibration images used (default: {QuantizeOptions.subset_size})")
     p.add_argument("--preset", choices=("performance", "mixed"), default=QuantizeOptions.preset)
     p.add_argument(
         "--smooth-quant", type=float, default=QuantizeOptions.smooth_quant_alpha, metavar="ALPHA",
         help="SmoothQuant alpha (default -1: off; 0.95: more faithful, also scales STN inputs in float; "
              "~15%% slower on channels_last graphs, free on channels_first)",
     )
-    p.add_argument("--max-drop", type=nonnegative_pp, default=DEFAULT_MAX_DROP_PP,
-                   help="max top-1 drop in pp (gate and accuracy control)")
-    p.add_argument("--min-agreement", type=agreement_fraction, default=DEFAULT_MIN_AGREEMENT,
-                   help="min top-1 agreement with the FP32 IR: 0.99, 99 or 99%%")
-    p.add_argument("--accuracy-control", action="store_true", help="nncf.quantize_with_accuracy_control on --val-data")
+    p.add_argument("--accuracy-control", action="store_true",
+                   help="nncf.quantize_with_accuracy_control on --val-data within --max-drop")
     p.add_argument("--val-data", help="labelled validation data (FER2013 tree) for the gate / accuracy control")
     p.add_argument(
         "--val-limit", type=int, default=None,
@@ -708,24 +366,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--block-layout", choices=("channels_first", "channels_last"), default=DEFAULT_BLOCK_LAYOUT,
         help="with --checkpoint: blocks as 1x1 convs without permutes (default, faster on OpenVINO) or official",
     )
-    p.add_argument("--keep-failed", action="store_true", help="keep an artifact that fails the fidelity gate")
     p.add_argument("--threads", type=int, default=None, help="OpenVINO CPU threads for verification")
+    add_fidelity_arguments(p)
+    p.add_argument("-v", "--verbose", action="store_true", help="show progress, NNCF's messages and details")
     return p
 
 
-@cli_entry
+@exporter_cli
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.int8:
+    set_verbosity(args.verbose)
+    if args.int8 and not args.verbose:
         import nncf
 
-        nncf.set_log_level(logging.WARNING)  # its per-node INFO lines drown the output; progress bars still show
+        nncf.set_log_level(logging.WARNING)  # its per-node INFO lines ("Not adding ...") drown the output
     if args.subset_size <= 0:
         raise UsageError(f"--subset-size must be positive, got {args.subset_size}")
     if (args.calib or args.calib_data) and not args.int8:
         raise UsageError("--calib/--calib-data only make sense with --int8")
     if args.accuracy_control and not args.int8:
         raise UsageError("--accuracy-control needs --int8")
+    if (args.labels or args.trust_foreign) and not args.onnx:
+        raise UsageError("--labels/--trust-foreign apply to an --onnx source only")
     calib: Any = args.calib or args.calib_data
     if args.checkpoint is None and args.onnx is None:
         print("no --checkpoint/--onnx given: exporting the default model (EmoNeXt-Tiny, seeded random weights, untrained)")
@@ -736,32 +398,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             calib = preprocess(list(synthetic_faces(min(args.subset_size, 64))))
     elif args.int8 and calib is None:
         raise UsageError("--int8 needs calibration data: give --calib calib.npz or --calib-data PATH")
-    precisions = ["fp32"] + (["fp16"] if args.fp16 else []) + (["int8"] if args.int8 else [])
-    report = export_ir(
-        args.checkpoint,
-        args.output,
-        onnx=args.onnx,
-        precisions=precisions,
-        calib=calib,
-        options=QuantizeOptions(preset=args.preset, subset_size=args.subset_size, smooth_quant_alpha=args.smooth_quant),
-        name=args.name,
-        val_data=args.val_data,
-        val_limit=args.val_limit,
-        accuracy_control=args.accuracy_control,
-        max_drop_pp=args.max_drop,
-        min_agreement=args.min_agreement,
-        keep_failed=args.keep_failed,
-        threads=args.threads,
-        block_layout=args.block_layout,
+    precisions = ("fp32",) + (("fp16",) if args.fp16 else ()) + (("int8",) if args.int8 else ())
+    options = IRExportOptions(
+        precisions=precisions, name=args.name,
+        quantize=QuantizeOptions(preset=args.preset, subset_size=args.subset_size, smooth_quant_alpha=args.smooth_quant),
+        fidelity=gate_from_args(args), val_data=args.val_data, val_limit=args.val_limit,
+        accuracy_control=args.accuracy_control, threads=args.threads, block_layout=args.block_layout,
+        labels=args.labels, trust_foreign=args.trust_foreign,
     )
+    report = export_ir(args.checkpoint, args.output, options, onnx=args.onnx, calib=calib)
     for precision, entry in report["artifacts"].items():
-        line = f"{precision}: {entry['path']} ({entry['bytes'] / 1e6:.1f} MB)"
-        if "gate" in entry:
-            line += f"  gate vs FP32 on {entry['verified_on']} images: {entry['gate']}"
-            if entry.get("removed"):
-                line += "  [removed]"
-        print(line)
-    return 0 if report["passed"] else 1
+        size = f" ({entry['bytes'] / 1e6:.1f} MB)" if entry.get("bytes") else ""
+        state = "wrote" if entry.get("committed") else "NOT written"
+        if entry.get("committed") and not entry["passed"]:
+            state = "wrote (UNVERIFIED, --keep-failed)"
+        print(f"{precision}: {state} {entry['path']}{size}; {entry['gate']}")
+    if not report["passed"]:
+        raise VerificationError("an IR failed its fidelity gate; kept (--keep-failed) and marked unverified")
+    return 0
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import deque
 from pathlib import Path
 from typing import Any, Optional
 
@@ -46,11 +45,12 @@ from emonext_edge.errors import ExportError, ModelFileError
 from emonext_edge.fileio import atomic_path, write_json_atomic
 from emonext_edge.metadata import from_string_map, sidecar_path
 
+from .stn_scope import QDQ_OPS, onnx_stem_conv, onnx_stn_node_names
+
 log = logging.getLogger(__name__)
 
 #: op types whose inputs get Q/DQ pairs (see the module docstring for why LayerNormalization)
 PLACEMENT_OP_TYPES = ("Conv", "MatMul", "Gemm", "LayerNormalization")
-QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 METHODS = ("nncf", "ort")
 
 
@@ -68,58 +68,18 @@ def _load(model_or_path: Any) -> Any:
         raise ModelFileError(f"{path}: not a readable ONNX model ({exc})") from None
 
 
-def _initializer_shapes(model: Any) -> dict[str, tuple[int, ...]]:
-    return {init.name: tuple(init.dims) for init in model.graph.initializer}
-
-
-def _weight_shape(model: Any, node: Any, inits: dict[str, tuple[int, ...]]) -> Optional[tuple[int, ...]]:
-    """Shape of a Conv weight, looking through a DequantizeLinear (Q/DQ graphs)."""
-    if len(node.input) < 2:
-        return None
-    name = node.input[1]
-    if name in inits:
-        return inits[name]
-    producers = {o: n for n in model.graph.node for o in n.output}
-    dq = producers.get(name)
-    if dq is not None and dq.op_type == "DequantizeLinear" and dq.input[0] in inits:
-        return inits[dq.input[0]]
-    return None
-
-
 def stem_conv(model: Any) -> Any:
-    """The ConvNeXt stem: the Conv with a ``[C, 3, 4, 4]`` kernel (the STN's convs are 7x7 and 5x5)."""
-    inits = _initializer_shapes(model)
-    for node in model.graph.node:
-        if node.op_type == "Conv":
-            shape = _weight_shape(model, node, inits)
-            if shape is not None and len(shape) == 4 and shape[1:] == (3, 4, 4):
-                return node
-    raise ExportError("ONNX graph has no EmoNeXt stem convolution (Conv with a [C,3,4,4] kernel)")
+    """The ConvNeXt stem: the Conv with a ``[C, 3, 4, 4]`` kernel (see :mod:`export.stn_scope`)."""
+    return onnx_stem_conv(_load(model))
 
 
 def stn_node_names(model_or_path: Any) -> list[str]:
     """Names of every node of the STN: all nodes the stem convolution's data input depends on.
 
-    Q/DQ nodes in front of the stem (inserted by a quantizer) are not part of the STN.
+    The one rule of :mod:`export.stn_scope`, shared with the NNCF INT8 IR; Q/DQ nodes in front
+    of the stem (inserted by a quantizer) are not part of the STN.
     """
-    model = _load(model_or_path)
-    producers = {o: n for n in model.graph.node for o in n.output}
-    stem = stem_conv(model)
-    seen: dict[str, Any] = {}
-    queue = deque([stem.input[0]])
-    while queue:
-        tensor = queue.popleft()
-        node = producers.get(tensor)
-        if node is None or node.name in seen:
-            continue
-        seen[node.name] = node
-        queue.extend(i for i in node.input if i)
-    names = [n.name for n in model.graph.node if n.name in seen and n.op_type not in QDQ_OPS]
-    if not names:
-        raise ExportError("the stem convolution takes the graph input directly: this ONNX has no STN to keep FP32")
-    if any(not n for n in names):
-        raise ExportError("ONNX graph has unnamed STN nodes; export it with node names (torch.onnx.export does)")
-    return names
+    return onnx_stn_node_names(_load(model_or_path))
 
 
 def check_stn_float(model_or_path: Any) -> None:

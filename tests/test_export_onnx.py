@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emonext_edge.errors import ExportError
+from emonext_edge.errors import VerificationError
 from emonext_edge.fileio import sha256_file
-from emonext_edge.metadata import from_string_map, read_sidecar, sidecar_path
+from emonext_edge.metadata import ArtifactMetadata, from_string_map, read_metadata, read_sidecar, sidecar_path
 from emonext_edge.preprocess import PREPROCESSING_SPEC
 from export.common import UsageError
 from export.onnx import export_onnx, main, op_counts, resolve_opset
@@ -62,7 +62,7 @@ def test_export_reproduces_official_golden_logits(exports, official_io, stn):
     assert np.abs(logits - official_io["logits"]).max() <= 1e-4
     assert (logits.argmax(1) == official_io["preds"]).all()
     assert report["max_abs_diff"] <= 1e-4 and report["argmax_agreement"] == 1.0
-    assert report["verification"].startswith("9 real images from")
+    assert report["verification"].startswith("9 unlabeled images from")
 
 
 @pytest.mark.parametrize("stn", ["native", "decomposed"])
@@ -98,7 +98,10 @@ def test_metadata_round_trip(exports, official_checkpoint):
     for stn, (path, report) in exports.items():
         sidecar = read_sidecar(path)
         embedded = from_string_map({p.key: p.value for p in onnx.load(path).metadata_props})
-        assert sidecar == embedded
+        # the sidecar is the embedded record plus the SHA-256 of the file (a file cannot hold its own hash)
+        assert {k: v for k, v in sidecar.items() if k != "artifact_sha256"} == embedded
+        assert sidecar["artifact_sha256"] == {path.name: sha256_file(path)}
+        assert read_metadata(path) == ArtifactMetadata.from_dict(sidecar)
         assert report["sidecar"] == str(sidecar_path(path))
         assert sidecar["labels"] == ["Angry", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise"]
         assert sidecar["preprocessing"] == json.loads(json.dumps(PREPROCESSING_SPEC))
@@ -112,13 +115,16 @@ def test_metadata_round_trip(exports, official_checkpoint):
         assert (sidecar["stn_mode"], sidecar["opset"]) == (stn, 13 if stn == "decomposed" else 17)
         assert (sidecar["batch"], sidecar["input_name"], sidecar["output_name"]) == ("dynamic", "input", "logits")
         assert sidecar["precision"] == "fp32" and sidecar["package_version"]
-        assert sidecar["verification"]["max_abs_diff"] == report["max_abs_diff"]
+        gate = sidecar["fidelity"]
+        assert gate["passed"] and gate["figures"]["max_abs_logit_diff"] == report["max_abs_diff"]
+        assert gate["runtime"].startswith("onnxruntime, CPUExecutionProvider") and gate["thresholds"]["atol"] == 1e-4
+        assert gate["data"].startswith("9 unlabeled images") and gate["reference"].startswith("PyTorch FP32")
         assert report["sha256"] == sha256_file(path)
 
 
 def test_export_restores_model_state(official_model, tmp_path):
     official_model.stn_mode = "native"
-    with pytest.raises(ExportError, match="verification failed"):
+    with pytest.raises(VerificationError, match="fidelity gate failed"):
         export_onnx(official_model, tmp_path / "x.onnx", stn="decomposed", verify_count=2, atol=1e-12)
     assert official_model.stn_mode == "native" and not official_model.training
 
@@ -126,7 +132,7 @@ def test_export_restores_model_state(official_model, tmp_path):
 def test_failed_verification_leaves_no_file(official_model, tmp_path):
     out = tmp_path / "model.onnx"
     out.write_bytes(b"previous artifact")
-    with pytest.raises(ExportError, match=r"max \|Δlogits\|"):
+    with pytest.raises(VerificationError, match=r"max \|Δlogit\|"):
         export_onnx(official_model, out, verify_count=2, atol=1e-12)
     assert out.read_bytes() == b"previous artifact"  # untouched, never half-written
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # no sidecar, no temp files
@@ -203,7 +209,8 @@ def test_cli_exports_checkpoint_and_prints_figures(official_checkpoint, face_dir
     stdout = capsys.readouterr().out
     assert code == 0
     assert out.is_file() and sidecar_path(out).is_file()
-    assert "max |Δlogits|" in stdout and "argmax agreement: 100.0%" in stdout and "4 real images" in stdout
+    assert "gate PASSED" in stdout and "agreement 100.00%" in stdout and "4 unlabeled images" in stdout
+    assert stdout.count("wrote ") == 1 and ".emonext-tmp" not in stdout
 
 
 @pytest.mark.slow  # exports the full EmoNeXt-Tiny default model (~18 s on 2 shared cores)
@@ -221,7 +228,8 @@ def test_cli_default_model_says_so_first(tmp_path, capsys):
     ("args", "message"),
     [
         (["--checkpoint", "{tmp}/missing.pt"], "missing.pt"),
-        (["--output", "{tmp}/no/such/dir/model.onnx"], "does not exist"),
+        (["--output", "{tmp}/afile/model.onnx"], "is a file, not a directory"),
+        (["--output", "/proc/x.onnx"], "not writable"),
         (["--output", "{tmp}/model.engine"], "must end in .onnx"),
         (["--opset", "13"], "opset >= 16"),
         (["--opset", "20"], "'linear'"),
@@ -232,6 +240,7 @@ def test_cli_default_model_says_so_first(tmp_path, capsys):
     ],
 )
 def test_cli_bad_input_exits_2(args, message, tmp_path, capsys):
+    (tmp_path / "afile").write_text("a file where a directory should be")
     argv = [a.format(tmp=tmp_path) for a in args]
     if "--output" not in argv:
         argv += ["--output", str(tmp_path / "out.onnx")]

@@ -55,7 +55,7 @@ def test_int8_keeps_whole_stn_in_float(tmp_path):
     from emonext_edge.preprocess import preprocess
     from export.common import synthetic_faces
 
-    fp32 = convert_source(onnx=_small_onnx(tmp_path)).model
+    fp32 = convert_source(onnx=_small_onnx(tmp_path), trust_foreign=True).model
     stn = stn_node_names(fp32)
     kinds = {op.get_type_name() for op in fp32.get_ordered_ops() if op.get_friendly_name() in stn}
     # derived scope covers localization convs, fc_loc MatMuls, the grid and the sampler
@@ -133,13 +133,62 @@ def test_accuracy_controlled_int8_meets_its_drop_bound(tmp_path, reference_check
 
 
 def test_cli_fp32_from_onnx(tmp_path, capsys):
-    onnx_path = _small_onnx(tmp_path)
+    onnx_path = _small_onnx(tmp_path)  # no EmoNeXt metadata: refused unless the user vouches for it
     out = tmp_path / "out"
-    out.mkdir()
-    assert main(["--onnx", str(onnx_path), "--output", str(out), "--name", "m"]) == 0
+    assert main(["--onnx", str(onnx_path), "--output", str(out), "--name", "m"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "carries no EmoNeXt metadata" in err[0] and "--trust-foreign" in err[0]
+    assert not list(out.glob("*.xml"))
+    labels = "a,b,c,d,e,f,g"
+    assert main(["--onnx", str(onnx_path), "--output", str(out), "--name", "m", "--labels", labels]) == 0
     assert (out / "m.xml").is_file() and (out / "m.bin").is_file()
-    assert read_ir_metadata(out / "m.xml")["source"]["onnx_sha256"]
-    assert "fp32:" in capsys.readouterr().out
+    meta = read_ir_metadata(out / "m.xml")
+    assert meta["source"]["onnx_sha256"] and meta["labels"] == labels.split(",")
+    assert meta["fidelity"]["passed"] and meta["fidelity"]["reference"].startswith("source ONNX small.onnx")
+    stdout = capsys.readouterr().out
+    assert "fp32: wrote" in stdout and ".emonext-tmp" not in stdout
+    assert main(["--onnx", str(onnx_path), "--output", str(out), "--labels", "a,b"]) == 2
+    assert "2 names given but" in capsys.readouterr().err
+
+
+def test_onnx_export_with_matching_sha256_is_trusted_and_tampering_is_refused(tmp_path, official_model, capsys):
+    from export.onnx import export_onnx
+
+    src = tmp_path / "m.onnx"
+    export_onnx(official_model, src, verify_count=2)
+    assert main(["--onnx", str(src), "--output", str(tmp_path / "ir"), "--fidelity-images", "4"]) == 0
+    meta = read_ir_metadata(tmp_path / "ir" / "emonext.xml")
+    assert meta["source"]["trusted"] == "EmoNeXt metadata with a matching SHA-256"
+    data = bytearray(src.read_bytes())
+    data[-100] ^= 0xFF  # a flipped bit in the weights
+    src.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(["--onnx", str(src), "--output", str(tmp_path / "ir2")]) == 2
+    assert "differs from the one its metadata records" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["afile/sub", "/proc/x"])
+def test_output_where_a_directory_cannot_be_is_one_line_exit_2(tmp_path, capsys, where):
+    (tmp_path / "afile").write_text("a file")
+    output = str(tmp_path / where) if not where.startswith("/") else where
+    assert main(["--output", output]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --output ") and output in err[0]
+
+
+def test_calib_data_smaller_than_subset_names_the_real_option(tmp_path, capsys):
+    import cv2
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    from export.common import synthetic_faces
+
+    for i, face in enumerate(synthetic_faces(3)):
+        cv2.imwrite(str(faces / f"f{i}.png"), face)
+    onnx_path = tmp_path / "x.onnx"
+    assert main(["--onnx", str(onnx_path), "--output", str(tmp_path), "--int8", "--calib-data", str(faces)]) == 2
+    err = capsys.readouterr().err
+    assert "--subset-size 300 is larger than the data" in err and "--num" not in err
 
 
 @pytest.mark.parametrize(
