@@ -1,9 +1,14 @@
 """Legacy implicit INT8: ``IInt8EntropyCalibrator2`` fed from calibration images via pycuda.
 
-Only reachable where :attr:`ApiPlan.calibrator` is true (TensorRT < 10.1; removed in 11).
-The default INT8 path is explicit Q/DQ (``export/quantize_onnx.py``). The calibration cache
-is written atomically after the first calibration and reused by later builds (TensorRT then
-skips ``get_batch``).
+Only reachable where :attr:`ApiPlan.calibrator` is true (TensorRT < 10.1; deprecated from
+10.1, removed in 11). The default INT8 path is explicit Q/DQ (``export/quantize_onnx.py``).
+The calibration cache is written atomically after the first calibration and reused by later
+builds (TensorRT then skips ``get_batch``).
+
+CUDA: no ``pycuda.autoinit``. TensorRT calls ``get_batch`` from inside
+``build_serialized_network``, which the builder runs with the device's primary context pushed
+(:class:`emonext_edge.tensorrt_compat.CudaContext`); the device buffer is allocated there, on
+the first batch, so it lives in the context TensorRT's kernels read it from.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from emonext_edge.errors import ExportError
+from emonext_edge.errors import UsageError
 from emonext_edge.fileio import atomic_path
 from emonext_edge.tensorrt_compat import ApiPlan
 
@@ -24,46 +29,41 @@ log = logging.getLogger(__name__)
 
 def make_entropy_calibrator(
     plan: ApiPlan,
-    images: Optional[np.ndarray],
+    trt: Any,
+    images: np.ndarray,
     cache_path: Optional[str | os.PathLike],
     batch_size: int = 8,
-    trt: Any = None,
 ) -> Any:
     """An ``IInt8EntropyCalibrator2`` over float32 ``images`` [N,3,224,224]; cache at ``cache_path``."""
     if not plan.calibrator:
-        raise ExportError(
-            f"TensorRT {plan.label} has no usable INT8 calibrator: use explicit INT8 (Q/DQ ONNX)"
+        raise UsageError(
+            f"--int8-mode calibrator: TensorRT {plan.label} has no usable INT8 calibrator; "
+            "use --int8-mode explicit (Q/DQ ONNX)"
         )
-    if trt is None:
-        import tensorrt as trt
-    recording = images is None  # api_names_used: names only, no CUDA
+    data = np.ascontiguousarray(images, dtype=np.float32)
+    if data.ndim != 4 or len(data) < batch_size:
+        raise UsageError(f"calibration needs at least {batch_size} images [N, 3, 224, 224], got {list(data.shape)}")
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc,name-defined]
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
             self.cache_path = Path(cache_path) if cache_path else None
-            self.batch_size = batch_size
             self.index = 0
-            self.images = None if recording else np.ascontiguousarray(images, dtype=np.float32)
-            self.device: Any = None
-            if not recording:
-                import pycuda.autoinit  # noqa: F401  (creates the CUDA context)
-                import pycuda.driver as cuda
-
-                assert self.images is not None
-                self.device = cuda.mem_alloc(self.images[:batch_size].nbytes)
+            self.device: Any = None  # allocated on the first batch, inside the builder's CUDA context
 
         def get_batch_size(self) -> int:
-            return self.batch_size
+            return batch_size
 
         def get_batch(self, names: list[str]) -> Optional[list[int]]:
-            if self.images is None or self.index + self.batch_size > len(self.images):
+            if self.index + batch_size > len(data):
                 return None
             import pycuda.driver as cuda
 
-            chunk = np.ascontiguousarray(self.images[self.index:self.index + self.batch_size])
+            chunk = data[self.index:self.index + batch_size]
+            if self.device is None:
+                self.device = cuda.mem_alloc(chunk.nbytes)
             cuda.memcpy_htod(self.device, chunk)
-            self.index += self.batch_size
+            self.index += batch_size
             return [int(self.device)]
 
         def read_calibration_cache(self) -> Optional[bytes]:

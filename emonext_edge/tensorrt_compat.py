@@ -1,117 +1,354 @@
 """THE one place that knows which TensorRT calls each generation takes (8.5/8.6, 10.x, 11.x).
 
-The engine builder (``export/tensorrt.py``) and the Runtime backend
-(``backends/tensorrt_backend.py``) make every TensorRT call through the functions here,
-steered by an :class:`ApiPlan` from :func:`plan_for`. :func:`api_names_used` runs those very
-functions on every reachable path of a version against a recording stand-in for the
-``tensorrt`` module and returns the names touched, so a test can compare them with the
-names the real bindings of that version expose.
+The engine builder (``export/tensorrt.py``), the legacy INT8 calibrator
+(``calibration/trt_calibrator.py``) and the Runtime backend (``backends/tensorrt_backend.py``)
+make every TensorRT call through the functions here, steered by an :class:`ApiPlan` from
+:func:`plan_for`. The plan answers two questions per version:
+
+* **which calls** — :data:`API_USES` declares every TensorRT class, method (with the number
+  of positional arguments and the keywords we pass), property (settable where we set it),
+  enum member and subclass override this code touches, each with the :class:`ApiPlan` field
+  that makes it reachable; :meth:`ApiPlan.api_uses` is one version's list. The test suite
+  imports each version's real Python bindings (against stub libraries, see
+  ``tests/trt_stubs/``) and checks every entry of that list against them, and checks that the
+  table covers exactly what the code calls (source scan + a recording run per version);
+* **which build** — :meth:`ApiPlan.path` turns ``--fp16/--int8/--int8-mode`` into a
+  :class:`PrecisionPath`: which ONNX the engine is built from, which builder flags, strongly
+  typed or not, how the STN is kept FP32, calibrator or Q/DQ, and what the engine's
+  precision really is (written to its manifest).
 
 Generations:
 
-* 8.5/8.6 — named I/O tensors and ``execute_async_v3`` exist (we never use ``execute_async_v2``);
-  weakly typed networks, ``EXPLICIT_BATCH`` flag, FP16/INT8 builder flags, INT8 calibrators;
-  no ``IProgressMonitor``; ``LayerNormalization`` from 8.6.
-* 10.x — explicit batch is implicit; ``STRONGLY_TYPED`` exists; ``IProgressMonitor``;
-  calibrators deprecated from 10.1 (reachable only below 10.1 here).
-* 11.x — strongly typed only: FP16 via a mixed-precision ONNX, INT8 via Q/DQ ONNX; no
-  precision flags, no calibrators, no layer precision constraints.
+* 8.5/8.6 — named I/O tensors and ``execute_async_v3`` (we never use ``execute_async_v2``);
+  weakly typed networks need ``NetworkDefinitionCreationFlag.EXPLICIT_BATCH``; FP16/INT8
+  builder flags; the STN is pinned to FP32 with layer precisions +
+  ``OBEY_PRECISION_CONSTRAINTS``; ``IInt8EntropyCalibrator2``; no ``IProgressMonitor``;
+  ``LayerNormalization`` parses from 8.6 (8.5 gets opset 16).
+* 10.x — explicit batch is implicit (the flag is deprecated and not set); weakly typed builds
+  as on 8.x (``STRONGLY_TYPED`` exists but is not used: the FP16 flag path keeps one ONNX);
+  ``IProgressMonitor``; calibrators deprecated from 10.1 (reachable only below 10.1 here).
+* 11.x — strongly typed only: no FP16/INT8 builder flags, no calibrators, no layer
+  precisions. The ONNX's own types decide: FP16 from the mixed FP16 ONNX, INT8 from the
+  Q/DQ ONNX, FP16+INT8 from the Q/DQ ONNX converted to FP16 with FP16 scales (opset 19).
 
-Importing this module never imports TensorRT.
+CUDA contexts: see :class:`CudaContext` (one policy for builder, calibrator and backend).
+
+Importing this module never imports TensorRT or pycuda.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
-import types
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 log = logging.getLogger(__name__)
 
 MIN_VERSION = (8, 5)
-#: TensorRT versions whose Python API this module targets, one per generation/JetPack line
+#: TensorRT versions whose real bindings the test suite audits, one per generation/JetPack line
 KNOWN_VERSIONS = ("8.6.1", "10.3.0", "10.13.3", "11.4.0")
+PRECISIONS = ("fp32", "fp16", "int8", "fp16+int8")
+INT8_MODES = ("explicit", "calibrator")
+
+#: the ONNX files a build may start from: kind -> (file suffix, what it is)
+ONNX_KINDS: dict[str, tuple[str, str]] = {
+    "fp32": (".fp32.onnx", "FP32 ONNX"),
+    "fp16": (".fp16.onnx", "mixed FP16 ONNX (STN, LayerNorm statistics and head FP32)"),
+    "int8-qdq": (".int8.qdq.onnx", "INT8 Q/DQ ONNX (STN unquantized, FP32)"),
+    "int8-qdq-fp16": (".int8.qdq.fp16.onnx",
+                      "INT8 Q/DQ ONNX with FP16 elsewhere (FP16 scales, opset 19; STN, LayerNorm statistics, head FP32)"),
+}
 
 
 def parse_version(version: str) -> tuple[int, int, int]:
-    parts = [p for p in str(version).split(".")[:3]]
-    try:
-        nums = [int("".join(ch for ch in p if ch.isdigit()) or 0) for p in parts]
-    except ValueError:
-        raise ValueError(f"not a TensorRT version: {version!r}") from None
+    """``"10.13.3.9"`` -> ``(10, 13, 3)``; ``"8.6"`` -> ``(8, 6, 0)``."""
+    parts = str(version).strip().split(".")[:3]
+    nums = []
+    for p in parts:
+        digits = "".join(ch for ch in p if ch.isdigit())
+        if not digits:
+            raise ValueError(f"not a TensorRT version: {version!r} (expected MAJOR.MINOR[.PATCH])")
+        nums.append(int(digits))
     while len(nums) < 3:
         nums.append(0)
     return nums[0], nums[1], nums[2]
 
 
+# --------------------------------------------------------------------------- plans
+
+
+@dataclass(frozen=True)
+class PrecisionPath:
+    """How one precision request is built on one TensorRT version."""
+
+    precision: str  # what was asked: fp32 | fp16 | int8 | fp16+int8
+    int8_mode: Optional[str]  # explicit | calibrator | None (no INT8)
+    onnx: str  # key of ONNX_KINDS: the ONNX the engine is built from
+    builder_flags: tuple[str, ...]  # BuilderFlag members set
+    strongly_typed: bool
+    calibrator: bool  # IInt8EntropyCalibrator2 feeds implicit INT8
+    pin_stn_fp32: bool  # STN layers get precision FP32 + OBEY_PRECISION_CONSTRAINTS
+    engine_precision: str  # what the engine computes in (the manifest says this)
+    onnx_opset: int
+
+    @property
+    def stn(self) -> str:
+        if self.pin_stn_fp32:
+            return "FP32: STN layers pinned (layer precision + OBEY_PRECISION_CONSTRAINTS)"
+        if self.onnx in ("fp16", "int8-qdq-fp16"):
+            return "FP32: kept FP32 in the ONNX (strongly typed build follows the ONNX types)"
+        if self.onnx == "int8-qdq":
+            return "FP32: not quantized in the Q/DQ ONNX"
+        return "FP32 (whole network FP32; TF32 on Ampere+)"
+
+
 @dataclass(frozen=True)
 class ApiPlan:
-    """Which calls one TensorRT version gets. Every branch in the TensorRT code reads one of these fields."""
+    """Which calls one TensorRT version gets. Every version branch in the TensorRT code reads one of these fields."""
 
     version: tuple[int, int, int]
     explicit_batch_flag: bool  # 8.x: networks need NetworkDefinitionCreationFlag.EXPLICIT_BATCH
-    strongly_typed: bool  # 11.x: always; 10.x: only for explicit Q/DQ / mixed-ONNX builds
-    strongly_typed_available: bool
-    precision_flags: bool  # BuilderFlag.FP16 / INT8 exist
-    layer_precision: bool  # layer.precision + OBEY_PRECISION_CONSTRAINTS (to pin the STN to FP32)
-    calibrator: bool  # IInt8EntropyCalibrator2 path reachable (< 10.1)
-    progress_monitor: bool
-    fp16_via_onnx: bool  # FP16 needs the mixed FP16 ONNX (11.x)
-    stn_mode: str  # "native" (GridSample) or "decomposed"
-    onnx_opset: int  # opset to export at: LayerNormalization (opset 17) parses from 8.6, GridSample from 8.5
+    strongly_typed: bool  # 11.x: every network is strongly typed (8.x/10.x: weakly typed + flags)
+    precision_flags: bool  # BuilderFlag.FP16 / INT8 exist (not on 11.x)
+    layer_precision: bool  # ILayer.precision + OBEY_PRECISION_CONSTRAINTS exist (to pin the STN to FP32)
+    calibrator: bool  # IInt8EntropyCalibrator2 path offered (< 10.1; deprecated from 10.1, gone in 11)
+    progress_monitor: bool  # IProgressMonitor (10.x+)
+    stn_mode: str  # "native" (GridSample, 8.5+) or "decomposed"
+    onnx_opset: int  # opset of the FP32 export: LayerNormalization (17) parses from 8.6, GridSample (16) from 8.5
 
     @property
     def label(self) -> str:
         return ".".join(str(v) for v in self.version)
 
-    def precision_paths(self) -> list[tuple[str, str]]:
-        """(precision, int8_mode) pairs this version can build."""
-        paths = [("fp32", ""), ("fp16", ""), ("int8", "explicit"), ("fp16+int8", "explicit")]
+    def path(self, precision: str, int8_mode: str = "explicit") -> PrecisionPath:
+        """The build for ``precision``; :class:`UsageError` naming the option where this version cannot."""
+        from .errors import UsageError
+
+        if precision not in PRECISIONS:
+            raise UsageError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+        fp16, int8 = "fp16" in precision, "int8" in precision
+        mode = int8_mode if int8 else None
+        if mode is not None and mode not in INT8_MODES:
+            raise UsageError(f"--int8-mode {mode}: expected one of {', '.join(INT8_MODES)}")
+        if mode == "calibrator" and not self.calibrator:
+            raise UsageError(
+                f"--int8-mode calibrator: TensorRT {self.label} has no usable INT8 calibrator "
+                "(deprecated from 10.1, removed in 11); use --int8-mode explicit (Q/DQ ONNX)"
+            )
+        rest = "fp16" if fp16 else "fp32"
+        if self.strongly_typed:  # 11.x: the ONNX's types are the engine's types
+            onnx = {(False, False): "fp32", (True, False): "fp16", (False, True): "int8-qdq",
+                    (True, True): "int8-qdq-fp16"}[(fp16, int8)]
+            return PrecisionPath(precision, mode, onnx, (), True, False, False,
+                                 f"int8+{rest}" if int8 else rest, 19 if onnx == "int8-qdq-fp16" else self.onnx_opset)
+        flags = tuple(f for f, on in (("FP16", fp16), ("INT8", int8)) if on)
+        calibrated = mode == "calibrator"
+        onnx = "int8-qdq" if mode == "explicit" else "fp32"
+        # explicit INT8 alone leaves the STN unquantized FP32; FP16 or implicit INT8 would touch it
+        pin = self.layer_precision and (fp16 or calibrated)
+        engine = (f"int8+{rest}" + (" (calibrated)" if calibrated else "")) if int8 else rest
+        return PrecisionPath(precision, mode, onnx, flags, False, calibrated, pin, engine, self.onnx_opset)
+
+    def precision_paths(self) -> list[PrecisionPath]:
+        """Every build this version offers."""
+        out = [self.path(p) for p in PRECISIONS]
         if self.calibrator:
-            paths += [("int8", "calibrator"), ("fp16+int8", "calibrator")]
-        return paths
+            out += [self.path(p, "calibrator") for p in PRECISIONS if "int8" in p]
+        return out
+
+    def api_uses(self) -> list[ApiUse]:
+        """The entries of :data:`API_USES` reachable on this version."""
+        return [u for u in API_USES if u.reachable(self)]
 
 
 def plan_for(version: str) -> ApiPlan:
     v = parse_version(version)
-    major_minor = v[:2]
+    mm = v[:2]
     gen11 = v[0] >= 11
     return ApiPlan(
         version=v,
         explicit_batch_flag=v[0] < 10,
         strongly_typed=gen11,
-        strongly_typed_available=v[0] >= 10,
         precision_flags=not gen11,
         layer_precision=not gen11,
-        calibrator=major_minor < (10, 1) and major_minor >= MIN_VERSION,
+        calibrator=MIN_VERSION <= mm < (10, 1),
         progress_monitor=v[0] >= 10,
-        fp16_via_onnx=gen11,
-        stn_mode="native" if major_minor >= (8, 5) else "decomposed",
-        onnx_opset=17 if major_minor >= (8, 6) else (16 if major_minor >= (8, 5) else 13),
+        stn_mode="native" if mm >= (8, 5) else "decomposed",
+        onnx_opset=17 if mm >= (8, 6) else (16 if mm >= (8, 5) else 13),
     )
+
+
+def describe(plan: ApiPlan, precision: str, int8_mode: str = "explicit") -> list[str]:
+    """Human-readable lines of what a build of ``precision`` does on ``plan``'s version."""
+    p = plan.path(precision, int8_mode)
+    int8 = {"explicit": "Q/DQ ONNX (explicit INT8)", "calibrator": "IInt8EntropyCalibrator2 (implicit INT8)",
+            None: "none"}[p.int8_mode]
+    return [
+        f"TensorRT {plan.label}: {precision}" + (f" ({p.int8_mode} INT8)" if p.int8_mode else ""),
+        f"  builds from:    {ONNX_KINDS[p.onnx][1]} (<stem>{ONNX_KINDS[p.onnx][0]}), opset {p.onnx_opset}, "
+        f"STN {plan.stn_mode}",
+        f"  network:        {'strongly typed' if p.strongly_typed else 'weakly typed'}"
+        + (", EXPLICIT_BATCH flag" if plan.explicit_batch_flag else ""),
+        f"  builder flags:  {', '.join(p.builder_flags) or 'none'}"
+        + (" + OBEY_PRECISION_CONSTRAINTS" if p.pin_stn_fp32 else ""),
+        f"  STN:            {p.stn}",
+        f"  INT8:           {int8}",
+        f"  engine:         {p.engine_precision}",
+    ]
+
+
+# --------------------------------------------------------------------------- the API table
+
+
+@dataclass(frozen=True)
+class ApiUse:
+    """One TensorRT name our code touches, as the audit checks it against a version's real bindings.
+
+    ``owner`` is ``"tensorrt"`` (the module) or a TensorRT class/enum name. ``kind``:
+    ``class`` (module attribute that is a class; ``args``/``keywords`` describe the
+    constructor call, ``None`` when only subclassed), ``function``, ``value`` (module or
+    class attribute of type ``returns``), ``member`` (enum member inside ``owner``),
+    ``method`` (called with ``args`` positional arguments and ``keywords``), ``property``
+    (read), ``settable`` (property we assign), ``override`` (a method our Python subclass
+    defines, with parameter names ``keywords``). ``returns``: the class the signature must
+    return (what the next call relies on). ``when``: the :class:`ApiPlan` field that makes the
+    use reachable (``""``: every version).
+    """
+
+    owner: str
+    name: str
+    kind: str
+    args: Optional[int] = None
+    keywords: tuple[str, ...] = ()
+    returns: Optional[str] = None
+    when: str = ""
+
+    def reachable(self, plan: ApiPlan) -> bool:
+        return not self.when or bool(getattr(plan, self.when))
+
+    def __str__(self) -> str:
+        where = self.name if self.owner == "tensorrt" else f"{self.owner}.{self.name}"
+        call = ""
+        if self.args is not None:
+            call = "(" + ", ".join(["_"] * self.args + [f"{k}=" for k in self.keywords if self.kind != "override"]) + ")"
+        if self.kind == "override":
+            call = "(" + ", ".join(self.keywords) + ")"
+        return f"{self.kind} {where}{call}"
+
+
+def _m(owner: str, name: str, args: int = 0, returns: Optional[str] = None, when: str = "",
+       keywords: tuple[str, ...] = ()) -> ApiUse:
+    return ApiUse(owner, name, "method", args, keywords, returns, when)
+
+
+#: every TensorRT name this code touches (see :class:`ApiUse`); tests keep it equal to the code
+API_USES: tuple[ApiUse, ...] = (
+    ApiUse("tensorrt", "__version__", "value", returns="str"),
+    # logger, builder, network, parser
+    ApiUse("tensorrt", "Logger", "class", 1, returns="Logger"),
+    ApiUse("Logger", "WARNING", "value", returns="Severity"),
+    ApiUse("tensorrt", "Builder", "class", 1, returns="Builder"),
+    _m("Builder", "create_network", 1, "INetworkDefinition"),
+    ApiUse("NetworkDefinitionCreationFlag", "EXPLICIT_BATCH", "member", when="explicit_batch_flag"),
+    ApiUse("NetworkDefinitionCreationFlag", "STRONGLY_TYPED", "member", when="strongly_typed"),
+    ApiUse("tensorrt", "OnnxParser", "class", 2, returns="OnnxParser"),
+    _m("OnnxParser", "parse_from_file", 1, "bool"),
+    ApiUse("OnnxParser", "num_errors", "property", returns="int"),
+    _m("OnnxParser", "get_error", 1),
+    # builder config
+    _m("Builder", "create_builder_config", 0, "IBuilderConfig"),
+    _m("IBuilderConfig", "set_memory_pool_limit", 2, "None"),
+    ApiUse("MemoryPoolType", "WORKSPACE", "member"),
+    _m("IBuilderConfig", "set_flag", 1, "None"),
+    ApiUse("BuilderFlag", "FP16", "member", when="precision_flags"),
+    ApiUse("BuilderFlag", "INT8", "member", when="precision_flags"),
+    # STN pinned to FP32 on weakly typed builds
+    ApiUse("INetworkDefinition", "num_layers", "property", returns="int", when="layer_precision"),
+    _m("INetworkDefinition", "get_layer", 1, "ILayer", when="layer_precision"),
+    ApiUse("ILayer", "name", "property", returns="str", when="layer_precision"),
+    ApiUse("ILayer", "precision", "settable", when="layer_precision"),
+    ApiUse("ILayer", "num_outputs", "property", returns="int", when="layer_precision"),
+    _m("ILayer", "set_output_type", 2, "None", when="layer_precision"),
+    ApiUse("tensorrt", "float32", "value", returns="DataType", when="layer_precision"),
+    ApiUse("BuilderFlag", "OBEY_PRECISION_CONSTRAINTS", "member", when="layer_precision"),
+    # implicit INT8 (legacy calibrator)
+    ApiUse("IBuilderConfig", "int8_calibrator", "settable", when="calibrator"),
+    _m("IBuilderConfig", "set_calibration_profile", 1, "bool", when="calibrator"),
+    ApiUse("tensorrt", "IInt8EntropyCalibrator2", "class", when="calibrator"),
+    ApiUse("IInt8EntropyCalibrator2", "__init__", "override", 0, when="calibrator"),
+    ApiUse("IInt8EntropyCalibrator2", "get_batch_size", "override", 0, when="calibrator"),
+    ApiUse("IInt8EntropyCalibrator2", "get_batch", "override", 1, ("names",), when="calibrator"),
+    ApiUse("IInt8EntropyCalibrator2", "read_calibration_cache", "override", 0, when="calibrator"),
+    ApiUse("IInt8EntropyCalibrator2", "write_calibration_cache", "override", 1, ("cache",), when="calibrator"),
+    # optimization profile
+    _m("Builder", "create_optimization_profile", 0, "IOptimizationProfile"),
+    _m("IOptimizationProfile", "set_shape", 4, "None"),
+    _m("IBuilderConfig", "add_optimization_profile", 1, "int"),
+    # DLA (Jetson), every version
+    ApiUse("IBuilderConfig", "default_device_type", "settable"),
+    ApiUse("DeviceType", "DLA", "member"),
+    ApiUse("IBuilderConfig", "DLA_core", "settable"),
+    ApiUse("BuilderFlag", "GPU_FALLBACK", "member"),
+    # timing cache
+    _m("IBuilderConfig", "create_timing_cache", 1, "ITimingCache"),
+    _m("IBuilderConfig", "set_timing_cache", 2, "bool"),
+    _m("IBuilderConfig", "get_timing_cache", 0, "ITimingCache"),
+    _m("ITimingCache", "serialize", 0, "IHostMemory"),
+    # progress (10.x+)
+    ApiUse("tensorrt", "IProgressMonitor", "class", when="progress_monitor"),
+    ApiUse("IProgressMonitor", "__init__", "override", 0, when="progress_monitor"),
+    ApiUse("IProgressMonitor", "phase_start", "override", 3, ("phase_name", "parent_phase", "num_steps"),
+           when="progress_monitor"),
+    ApiUse("IProgressMonitor", "step_complete", "override", 2, ("phase_name", "step"), when="progress_monitor"),
+    ApiUse("IProgressMonitor", "phase_finish", "override", 1, ("phase_name",), when="progress_monitor"),
+    ApiUse("IBuilderConfig", "progress_monitor", "settable", when="progress_monitor"),
+    _m("Builder", "build_serialized_network", 2, "IHostMemory"),
+    # runtime
+    ApiUse("tensorrt", "Runtime", "class", 1, returns="Runtime"),
+    _m("Runtime", "deserialize_cuda_engine", 1, "ICudaEngine"),
+    ApiUse("ICudaEngine", "num_io_tensors", "property", returns="int"),
+    _m("ICudaEngine", "get_tensor_name", 1, "str"),
+    _m("ICudaEngine", "get_tensor_mode", 1, "TensorIOMode"),
+    ApiUse("TensorIOMode", "INPUT", "member"),
+    _m("ICudaEngine", "get_tensor_dtype", 1, "DataType"),
+    ApiUse("tensorrt", "nptype", "function", 1),
+    _m("ICudaEngine", "get_tensor_shape", 1, "Dims"),
+    _m("ICudaEngine", "get_tensor_profile_shape", 2, "list[Dims]"),
+    _m("ICudaEngine", "create_execution_context", 0, "IExecutionContext"),
+    _m("IExecutionContext", "set_input_shape", 2, "bool"),
+    _m("IExecutionContext", "set_tensor_address", 2, "bool"),
+    _m("IExecutionContext", "execute_async_v3", 1, "bool"),
+)
+
+
+# --------------------------------------------------------------------------- import, CUDA
 
 
 def import_tensorrt() -> Any:
     """``import tensorrt`` or a :class:`BackendUnavailableError` saying what to install."""
     from .errors import BackendUnavailableError
 
+    hint = "on Jetson use JetPack's python3-libnvinfer, on x86 `pip install tensorrt` with an NVIDIA driver"
     try:
         import tensorrt as trt
     except ImportError as exc:
+        raise BackendUnavailableError(f"TensorRT is not installed ({exc}); {hint}") from None
+    if getattr(trt, "__version__", None) is None:  # e.g. a stray tensorrt-stubs (a bare namespace package)
         raise BackendUnavailableError(
-            f"TensorRT is not installed ({exc}); on Jetson use JetPack's python3-libnvinfer, "
-            "on x86 `pip install tensorrt` with an NVIDIA driver"
-        ) from None
-    if getattr(trt, "__version__", None) is None:  # e.g. only tensorrt-stubs (a bare namespace package)
-        raise BackendUnavailableError(
-            "TensorRT is not installed (an empty 'tensorrt' package without its libraries was found); "
-            "on Jetson use JetPack's python3-libnvinfer, on x86 `pip install tensorrt` with an NVIDIA driver"
+            f"TensorRT is not installed (an empty 'tensorrt' package without its libraries was found); {hint}"
         )
     return trt
+
+
+def installed_version() -> Optional[str]:
+    """The installed TensorRT's version, or ``None`` where it cannot be imported."""
+    from .errors import BackendUnavailableError
+
+    try:
+        return str(import_tensorrt().__version__)
+    except BackendUnavailableError:
+        return None
 
 
 def installed_plan() -> ApiPlan:
@@ -135,6 +372,49 @@ def jetpack_release(path: str = "/etc/nv_tegra_release") -> Optional[str]:
     except OSError:
         return None
     return first.lstrip("# ").split(", GCID")[0] or None
+
+
+class CudaContext:
+    """The one CUDA-context policy of the builder, the calibrator and the backend.
+
+    TensorRT runs its work through the CUDA *runtime* API, which always uses the device's
+    **primary** context. ``pycuda.autoinit`` instead creates a second, private context at
+    import time and leaves it current on the importing thread: buffers pycuda allocates there
+    (calibration batches, engine I/O) live in another context than TensorRT's kernels, and an
+    exporter that builds under ``autoinit`` and then loads the engine through the Runtime
+    holds two contexts on one GPU. So nothing here imports ``pycuda.autoinit``: every user
+    retains the primary context once and pushes it around each block of CUDA work
+    (``with ctx:``) — pycuda contexts are current per thread, so a push per call also makes
+    calls from other threads safe. :meth:`close` releases the retain.
+    """
+
+    def __init__(self, device_index: int = 0) -> None:
+        from .errors import BackendUnavailableError
+
+        try:
+            import pycuda.driver as cuda
+
+            cuda.init()
+            device = cuda.Device(device_index)
+            self._context = device.retain_primary_context()
+        except Exception as exc:  # noqa: BLE001 - ImportError, or pycuda.driver.Error without a driver/GPU
+            raise BackendUnavailableError(f"no usable CUDA GPU {device_index} via pycuda ({exc})") from None
+        self.cuda = cuda
+        major, minor = device.compute_capability()
+        self.gpu = str(device.name())
+        self.compute_capability = f"{major}.{minor}"
+
+    def __enter__(self) -> Any:
+        self._context.push()
+        return self.cuda
+
+    def __exit__(self, *exc: Any) -> None:
+        self.cuda.Context.pop()
+
+    def close(self) -> None:
+        if self._context is not None:
+            self._context.detach()
+            self._context = None
 
 
 # --------------------------------------------------------------------------- builder
@@ -165,11 +445,11 @@ def make_progress_monitor(plan: ApiPlan, trt: Any, report: Callable[[str], None]
     return _Progress()
 
 
-def create_network(plan: ApiPlan, trt: Any, builder: Any, strongly_typed: bool) -> Any:
+def create_network(plan: ApiPlan, trt: Any, builder: Any) -> Any:
     flags = 0
     if plan.explicit_batch_flag:
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    if strongly_typed:
+    if plan.strongly_typed:
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     return builder.create_network(flags)
 
@@ -183,10 +463,8 @@ def parse_onnx(trt: Any, network: Any, logger: Any, onnx_path: str) -> None:
         raise ExportError(f"{onnx_path}: TensorRT's ONNX parser failed: " + "; ".join(errors[:5]))
 
 
-def pin_layers_fp32(plan: ApiPlan, trt: Any, network: Any, names: Sequence[str]) -> int:
+def pin_layers_fp32(trt: Any, network: Any, names: Sequence[str]) -> int:
     """Pin layers whose name contains one of ``names`` to FP32 (weakly typed builds only)."""
-    if not plan.layer_precision or not names:
-        return 0
     count = 0
     for i in range(network.num_layers):
         layer = network.get_layer(i)
@@ -200,54 +478,49 @@ def pin_layers_fp32(plan: ApiPlan, trt: Any, network: Any, names: Sequence[str])
 
 @dataclass
 class BuildOptions:
-    precision: str = "fp16"  # fp32 | fp16 | int8 | fp16+int8
-    int8_mode: str = "explicit"  # explicit (Q/DQ ONNX) | calibrator
+    path: PrecisionPath
     workspace_bytes: int = 1 << 30
     profile: tuple[int, int, int] = (1, 1, 8)  # min/opt/max batch
     input_name: str = "input"
     input_chw: tuple[int, int, int] = (3, 224, 224)
     dla_core: Optional[int] = None
-    calibrator: Any = None
-    fp32_layer_names: tuple[str, ...] = ()  # ONNX node names (STN) pinned to FP32 on weakly typed builds
+    calibrator: Any = None  # from calibration.trt_calibrator.make_entropy_calibrator, when path.calibrator
+    fp32_layer_names: tuple[str, ...] = ()  # ONNX node names (STN) pinned to FP32 where path.pin_stn_fp32
     timing_cache: Optional[bytes] = None
-    progress: Optional[Callable[[str], None]] = None
+    progress: Optional[Callable[[str], None]] = field(default=None, repr=False)
 
 
 def build_serialized(plan: ApiPlan, trt: Any, onnx_path: str, opts: BuildOptions) -> tuple[bytes, Optional[bytes]]:
-    """Build a plan from ``onnx_path``: returns (engine bytes, timing cache bytes or None)."""
+    """Build a plan from ``onnx_path`` as ``opts.path`` says: (engine bytes, timing cache bytes or None).
+
+    Call it with the CUDA context current (``with CudaContext(...):``).
+    """
     from .errors import ExportError
 
-    fp16 = "fp16" in opts.precision
-    int8 = "int8" in opts.precision
-    if int8 and opts.int8_mode == "calibrator" and not plan.calibrator:
-        raise ExportError(
-            f"TensorRT {plan.label} has no usable INT8 calibrator (removed in 11, deprecated from 10.1): "
-            "use --int8-mode explicit (Q/DQ ONNX)"
-        )
-    # strongly typed: always on 11; on 10.x for the ONNX-typed paths (explicit Q/DQ without FP16 flag)
-    strongly_typed = plan.strongly_typed
+    path = opts.path
+    if path.calibrator and opts.calibrator is None:
+        raise ExportError(f"{path.precision} with the calibrator needs a calibrator object")
     logger = make_logger(trt)
     builder = trt.Builder(logger)
-    network = create_network(plan, trt, builder, strongly_typed)
+    network = create_network(plan, trt, builder)
     parse_onnx(trt, network, logger, onnx_path)
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, opts.workspace_bytes)
-    if not strongly_typed and plan.precision_flags:
-        if fp16:
-            config.set_flag(trt.BuilderFlag.FP16)
-        if int8:
-            config.set_flag(trt.BuilderFlag.INT8)
-            if opts.int8_mode == "calibrator":
-                config.int8_calibrator = opts.calibrator
-        if plan.layer_precision and opts.fp32_layer_names and (fp16 or int8):
-            pinned = pin_layers_fp32(plan, trt, network, opts.fp32_layer_names)
-            config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-            log.info("pinned %d STN layers to FP32", pinned)
+    if "FP16" in path.builder_flags:
+        config.set_flag(trt.BuilderFlag.FP16)
+    if "INT8" in path.builder_flags:
+        config.set_flag(trt.BuilderFlag.INT8)
+    if path.calibrator:
+        config.int8_calibrator = opts.calibrator
+    if path.pin_stn_fp32 and opts.fp32_layer_names:
+        pinned = pin_layers_fp32(trt, network, opts.fp32_layer_names)
+        config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+        log.info("pinned %d STN layers to FP32", pinned)
     lo, mid, hi = opts.profile
     profile = builder.create_optimization_profile()
     profile.set_shape(opts.input_name, (lo, *opts.input_chw), (mid, *opts.input_chw), (hi, *opts.input_chw))
     config.add_optimization_profile(profile)
-    if int8 and opts.int8_mode == "calibrator":
+    if path.calibrator:
         config.set_calibration_profile(profile)
     if opts.dla_core is not None:
         config.default_device_type = trt.DeviceType.DLA
@@ -261,8 +534,8 @@ def build_serialized(plan: ApiPlan, trt: Any, onnx_path: str, opts: BuildOptions
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ExportError(f"{onnx_path}: TensorRT failed to build the engine (see the TensorRT log above)")
-    new_cache = config.get_timing_cache()
-    cache_bytes = bytes(new_cache.serialize()) if new_cache is not None else None
+    cache = config.get_timing_cache()
+    cache_bytes = bytes(cache.serialize()) if cache is not None else None
     return bytes(serialized), cache_bytes
 
 
@@ -305,7 +578,7 @@ def create_context(engine: Any) -> Any:
     return engine.create_execution_context()
 
 
-def execute(context: Any, shapes: dict[str, tuple[int, ...]], addresses: dict[str, int], stream_handle: int) -> Any:
+def execute(context: Any, shapes: dict[str, tuple[int, ...]], addresses: dict[str, int], stream_handle: int) -> None:
     """Set input shapes and tensor addresses, enqueue with ``execute_async_v3`` (8.5+)."""
     from .errors import EmoNeXtError
 
@@ -316,99 +589,3 @@ def execute(context: Any, shapes: dict[str, tuple[int, ...]], addresses: dict[st
         context.set_tensor_address(name, address)
     if not context.execute_async_v3(stream_handle):
         raise EmoNeXtError("TensorRT execute_async_v3 failed")
-    return context.get_tensor_shape
-
-
-# --------------------------------------------------------------------------- name recorder
-
-
-class _Recorder:
-    """Stands in for the ``tensorrt`` module and every object it returns; records attribute names."""
-
-    BASES = ("IProgressMonitor", "IInt8EntropyCalibrator2", "ILogger")
-
-    def __init__(self, names: set[str]) -> None:
-        object.__setattr__(self, "_names", names)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        self._names.add(name)
-        if name in self.BASES:
-            return type(name, (), {"__init__": lambda self, *a, **k: None})
-        if name == "nptype":
-            return lambda *_: "float32"
-        if name == "get_tensor_profile_shape":
-            return lambda *_: ((1, 3, 224, 224),) * 3
-        return _Recorder(self._names)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        self._names.add(name)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return _Recorder(self._names)
-
-    def __int__(self) -> int:
-        return 1
-
-    __index__ = __int__
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter([_Recorder(self._names)])
-
-    def __bytes__(self) -> bytes:
-        return b""
-
-    def __contains__(self, item: Any) -> bool:
-        return True
-
-    def __bool__(self) -> bool:
-        return True
-
-    def __str__(self) -> str:
-        return "recorded"
-
-    def __eq__(self, other: object) -> bool:
-        return True
-
-    def __hash__(self) -> int:
-        return id(self)
-
-
-@contextmanager
-def _recording(names: set[str]) -> Iterator[Any]:
-    fake = _Recorder(names)
-    module = types.ModuleType("tensorrt")
-    module.__getattr__ = fake.__getattr__  # type: ignore[method-assign]
-    saved = sys.modules.get("tensorrt")
-    sys.modules["tensorrt"] = module
-    try:
-        yield module
-    finally:
-        if saved is None:
-            sys.modules.pop("tensorrt", None)
-        else:
-            sys.modules["tensorrt"] = saved
-
-
-
-
-def api_names_used(version: str) -> set[str]:
-    """Every TensorRT attribute name the builder and runtime touch on ``version``'s reachable paths."""
-    plan = plan_for(version)
-    names: set[str] = set()
-    with _recording(names) as trt:
-        for precision, mode in plan.precision_paths():
-            calibrator = None
-            if mode == "calibrator":
-                from calibration.trt_calibrator import make_entropy_calibrator
-
-                calibrator = make_entropy_calibrator(plan, None, cache_path=None, batch_size=1, trt=trt)
-            for dla in (None, 0):
-                opts = BuildOptions(precision=precision, int8_mode=mode or "explicit", dla_core=dla,
-                                    calibrator=calibrator, fp32_layer_names=("/stn",), progress=lambda s: None)
-                build_serialized(plan, trt, "model.onnx", opts)
-        _, engine, _ = deserialize(trt, b"")
-        io_tensors(trt, engine)
-        execute(create_context(engine), {"input": (1, 3, 224, 224)}, {"input": 0, "logits": 0}, 0)
-    return names

@@ -1,259 +1,437 @@
 """``python -m export.tensorrt``: TensorRT FP16/INT8 engines for TensorRT 8.5/8.6, 10.x and 11.x.
 
-Pipeline (each step only needs what it names):
+The target TensorRT version decides everything through its :class:`ApiPlan`
+(``emonext_edge/tensorrt_compat.py``): the FP32 export's opset and STN form, and for the
+asked precision which ONNX the engine is built from, the builder flags, strongly typed or
+not, how the STN stays FP32, calibrator or Q/DQ. Pipeline:
 
-1. source ONNX (``--onnx``, or exported from ``--checkpoint`` / the seeded default model) — CPU;
-2. operator check per TensorRT version (``export/trt_opcheck.py``; ``--check-only`` stops here) — CPU;
-3. FP16: mixed FP16 ONNX (``export/fp16_onnx.py``) checked against FP32 with ONNX Runtime — CPU;
-   INT8 explicit: Q/DQ ONNX (``export/quantize_onnx.py``) through the fidelity gate — CPU;
-4. engine build with the calls of the installed TensorRT's generation
-   (``emonext_edge/tensorrt_compat.py``), plain plan file + manifest sidecar, timing cache;
-5. the engine is loaded by the Runtime's backend and compared with ONNX Runtime.
+1. FP32 ONNX (``--onnx``, or exported from ``--checkpoint`` / the seeded default model),
+   gated against PyTorch — CPU;
+2. operator check of that ONNX for the target version (``export/trt_opcheck.py``);
+   ``--check-only`` prints the plan and the check and stops (no TensorRT needed;
+   ``--trt-version`` picks the version to plan for);
+3. the ONNX the plan builds from, made and gated against the FP32 ONNX on CPU (ONNX
+   Runtime): mixed FP16 (11.x ``--fp16``), Q/DQ INT8 (``--int8``), Q/DQ INT8 with FP16
+   elsewhere (11.x ``--fp16 --int8``) — committed with their metadata;
+4. engine build with the installed TensorRT (primary CUDA context, see ``CudaContext``),
+   gated through the Runtime's TensorRT backend against ONNX Runtime on the ONNX it was
+   built from, committed with its manifest (the real precision path, TensorRT version, GPU,
+   compute capability, profile shapes).
 
-Without TensorRT or a GPU, steps 1-3 run and the command stops with one ``error:`` line (exit 2).
+Without TensorRT (or a GPU) steps 1-3 run for the version given by ``--trt-version``
+(default 10.3.0, JetPack 6), and the command exits 3 printing the command to run on the
+device with the file to carry there. Exit codes: 0 done, 1 a gate failed, 2 bad input,
+3 TensorRT/GPU missing here.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 
 from emonext_edge import tensorrt_compat as compat
-from emonext_edge.errors import BackendUnavailableError
-from emonext_edge.fileio import atomic_path, check_writable_dir, sha256_file, write_json_atomic
-from emonext_edge.metadata import read_sidecar, sidecar_path
+from emonext_edge.errors import BackendUnavailableError, ExportError, UsageError
+from emonext_edge.metadata import ArtifactMetadata, Quantization, TensorRTInfo, read_metadata
 
-from calibration.fidelity import add_fidelity_arguments, gate_from_args
+from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
 
 from . import trt_opcheck
-from .common import UsageError, cli_entry, load_source, synthetic_faces
+from .pipeline import Stage, TargetRuntimeMissing, embed_onnx, exporter_cli, gate_artifact, gate_line, raise_if_failed
 
 log = logging.getLogger(__name__)
 
+#: planned for when TensorRT is absent here and no --trt-version is given (JetPack 6; same ONNX as 8.6)
+DEFAULT_TARGET = "10.3.0"
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+#: ONNX precision labels (ArtifactMetadata.precision) of the prepared ONNX kinds
+ONNX_PRECISION = {"fp32": "fp32", "fp16": "fp16-mixed", "int8-qdq": "int8-qdq", "int8-qdq-fp16": "int8-qdq-fp16"}
 
-def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m export.tensorrt", description=__doc__.splitlines()[0])
+
+@dataclass
+class EngineOptions:
+    """Everything :func:`export_engine` needs (the CLI maps its flags onto this one-to-one)."""
+
+    output: Path = Path("exports/emonext.engine")
+    onnx: Optional[Path] = None  # FP32 ONNX, or an ONNX this exporter prepared for the plan's path
+    checkpoint: Optional[Path] = None  # None and no onnx: the seeded untrained default model
+    precision: str = "fp32"  # fp32 | fp16 | int8 | fp16+int8
+    int8_mode: str = "explicit"
+    quantizer: str = "nncf"
+    calib: Optional[str] = None  # calib.npz or a data source
+    calib_num: int = 256
+    trt_version: Optional[str] = None  # plan for this version (default: the installed one)
+    workspace_gb: float = 1.0
+    profile: tuple[int, int, int] = (1, 1, 8)
+    dla_core: Optional[int] = None
+    timing_cache: Optional[Path] = None
+    device: int = 0
+    check_only: bool = False
+    verbose: bool = False
+    fidelity: FidelityOptions = field(default_factory=FidelityOptions)
+
+    def validate(self) -> None:
+        if self.precision not in compat.PRECISIONS:
+            raise UsageError(f"precision {self.precision!r}: expected one of {', '.join(compat.PRECISIONS)}")
+        lo, mid, hi = self.profile
+        if not 1 <= lo <= mid <= hi:
+            raise UsageError(f"need 1 <= --min-batch <= --opt-batch <= --max-batch, got {lo}/{mid}/{hi}")
+        if self.calib and "int8" not in self.precision:
+            raise UsageError("--calib only makes sense with --int8")
+        if self.workspace_gb <= 0:
+            raise UsageError(f"--workspace must be positive, got {self.workspace_gb}")
+        if self.output.suffix.lower() not in ENGINE_SUFFIXES:
+            raise UsageError(f"--output {self.output}: expected a .engine or .plan file name")
+        if self.onnx is not None and not self.onnx.is_file():
+            raise UsageError(f"--onnx {self.onnx}: no such file")
+        if self.trt_version is not None:
+            try:
+                compat.parse_version(self.trt_version)
+            except ValueError as exc:
+                raise UsageError(f"--trt-version: {exc}") from None
+
+
+@dataclass
+class EngineResult:
+    plan: compat.ApiPlan
+    path: compat.PrecisionPath
+    build_onnx: Optional[Path]  # the ONNX the engine is (or would be) built from
+    committed: list[Path] = field(default_factory=list)
+    engine: Optional[Path] = None
+    metadata: Optional[ArtifactMetadata] = None
+    opcheck: dict[str, list[trt_opcheck.Unsupported]] = field(default_factory=dict)
+
+
+def _onnx_metadata(path: Path) -> ArtifactMetadata:
+    """The metadata of an ONNX given with ``--onnx``; one ``UsageError`` line when it is not an ONNX."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        onnx.load(str(path), load_external_data=False)
+    except (DecodeError, ValueError, OSError, RuntimeError) as exc:
+        raise UsageError(f"--onnx {path}: not a readable ONNX model ({type(exc).__name__})") from None
+    meta = read_metadata(path)
+    if meta is None:
+        raise UsageError(f"--onnx {path}: no EmoNeXt metadata (labels, preprocessing); export it with python -m export.onnx")
+    return meta
+
+
+def _resolve_plan(options: EngineOptions, installed: Optional[str]) -> tuple[compat.ApiPlan, str]:
+    if options.trt_version:
+        if installed and not options.check_only and compat.parse_version(installed)[:2] != \
+                compat.parse_version(options.trt_version)[:2]:
+            raise UsageError(f"--trt-version {options.trt_version}: TensorRT {installed} is installed here; "
+                             "engines are built with the installed version (drop --trt-version)")
+        return compat.plan_for(options.trt_version), f"TensorRT {options.trt_version} (--trt-version)"
+    if installed:
+        return compat.installed_plan(), f"TensorRT {installed} (installed)"
+    return compat.plan_for(DEFAULT_TARGET), (f"TensorRT {DEFAULT_TARGET} (not installed here; assumed — "
+                                             "pass --trt-version for another target)")
+
+
+def _ort_predictor(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    from emonext_edge import Runtime
+
+    rt = Runtime(path, backend="onnxruntime", providers=["CPUExecutionProvider"])
+    return rt.run
+
+
+def _label_list(labels: Optional[np.ndarray]) -> Optional[list[int]]:
+    return None if labels is None else [int(x) for x in labels]
+
+
+def _calibration(options: EngineOptions) -> tuple[np.ndarray, str]:
+    if options.calib:
+        from calibration import load_calibration
+
+        return load_calibration(options.calib, num=options.calib_num), str(options.calib)
+    from calibration.synthetic import synthetic_faces
+    from emonext_edge.preprocess import preprocess
+
+    n = min(options.calib_num, 64)
+    return preprocess(list(synthetic_faces(n, seed=1))), f"{n} synthetic images (no --calib given)"
+
+
+def convert_qdq_fp16(qdq_path: Path, output: Path) -> Path:
+    """The 11.x ``--fp16 --int8`` ONNX: the Q/DQ model at opset 19 with every float tensor FP16
+    (FP16 Q/DQ scales, which opset 19 allows) except the FP32 islands of the FP16 ONNX
+    (STN, LayerNorm statistics, head; ``export.fp16_onnx.fp32_block_list``). A strongly typed
+    build takes the types as they are: INT8 where the Q/DQ pairs are, FP16 elsewhere."""
+    import onnx
+    from onnx import version_converter
+    from onnxconverter_common import float16
+
+    from .fp16_onnx import _unshare_initializers, fp32_block_list
+
+    model = onnx.load(str(qdq_path))
+    try:
+        work = version_converter.convert_version(model, 19)
+        del work.graph.value_info[:]
+        _unshare_initializers(work)
+        converted = float16.convert_float_to_float16(work, keep_io_types=True, node_block_list=fp32_block_list(work))
+        onnx.checker.check_model(converted)
+    except Exception as exc:  # noqa: BLE001 - converter errors come in many types
+        raise ExportError(f"{qdq_path}: FP16 conversion of the Q/DQ model failed: {exc}") from exc
+    del converted.metadata_props[:]
+    onnx.save(converted, str(output))
+    return output
+
+
+def _prepare_onnx(kind: str, fp32: Path, fp32_meta: ArtifactMetadata, stage: Stage, stem: str,
+                  options: EngineOptions, check: tuple[np.ndarray, Optional[np.ndarray], str],
+                  untrained: bool, say: Callable[[str], None]) -> Path:
+    """Make, gate (vs the FP32 ONNX, ONNX Runtime on CPU) and commit the ONNX ``kind`` of the plan."""
+    suffix, what = compat.ONNX_KINDS[kind]
+    name = stem + suffix
+    staged = stage.file(name)
+    quant = None
+    if kind == "fp16":
+        from .fp16_onnx import convert_fp16
+
+        convert_fp16(fp32, staged)
+    else:
+        from .quantize_onnx import quantize_qdq
+
+        calib, calib_desc = _calibration(options)
+        say(f"calibrating on {calib_desc}")
+        target = staged if kind == "int8-qdq" else stage.file(stem + ".qdq-tmp.onnx")
+        quantize_qdq(fp32, calib, target, exclude_stn=True, method=options.quantizer)
+        if kind == "int8-qdq-fp16":
+            convert_qdq_fp16(target, staged)
+        quant = Quantization(options.quantizer, {"format": "qdq", "fp16_elsewhere": kind == "int8-qdq-fp16"},
+                             {"description": calib_desc, "images": int(len(calib))}, stn_in_float=True)
+    meta = fp32_meta.replace(precision=ONNX_PRECISION[kind], quantization=quant, artifact_sha256={},
+                             opset=19 if kind == "int8-qdq-fp16" else fp32_meta.opset)
+    meta.source = dict(meta.source, onnx=fp32.name, onnx_sha256=fp32_meta.artifact_sha256.get(fp32.name))
+    embed_onnx(staged, meta)  # the gate's Runtime reads the labels from it
+    images, labels, data_desc = check
+    gate = gate_artifact(staged, _ort_predictor(fp32), images, _label_list(labels), options.fidelity,
+                         reference_desc=f"FP32 ONNX {fp32.name} (ONNX Runtime CPU)", data_desc=data_desc,
+                         runtime_options={"backend": "onnxruntime", "providers": ["CPUExecutionProvider"]})
+    if not gate.passed and untrained:
+        gate.failures.append("untrained default model (near-tied logits): gate not enforced")
+        gate.passed = True
+    say(f"{what}: {gate_line(gate)}")
+    meta.fidelity = gate
+    result = stage.commit([name], meta, embed=embed_onnx, keep_failed=options.fidelity.keep_failed)
+    raise_if_failed([result])
+    return result.path
+
+
+def _source_fp32(options: EngineOptions, plan: compat.ApiPlan, out_dir: Path, stem: str,
+                 say: Callable[[str], None]) -> tuple[Path, ArtifactMetadata, bool]:
+    """The FP32 ONNX (given, or exported for the plan's opset and STN form) and whether the model is untrained."""
+    if options.onnx is not None:
+        meta = _onnx_metadata(options.onnx)
+        say(f"source: ONNX {options.onnx} ({meta.precision}, opset {meta.opset}, STN {meta.stn_mode})")
+        untrained = "untrained" in str(meta.source.get("weights", ""))
+        return options.onnx, meta, untrained
+    from .common import load_source
+    from .onnx import export_onnx
+
+    source = load_source(options.checkpoint)
+    say(f"source: {source.description}")
+    path = out_dir / f"{stem}.fp32.onnx"
+    report = export_onnx(source.model, path, stn=plan.stn_mode, opset=plan.onnx_opset, source_info=source.info)
+    say(f"wrote {path} (STN {plan.stn_mode}, opset {plan.onnx_opset})")
+    meta = report["metadata"] if isinstance(report, dict) and "metadata" in report else _onnx_metadata(path)
+    return path, meta, source.untrained
+
+
+def print_plan(plan: compat.ApiPlan, origin: str, options: EngineOptions, say: Callable[[str], None]) -> None:
+    say(f"plan for {origin}:")
+    for line in compat.describe(plan, options.precision, options.int8_mode):
+        say("  " + line)
+
+
+def export_engine(options: EngineOptions, say: Callable[[str], None] = print) -> EngineResult:
+    """Plan, prepare and (where TensorRT and a GPU exist) build and gate the engine.
+
+    Raises ``UsageError`` (bad options), ``VerificationError`` (a gate failed),
+    ``TargetRuntimeMissing`` (no TensorRT/GPU here: the CPU-verified ONNX files are
+    committed and the exception names the command to run on the device).
+    """
+    options.validate()
+    if options.onnx is not None:
+        _onnx_metadata(options.onnx)  # one error line before anything else when it is not an EmoNeXt ONNX
+    installed = compat.installed_version()
+    plan, origin = _resolve_plan(options, installed)
+    path = plan.path(options.precision, options.int8_mode)
+    print_plan(plan, origin, options, say)
+    stem = options.output.stem
+    result = EngineResult(plan, path, None)
+
+    if options.check_only:
+        with tempfile.TemporaryDirectory(prefix="emonext-trt-check-") as tmp:
+            fp32, _, _ = _source_fp32(options, plan, Path(tmp), stem, lambda s: log.info("%s", s))
+            result.opcheck = trt_opcheck.report(fp32, [plan])
+        for line in trt_opcheck.format_report(result.opcheck, verbose=options.verbose):
+            say(line)
+        return result
+
+    with Stage(options.output.parent) as stage:
+        out_dir = stage.out_dir
+        fp32, fp32_meta, untrained = _source_fp32(options, plan, out_dir, stem, say)
+        result.opcheck = trt_opcheck.report(fp32, [plan])
+        for line in trt_opcheck.format_report(result.opcheck, verbose=options.verbose):
+            say(line)
+        if fp32_meta.precision == ONNX_PRECISION[path.onnx] and path.onnx != "fp32":
+            build_onnx = fp32  # --onnx is already the prepared file of this path (the device-side step)
+        elif fp32_meta.precision != "fp32":
+            raise UsageError(f"--onnx {fp32}: a {fp32_meta.precision} ONNX, but TensorRT {plan.label} builds "
+                             f"{options.precision} from a {ONNX_PRECISION[path.onnx]} ONNX; pass the FP32 ONNX")
+        elif path.onnx == "fp32":
+            build_onnx = fp32
+        else:
+            check = options.fidelity.load_images(None)
+            build_onnx = _prepare_onnx(path.onnx, fp32, fp32_meta, stage, stem, options, check, untrained, say)
+            result.committed.append(build_onnx)
+        result.build_onnx = build_onnx
+
+        if installed is None:
+            cmd = (f"python -m export.tensorrt --onnx {build_onnx.name} --{options.precision.replace('+', ' --')}"
+                   + (" --int8-mode calibrator" if path.calibrator else "")
+                   + f" --output {options.output.name}")
+            raise TargetRuntimeMissing(
+                f"TensorRT is not installed here: copy {build_onnx} (and its .json) to the device with "
+                f"TensorRT {plan.label}", committed=result.committed or [fp32], next_command=cmd)
+        _build_and_gate(plan, path, build_onnx, fp32_meta, options, stage, untrained, say, result)
+    return result
+
+
+def _build_and_gate(plan: compat.ApiPlan, path: compat.PrecisionPath, build_onnx: Path, meta_in: ArtifactMetadata,
+                    options: EngineOptions, stage: Stage, untrained: bool, say: Callable[[str], None],
+                    result: EngineResult) -> None:
+    from .quantize_onnx import stn_node_names
+
+    trt = compat.import_tensorrt()
+    try:
+        cuda_context = compat.CudaContext(options.device)
+    except BackendUnavailableError as exc:
+        raise TargetRuntimeMissing(f"{exc}; engines are built on the target device",
+                                   committed=result.committed) from None
+    name = options.output.name
+    staged = stage.file(name)
+    try:
+        calibrator = None
+        with cuda_context:
+            if path.calibrator:
+                from calibration.trt_calibrator import make_entropy_calibrator
+
+                calib, _ = _calibration(options)
+                calibrator = make_entropy_calibrator(plan, trt, calib, options.output.with_suffix(".calib.cache"))
+            cache_path = options.timing_cache
+            build = compat.BuildOptions(
+                path=path, workspace_bytes=int(options.workspace_gb * (1 << 30)), profile=options.profile,
+                dla_core=options.dla_core, calibrator=calibrator,
+                fp32_layer_names=tuple(stn_node_names(build_onnx)) if path.pin_stn_fp32 else (),
+                timing_cache=cache_path.read_bytes() if cache_path and cache_path.is_file() else None,
+                progress=say if options.verbose else None,
+            )
+            say(f"building with TensorRT {trt.__version__} on {cuda_context.gpu} (compute "
+                f"{cuda_context.compute_capability}): {path.engine_precision} from {build_onnx.name}")
+            engine, cache = compat.build_serialized(plan, trt, str(build_onnx), build)
+        staged.write_bytes(engine)
+        if cache_path and cache:
+            from emonext_edge.fileio import atomic_path
+
+            with atomic_path(cache_path) as tmp:
+                tmp.write_bytes(cache)
+        gpu, cc = cuda_context.gpu, cuda_context.compute_capability
+    finally:
+        cuda_context.close()
+    images, labels, data_desc = options.fidelity.load_images(None)
+    gate = gate_artifact(staged, _ort_predictor(build_onnx), images, _label_list(labels), options.fidelity,
+                         reference_desc=f"{build_onnx.name} (ONNX Runtime CPU)", data_desc=data_desc,
+                         runtime_options={"backend": "tensorrt", "device": options.device})
+    if not gate.passed and untrained:
+        gate.failures.append("untrained default model (near-tied logits): gate not enforced")
+        gate.passed = True
+    say(f"engine: {gate_line(gate)}")
+    lo, mid, hi = options.profile
+    meta = meta_in.replace(
+        format="tensorrt-engine", precision=path.engine_precision, inference_precision=path.engine_precision,
+        fidelity=gate, artifact_sha256={}, batch="dynamic",
+        tensorrt=TensorRTInfo(
+            version=str(trt.__version__), gpu=gpu, compute_capability=cc,
+            profile_shapes={"min": [lo, 3, 224, 224], "opt": [mid, 3, 224, 224], "max": [hi, 3, 224, 224]},
+            details={"precision": path.engine_precision, "requested": path.precision, "int8_mode": path.int8_mode,
+                     "strongly_typed": path.strongly_typed, "builder_flags": list(path.builder_flags),
+                     "stn": path.stn, "built_from": build_onnx.name,
+                     "built_from_sha256": meta_in.artifact_sha256.get(build_onnx.name),
+                     "dla_core": options.dla_core, "jetpack": compat.jetpack_release()}),
+    )
+    committed = stage.commit([name], meta, keep_failed=options.fidelity.keep_failed)
+    raise_if_failed([committed])
+    result.engine, result.metadata = committed.path, meta
+    say(f"wrote {committed.path} ({path.engine_precision}) and {committed.sidecar}")
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m export.tensorrt", description=__doc__.splitlines()[0])
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--onnx", help="FP32 ONNX exported by python -m export.onnx")
-    src.add_argument("--checkpoint", help="EmoNeXt checkpoint (.pt) to export first")
+    src.add_argument("--onnx", help="FP32 ONNX from python -m export.onnx, or the ONNX this command prepared")
+    src.add_argument("--checkpoint", help="EmoNeXt checkpoint (.pt) to export first (default: seeded untrained model)")
     p.add_argument("--fp16", action="store_true")
     p.add_argument("--int8", action="store_true")
-    p.add_argument("--calib", help="calib.npz from python -m calibration build")
-    p.add_argument("--calib-data", help="data to calibrate on (FER2013 tree, CSV, face folder, video)")
+    p.add_argument("--int8-mode", choices=compat.INT8_MODES, default="explicit")
+    p.add_argument("--calib", help="calib.npz from python -m calibration build, or a data source to calibrate on")
     p.add_argument("--calib-num", type=int, default=256)
-    p.add_argument("--int8-mode", choices=("explicit", "calibrator"), default="explicit")
     p.add_argument("--quantizer", choices=("nncf", "ort"), default="nncf", help="Q/DQ library (explicit INT8)")
+    p.add_argument("--trt-version", help="plan for this TensorRT version (default: the installed one, else "
+                                         f"{DEFAULT_TARGET}); known: {', '.join(compat.KNOWN_VERSIONS)}")
     p.add_argument("--workspace", type=float, default=1.0, help="builder workspace in GB (keep small on Jetson)")
     p.add_argument("--min-batch", type=int, default=1)
     p.add_argument("--opt-batch", type=int, default=1)
     p.add_argument("--max-batch", type=int, default=8)
     p.add_argument("--dla-core", type=int, default=None)
+    p.add_argument("--device", type=int, default=0, help="CUDA device index")
     p.add_argument("--timing-cache", help="timing cache file (read if present, updated after the build)")
-    p.add_argument("--output", default="emonext.engine")
-    p.add_argument("--check-only", action="store_true", help="only the operator check (no TensorRT needed)")
+    p.add_argument("--output", default="exports/emonext.engine")
+    p.add_argument("--check-only", action="store_true", help="print the plan and the operator check, build nothing")
+    p.add_argument("-v", "--verbose", action="store_true", help="per-node operator check, builder progress")
     add_fidelity_arguments(p)
-    args = p.parse_args(argv)
-    if not 1 <= args.min_batch <= args.opt_batch <= args.max_batch:
-        raise UsageError(f"need 1 <= --min-batch <= --opt-batch <= --max-batch, got "
-                         f"{args.min_batch}/{args.opt_batch}/{args.max_batch}")
-    if (args.calib or args.calib_data) and not args.int8:
-        raise UsageError("--calib/--calib-data only make sense with --int8")
-    if args.workspace <= 0:
-        raise UsageError(f"--workspace must be positive, got {args.workspace}")
-    return args
+    return p
 
 
-def _installed_version() -> Optional[str]:
-    try:
-        return str(compat.import_tensorrt().__version__)
-    except BackendUnavailableError:
-        return None
-
-
-def source_onnx(args: argparse.Namespace, out_dir: Path, say: Callable[[str], None]) -> tuple[Path, bool]:
-    """The FP32 ONNX to start from and whether the model is the untrained default."""
-    if args.onnx:
-        path = Path(args.onnx)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such ONNX file")
-        say(f"source: ONNX {path}")
-        return path, False
-    source = load_source(args.checkpoint)
-    say(f"source: {source.description}" + (", calibrated on synthetic inputs" if source.untrained else ""))
-    installed = _installed_version()
-    plan = compat.plan_for(installed) if installed else None
-    stn, opset = (plan.stn_mode, plan.onnx_opset) if plan else ("native", 17)
-    from .onnx import export_onnx
-
-    path = out_dir / (Path(args.output).stem + ".fp32.onnx")
-    export_onnx(source.model, path, stn=stn, opset=opset, source_info=source.info)
-    say(f"wrote {path} (STN {stn}, opset {opset}" + (f", for TensorRT {installed})" if installed else
-                                                       "; TensorRT 8.5 needs --opset 16 via export.onnx)"))
-    return path, source.untrained
-
-
-def calibration_batch(args: argparse.Namespace) -> tuple[np.ndarray, str]:
-    if args.calib or args.calib_data:
-        from calibration import load_calibration
-
-        where = args.calib or args.calib_data
-        return load_calibration(where, num=args.calib_num), f"{where}"
-    from emonext_edge.preprocess import preprocess
-
-    n = min(args.calib_num, 64)
-    return preprocess(list(synthetic_faces(n, seed=1))), f"{n} synthetic images"
-
-
-def _ort(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda batch: np.asarray(session.run(None, {name: batch})[0])
-
-
-def gate_images(args: argparse.Namespace, opts: Any, calib: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray], str]:
-    """Held-out (labeled where possible) images for the fidelity gate.
-
-    ``--fidelity-data``, else the ``val`` split of ``--calib-data``; with only a calib.npz (or
-    the default model) the first calibration images — not held out, and the output says so.
-    """
-    if opts.data is not None or args.calib_data:
-        return opts.load_images(args.calib_data)
-    n = min(len(calib), opts.images)
-    return calib[:n], None, f"{n} calibration images (not held out; pass --fidelity-data for a labeled check)"
-
-
-def gate(candidate: Callable[[np.ndarray], np.ndarray], reference: Callable[[np.ndarray], np.ndarray],
-         artifacts: Sequence[Path], check: tuple[np.ndarray, Optional[np.ndarray], str], what: str,
-         untrained: bool, opts: Any, say: Callable[[str], None]) -> dict[str, Any]:
-    """Run the fidelity gate of ``candidate`` against ``reference``; on failure remove ``artifacts`` and raise."""
-    images, labels, description = check
-    say(f"fidelity of {what} on {description}:")
-    report = opts.run(candidate, reference, images, labels)  # logs its summary
-    if not report.passed and untrained:
-        say(f"{what}: untrained default model (near-tied logits): gate not enforced")
-    else:
-        opts.enforce(report, artifacts)  # removes the artifact (unless --keep-failed) and raises on failure
-    return report.to_dict()
-
-
-def _gpu() -> tuple[Any, str, str]:
-    try:
-        import pycuda.autoinit  # noqa: F401
-        import pycuda.driver as cuda
-    except Exception as exc:
-        raise BackendUnavailableError(f"no usable CUDA GPU via pycuda ({exc}); engines must be built on the target "
-                                      "device — the ONNX artifacts above are ready to copy there") from None
-    dev = cuda.Context.get_device()
-    major, minor = dev.compute_capability()
-    return cuda, str(dev.name()), f"{major}.{minor}"
-
-
-def build_engine(args: argparse.Namespace, onnx_for_build: Path, fp32_onnx: Path, calib: np.ndarray,
-                 say: Callable[[str], None]) -> dict[str, Any]:
-    plan = compat.installed_plan()
-    trt = compat.import_tensorrt()
-    _, gpu, cc = _gpu()
+def options_from_args(args: argparse.Namespace) -> EngineOptions:
     precision = "+".join(p for p, on in (("fp16", args.fp16), ("int8", args.int8)) if on) or "fp32"
-    output = Path(args.output)
-    calibrator = None
-    if args.int8 and args.int8_mode == "calibrator":
-        from calibration.trt_calibrator import make_entropy_calibrator
-
-        calibrator = make_entropy_calibrator(plan, calib, cache_path=output.with_suffix(".calib.cache"))
-    from .quantize_onnx import stn_node_names
-
-    cache_path = Path(args.timing_cache) if args.timing_cache else None
-    opts = compat.BuildOptions(
-        precision=precision, int8_mode=args.int8_mode, workspace_bytes=int(args.workspace * (1 << 30)),
-        profile=(args.min_batch, args.opt_batch, args.max_batch), dla_core=args.dla_core, calibrator=calibrator,
-        fp32_layer_names=tuple(stn_node_names(fp32_onnx)),
-        timing_cache=cache_path.read_bytes() if cache_path and cache_path.is_file() else None, progress=say,
+    return EngineOptions(
+        output=Path(args.output), onnx=Path(args.onnx) if args.onnx else None,
+        checkpoint=Path(args.checkpoint) if args.checkpoint else None, precision=precision,
+        int8_mode=args.int8_mode, quantizer=args.quantizer, calib=args.calib, calib_num=args.calib_num,
+        trt_version=args.trt_version, workspace_gb=args.workspace,
+        profile=(args.min_batch, args.opt_batch, args.max_batch), dla_core=args.dla_core,
+        timing_cache=Path(args.timing_cache) if args.timing_cache else None, device=args.device,
+        check_only=args.check_only, verbose=args.verbose, fidelity=gate_from_args(args),
     )
-    say(f"building with TensorRT {trt.__version__} on {gpu} (compute {cc}), {precision}"
-        f"{' (strongly typed)' if plan.strongly_typed else ''} from {onnx_for_build}")
-    engine, cache = compat.build_serialized(plan, trt, str(onnx_for_build), opts)
-    with atomic_path(output) as tmp:
-        tmp.write_bytes(engine)
-    if cache_path and cache:
-        with atomic_path(cache_path) as tmp:
-            tmp.write_bytes(cache)
-    meta = read_sidecar(fp32_onnx) or {}
-    meta.update({
-        "tensorrt": {
-            "version": str(trt.__version__), "gpu": gpu, "compute_capability": cc, "precision": precision,
-            "int8_mode": args.int8_mode if args.int8 else None, "strongly_typed": plan.strongly_typed,
-            "profile": {"min": [args.min_batch, 3, 224, 224], "opt": [args.opt_batch, 3, 224, 224],
-                        "max": [args.max_batch, 3, 224, 224]},
-            "dla_core": args.dla_core, "jetpack": compat.jetpack_release(),
-            "source_onnx": str(onnx_for_build), "source_onnx_sha256": sha256_file(onnx_for_build),
-        }
-    })
-    write_json_atomic(sidecar_path(output), meta)
-    say(f"wrote {output} and {sidecar_path(output)}")
-    return meta
 
 
-@cli_entry
+@exporter_cli
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parse_args(argv)
-
-    def say(line: str) -> None:
-        print(line, flush=True)
-
-    output = Path(args.output)
-    out_dir = check_writable_dir(output)
-    if output.suffix.lower() not in (".engine", ".plan", ".trt"):
-        raise UsageError(f"--output {output}: expected a .engine or .plan file name")
-    fp32, untrained = source_onnx(args, out_dir, say)
-    installed = _installed_version()
-    versions = list(trt_opcheck.DEFAULT_VERSIONS) + ([installed] if installed else [])
-    results = trt_opcheck.report(fp32, versions)
-    for line in trt_opcheck.format_report(results):
-        say(line)
+    args = build_parser().parse_args(argv)
+    if args.verbose and "EMONEXT_LOGLEVEL" not in os.environ:
+        logging.getLogger().setLevel(logging.INFO)
+    result = export_engine(options_from_args(args), say=lambda line: print(line, flush=True))
     if args.check_only:
-        return 1 if installed and results[installed] else 0
-
-    calib, calib_desc = calibration_batch(args)
-    opts = gate_from_args(args)
-    check = gate_images(args, opts, calib)
-    stem = out_dir / output.stem
-    onnx_for_build = fp32
-    plan = compat.plan_for(installed) if installed else None
-    if args.fp16 and (plan is None or plan.fp16_via_onnx):
-        from .fp16_onnx import convert_fp16
-
-        fp16 = convert_fp16(fp32, Path(f"{stem}.fp16.onnx"))
-        gate(_ort(fp16), _ort(fp32), [fp16], check, "FP16 ONNX", untrained, opts, say)
-        say(f"wrote {fp16}")
-        onnx_for_build = fp16
-    if args.int8 and args.int8_mode == "explicit":
-        from .quantize_onnx import quantize_qdq
-
-        say(f"calibrating on {calib_desc}")
-        qdq = quantize_qdq(fp32, calib, Path(f"{stem}.int8.qdq.onnx"), exclude_stn=True, method=args.quantizer)
-        gate(_ort(qdq), _ort(fp32), [qdq], check, "INT8 Q/DQ ONNX", untrained, opts, say)
-        say(f"wrote {qdq}")
-        onnx_for_build = qdq
-    if installed is None:
-        raise BackendUnavailableError(
-            "TensorRT is not installed here: ONNX artifacts written; build the engine on the target device "
-            "(python -m export.tensorrt --onnx ... there)"
-        )
-    build_engine(args, onnx_for_build, fp32, calib, say)
-
-    from emonext_edge import Runtime
-
-    with Runtime(output, backend="tensorrt") as engine:  # the Runtime splits batches to the engine's profile
-        gate(engine.run, _ort(onnx_for_build), [output, sidecar_path(output)], check, "TensorRT engine",
-             untrained, opts, say)
+        return 1 if any(result.opcheck.values()) else 0
     return 0
 
 

@@ -1,12 +1,14 @@
-"""Which ONNX operators of a model each TensorRT version can parse; usable without TensorRT.
+"""Which ONNX operators of a model a TensorRT version's parser takes; usable without TensorRT.
 
-Maintained checkers were looked at first: Polygraphy's ``inspect capability`` needs an
-installed TensorRT (it asks the real parser), and ``trtcheck`` 1.1 (pip-installable, offline
-matrix) covers TensorRT 8.0/8.6/10.0/10.3 only and has no entry for ``GridSample`` or
-``AffineGrid`` — the two operators that decide whether EmoNeXt builds at all. So this is a
-small table of the operators that matter for EmoNeXt graphs, from the onnx-tensorrt
-operator support notes: the version that adds each one, or ``None`` when no version does.
-Operators not listed are ones every supported TensorRT (8.x+) parses (Conv, MatMul, Add...).
+Maintained checkers were looked at first. Polygraphy's ``inspect capability`` /
+``check`` ask the real ONNX parser, so they need an installed TensorRT — on the device they
+are the better check, here they cannot run. ``trtcheck`` (pip, offline matrix) covers
+TensorRT 8.0/8.6/10.0/10.3 only and has no entry for ``GridSample`` or ``AffineGrid``, the
+two operators that decide whether EmoNeXt builds at all. So this is a small table of the
+operators that matter for EmoNeXt graphs, from the onnx-tensorrt operator support notes:
+the version that adds each one, or ``None`` when no version does. Operators not listed are
+ones every supported TensorRT (8.5+) parses (Conv, MatMul, Add...). The versions checked
+come from :mod:`emonext_edge.tensorrt_compat` plans (:data:`KNOWN_VERSIONS`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Union
+
+from emonext_edge.tensorrt_compat import KNOWN_VERSIONS, ApiPlan, plan_for
 
 #: op type -> first TensorRT version whose ONNX parser supports it (None: none does)
 OP_SINCE: dict[str, Optional[tuple[int, int]]] = {
@@ -39,22 +43,11 @@ OP_SINCE: dict[str, Optional[tuple[int, int]]] = {
     "Unique": None,
 }
 
-#: the TensorRT generations the report lists by default
-DEFAULT_VERSIONS = ("8.2", "8.5", "8.6", "10.3", "10.13", "11.4")
+PlanOrVersion = Union[ApiPlan, str]
 
 
-def parse_version(version: str | Sequence[int]) -> tuple[int, int]:
-    if isinstance(version, str):
-        parts = version.strip().split(".")
-        try:
-            nums = [int(p) for p in parts[:2]]
-        except ValueError:
-            raise ValueError(f"TensorRT version {version!r} is not of the form MAJOR.MINOR[.PATCH]") from None
-    else:
-        nums = [int(p) for p in list(version)[:2]]
-    if len(nums) == 1:
-        nums.append(0)
-    return nums[0], nums[1]
+def _plan(version: PlanOrVersion) -> ApiPlan:
+    return version if isinstance(version, ApiPlan) else plan_for(version)
 
 
 def _fmt(v: Optional[tuple[int, int]]) -> str:
@@ -71,14 +64,14 @@ class Unsupported:
         return f"{self.node or '(unnamed)'} ({self.op_type}): supported from {_fmt(self.added_in)}"
 
 
-def check_model(model_or_path: Any, version: str | Sequence[int]) -> list[Unsupported]:
-    """Nodes of the ONNX (path or ModelProto) that TensorRT ``version`` cannot parse."""
+def check_model(model_or_path: Any, version: PlanOrVersion) -> list[Unsupported]:
+    """Nodes of the ONNX (path or ModelProto) that TensorRT ``version`` (a plan or a version string) cannot parse."""
     import onnx
 
     model = model_or_path if isinstance(model_or_path, onnx.ModelProto) else onnx.load(
         os.fspath(model_or_path), load_external_data=False
     )
-    ver = parse_version(version)
+    ver = _plan(version).version[:2]
     out = []
     for node in model.graph.node:
         if node.op_type not in OP_SINCE:
@@ -89,17 +82,29 @@ def check_model(model_or_path: Any, version: str | Sequence[int]) -> list[Unsupp
     return out
 
 
-def report(model_or_path: Any, versions: Sequence[str] = DEFAULT_VERSIONS) -> dict[str, list[Unsupported]]:
-    """``{version: [unsupported nodes]}`` for each TensorRT version."""
-    return {v: check_model(model_or_path, v) for v in versions}
+def report(model_or_path: Any, versions: Sequence[PlanOrVersion] = KNOWN_VERSIONS) -> dict[str, list[Unsupported]]:
+    """``{version label: [unsupported nodes]}`` for each TensorRT version (plans or version strings)."""
+    import onnx
+
+    model = model_or_path if isinstance(model_or_path, onnx.ModelProto) else onnx.load(
+        os.fspath(model_or_path), load_external_data=False)
+    return {_plan(v).label: check_model(model, v) for v in versions}
 
 
-def format_report(results: dict[str, list[Unsupported]]) -> list[str]:
+def format_report(results: dict[str, list[Unsupported]], verbose: bool = False) -> list[str]:
+    """One line per version (unsupported operators counted by type); every node with ``verbose``."""
     lines = []
     for version, bad in results.items():
         if not bad:
-            lines.append(f"TensorRT {version}: all operators supported")
+            lines.append(f"operator check, TensorRT {version}: all operators supported")
             continue
-        lines.append(f"TensorRT {version}: {len(bad)} unsupported node(s)")
-        lines += [f"  {item}" for item in bad]
+        by_op: dict[str, list[Unsupported]] = {}
+        for item in bad:
+            by_op.setdefault(item.op_type, []).append(item)
+        summary = ", ".join(f"{op} x{len(items)} (supported from {_fmt(items[0].added_in)})"
+                            for op, items in by_op.items())
+        lines.append(f"operator check, TensorRT {version}: {len(bad)} unsupported node(s): {summary}"
+                     + ("" if verbose else " (-v lists them)"))
+        if verbose:
+            lines += [f"  {item}" for item in bad]
     return lines

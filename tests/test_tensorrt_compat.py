@@ -1,88 +1,54 @@
-"""TensorRT version dispatch vs the real bindings of 8.6.1, 10.3.0, 10.13.3 and 11.4.0; mypy on the TensorRT code."""
+"""TensorRT plans (which ONNX, flags, typing, STN, calibrator per version), the dry run, layering, mypy.
+
+The audit of the calls against the real bindings is tests/test_tensorrt_audit.py.
+"""
 
 from __future__ import annotations
 
-import re
+import ast
+import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from emonext_edge import tensorrt_compat as compat
+from emonext_edge.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
-CACHE = REPO / "tests" / "fixtures" / "cache" / "tensorrt_bindings"
-WHEELS = {
-    "8.6.1": "tensorrt_bindings-8.6.1-cp311-none-manylinux_2_17_x86_64.whl",
-    "10.3.0": "tensorrt_cu12_bindings-10.3.0-cp311-none-manylinux_2_17_x86_64.whl",
-    "10.13.3": "tensorrt_cu12_bindings-10.13.3.9-cp311-none-manylinux_2_28_x86_64.whl",
-    "11.4.0": "tensorrt_cu12_bindings-11.4.0.106-cp311-none-manylinux_2_28_x86_64.whl",
-}
 
 
-def binding_names(shared_dir: Path, version: str) -> set[str]:
-    """Identifier tokens in the version's compiled module plus names defined in its __init__.py."""
-    wheel = shared_dir / "fixtures" / "tensorrt_bindings" / WHEELS[version]
-    if not wheel.is_file():
-        pytest.skip(f"{wheel} absent")
-    dest = CACHE / version
-    if not (dest / "tensorrt_bindings" / "tensorrt.so").is_file():
-        with zipfile.ZipFile(wheel) as zf:
-            zf.extractall(dest)
-    data = (dest / "tensorrt_bindings" / "tensorrt.so").read_bytes()
-    names = {t.decode() for t in re.findall(rb"[A-Za-z_][A-Za-z0-9_]*", data)}
-    init = (dest / "tensorrt_bindings" / "__init__.py").read_text()
-    names |= set(re.findall(r"^(?:def|class)\s+(\w+)", init, re.MULTILINE))
-    return names
+def test_precision_paths_per_generation():
+    p86, p10, p11 = (compat.plan_for(v) for v in ("8.6.1", "10.13.3", "11.4.0"))
+    # 8.x / 10.x: weakly typed, one ONNX for FP16 (flag), Q/DQ for explicit INT8, STN pinned where FP16 could touch it
+    fp16 = p10.path("fp16")
+    assert (fp16.onnx, fp16.builder_flags, fp16.strongly_typed, fp16.pin_stn_fp32) == ("fp32", ("FP16",), False, True)
+    mixed = p86.path("fp16+int8")
+    assert (mixed.onnx, mixed.builder_flags, mixed.engine_precision) == ("int8-qdq", ("FP16", "INT8"), "int8+fp16")
+    int8 = p10.path("int8")
+    assert (int8.onnx, int8.pin_stn_fp32, int8.engine_precision) == ("int8-qdq", False, "int8+fp32")
+    cal = p86.path("int8", "calibrator")
+    assert (cal.onnx, cal.calibrator, cal.pin_stn_fp32, cal.builder_flags) == ("fp32", True, True, ("INT8",))
+    # 11.x: strongly typed, no flags; the ONNX's types are the engine's
+    assert {k: p11.path(k).onnx for k in compat.PRECISIONS} == {
+        "fp32": "fp32", "fp16": "fp16", "int8": "int8-qdq", "fp16+int8": "int8-qdq-fp16"}
+    both = p11.path("fp16+int8")
+    assert both.strongly_typed and both.builder_flags == () and not both.pin_stn_fp32 and not both.calibrator
+    assert both.engine_precision == "int8+fp16" and both.onnx_opset == 19  # FP16 Q/DQ scales need opset 19
+    assert p11.path("int8").engine_precision == "int8+fp32"  # not labelled fp16 when it is not
 
 
-def has(names: set[str], name: str) -> bool:
-    """In the bindings: a token, or the tail of one (linkers merge strings sharing a suffix, e.g. INPUT)."""
-    return name in names or any(t.endswith(name) for t in names)
-
-
-@pytest.mark.parametrize("version", list(WHEELS))
-def test_every_name_used_exists_in_that_versions_bindings(shared_dir, version):
-    used = compat.api_names_used(version)
-    assert len(used) > 30  # the recorder really ran builder + runtime
-    names = binding_names(shared_dir, version)
-    missing = sorted(n for n in used if not has(names, n))
-    assert not missing, f"TensorRT {version} bindings lack {missing}"
-
-
-def test_oracle_discriminates(shared_dir):
-    """The README's table, through the same oracle: a name missing from a version is detected."""
-    have = {v: binding_names(shared_dir, v) for v in WHEELS}
-    assert has(have["8.6.1"], "execute_async_v2") and not has(have["10.3.0"], "execute_async_v2")
-    assert not has(have["8.6.1"], "STRONGLY_TYPED") and has(have["11.4.0"], "STRONGLY_TYPED")
-    assert has(have["10.13.3"], "IInt8EntropyCalibrator2") and not has(have["11.4.0"], "IInt8EntropyCalibrator2")
-    assert not has(have["11.4.0"], "OBEY_PRECISION_CONSTRAINTS") and not has(have["8.6.1"], "IProgressMonitor")
-
-
-def test_generation_paths():
-    used = {v: compat.api_names_used(v) for v in WHEELS}
-    assert all("execute_async_v2" not in names for names in used.values())
-    assert "execute_async_v3" in used["8.6.1"]
-    assert "IInt8EntropyCalibrator2" in used["8.6.1"] and "IInt8EntropyCalibrator2" not in used["10.3.0"]
-    assert "IInt8EntropyCalibrator2" not in used["11.4.0"] and "int8_calibrator" not in used["11.4.0"]
-    assert "STRONGLY_TYPED" in used["11.4.0"] and "STRONGLY_TYPED" not in used["8.6.1"]
-    assert "FP16" not in used["11.4.0"] and "FP16" in used["10.13.3"]
-    assert "IProgressMonitor" not in used["8.6.1"] and "IProgressMonitor" in used["10.3.0"]
+def test_plan_fields():
     assert compat.plan_for("10.0.1").calibrator and not compat.plan_for("10.1.0").calibrator
     assert compat.plan_for("8.4.3").stn_mode == "decomposed" and compat.plan_for("8.5.2").stn_mode == "native"
-    assert compat.plan_for("11.4.0").fp16_via_onnx and not compat.plan_for("10.13.3").fp16_via_onnx
-
-
-def test_calibrator_refused_where_unreachable():
-    from calibration.trt_calibrator import make_entropy_calibrator
-    from emonext_edge.errors import ExportError
-
-    with pytest.raises(ExportError, match="no usable INT8 calibrator"):
-        make_entropy_calibrator(compat.plan_for("11.4.0"), None, None)
-    with pytest.raises(ExportError, match="explicit"):
-        compat.build_serialized(compat.plan_for("10.13.3"), object(), "m.onnx",
-                                compat.BuildOptions(precision="int8", int8_mode="calibrator"))
+    assert compat.plan_for("8.5.2").onnx_opset == 16 and compat.plan_for("8.6.1").onnx_opset == 17
+    assert compat.plan_for("8.6.1").explicit_batch_flag and not compat.plan_for("10.3.0").explicit_batch_flag
+    assert not hasattr(compat.plan_for("10.3.0"), "strongly_typed_available")
+    for version in ("10.13.3", "11.4.0"):
+        with pytest.raises(UsageError, match="--int8-mode explicit"):
+            compat.plan_for(version).path("fp16+int8", "calibrator")
+    with pytest.raises(ValueError, match="not a TensorRT version"):
+        compat.parse_version("ten")
 
 
 def test_jetpack_release(tmp_path):
@@ -92,13 +58,92 @@ def test_jetpack_release(tmp_path):
     assert compat.jetpack_release(str(tmp_path / "absent")) is None
 
 
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+def test_layering_and_one_cuda_context_policy():
+    for rel in ("emonext_edge/tensorrt_compat.py", "emonext_edge/backends/tensorrt_backend.py"):
+        assert not _imports(REPO / rel) & {"calibration", "export", "benchmarks", "torch"}, rel
+    for rel in ("emonext_edge/tensorrt_compat.py", "emonext_edge/backends/tensorrt_backend.py",
+                "export/tensorrt.py", "calibration/trt_calibrator.py"):
+        assert "pycuda.autoinit" not in (REPO / rel).read_text().replace("``pycuda.autoinit``", ""), rel
+    assert "CudaContext" in (REPO / "emonext_edge/backends/tensorrt_backend.py").read_text()
+    assert "CudaContext" in (REPO / "export/tensorrt.py").read_text()
+    code = "import sys, emonext_edge.tensorrt_compat; print(sorted(m for m in ('torch', 'tensorrt', 'pycuda', " \
+           "'calibration', 'export') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "export.tensorrt", *args], capture_output=True, text=True, cwd=cwd,
+                          env={**__import__("os").environ, "PYTHONPATH": str(REPO)}, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def small_onnx(official_model, tmp_path_factory):
+    from export.onnx import export_onnx
+
+    path = tmp_path_factory.mktemp("trt_plan") / "official.onnx"
+    export_onnx(official_model, path, force=True)
+    return path
+
+
+@pytest.mark.parametrize("version", compat.KNOWN_VERSIONS)
+def test_check_only_prints_the_plan_and_operator_check(small_onnx, version, tmp_path):
+    r = _cli("--onnx", str(small_onnx), "--check-only", "--trt-version", version, "--fp16", "--int8", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    plan = compat.plan_for(version)
+    path = plan.path("fp16+int8")
+    out = r.stdout
+    assert f"plan for TensorRT {version}" in out
+    assert compat.ONNX_KINDS[path.onnx][0] in out and f"opset {path.onnx_opset}" in out
+    assert ("strongly typed" if path.strongly_typed else "weakly typed") in out
+    assert f"builder flags:  {', '.join(path.builder_flags) or 'none'}" in out
+    assert f"engine:         {path.engine_precision}" in out
+    assert f"operator check, TensorRT {plan.label}: all operators supported" in out
+    assert list(tmp_path.iterdir()) == []  # a dry run writes nothing
+
+
+def test_cli_bad_inputs_are_one_line_exit_2(tmp_path):
+    garbage = tmp_path / "random.onnx"
+    garbage.write_bytes(bytes(range(256)) * 8)
+    r = _cli("--onnx", str(garbage), "--check-only", cwd=tmp_path)
+    assert r.returncode == 2 and r.stdout == "" and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith(f"error: --onnx {garbage}: not a readable ONNX model")
+    r = _cli("--output", "x.onnx", "--check-only", cwd=tmp_path)
+    assert r.returncode == 2 and "expected a .engine" in r.stderr
+    r = _cli("--trt-version", "eleven", "--check-only", cwd=tmp_path)
+    assert r.returncode == 2 and "--trt-version" in r.stderr
+
+
+def test_garbage_engine_without_tensorrt_names_the_file(tmp_path):
+    if compat.installed_version() is not None:
+        pytest.skip("TensorRT is installed here")
+    from emonext_edge import Runtime
+    from emonext_edge.errors import BackendUnavailableError
+
+    engine = tmp_path / "garbage.engine"
+    engine.write_bytes(b"not an engine")
+    with pytest.raises(BackendUnavailableError, match=str(engine)):
+        Runtime(engine)
+
+
 @pytest.mark.slow
 def test_mypy_passes_and_catches_misspelling():
     sys.path.insert(0, str(REPO / "tests" / "typing"))
     import trt_mypy
 
     if trt_mypy.installed_stubs() is None:
-        pytest.skip("tensorrt-stubs not installed (pip install --no-deps tensorrt-stubs==10.13.0.35.1)")
+        pytest.skip(f"{trt_mypy.STUBS_REQUIREMENT} could not be installed into {trt_mypy.PKG_DIR} (no package index)")
     stubs = trt_mypy.prepare_stubs()
     ok = trt_mypy.run_mypy(stubs=stubs)
     assert ok.returncode == 0, ok.stdout + ok.stderr

@@ -3,10 +3,10 @@
 Works with the 8.5/8.6, 10.x and 11.x Python APIs through :mod:`emonext_edge.tensorrt_compat`
 (named I/O tensors, ``set_input_shape``, ``set_tensor_address`` + ``execute_async_v3``).
 pycuda device buffers and page-locked host buffers sized for the profile's max batch, one
-CUDA stream per execution context. Thread safety: the device's primary CUDA context is
-pushed around every call (pycuda contexts are bound to the thread that made them current),
-and one TensorRT execution context is guarded by a lock — calls from several threads are
-serialized.
+CUDA stream per execution context. CUDA context: the device's primary context, retained
+once and pushed around every call (:class:`~emonext_edge.tensorrt_compat.CudaContext`, the
+policy the builder and the calibrator share); one TensorRT execution context is guarded by
+a lock — calls from several threads are serialized.
 
 The manifest (``<engine stem>.json``, written by ``python -m export.tensorrt``) is checked
 before deserializing: engines only load on the TensorRT version and GPU they were built for.
@@ -41,11 +41,6 @@ def _device_index(device: Any) -> int:
     return int(text)
 
 
-def _gpu_name(dev: Any) -> tuple[str, str]:
-    major, minor = dev.compute_capability()
-    return str(dev.name()), f"{major}.{minor}"
-
-
 def check_manifest(path: Path, manifest: Optional[dict[str, Any]], trt_version: str, gpu: str, cc: str) -> None:
     """Raise :class:`ModelFileError` if the engine was built for another TensorRT version or GPU."""
     if not manifest or "tensorrt" not in manifest:
@@ -69,23 +64,23 @@ class TensorRTBackend(Backend):
     def __init__(self, path: Path, *, device: Any = None) -> None:
         """``device``: CUDA device index (0, 1, "cuda:1"); precision and batch are fixed by the engine."""
         super().__init__(path)
-        trt = compat.import_tensorrt()
         try:
-            import pycuda.driver as cuda
-
-            cuda.init()
-            cuda_device = cuda.Device(_device_index(device))
-        except Exception as exc:  # noqa: BLE001 - ImportError, or pycuda.driver.Error from cuInit without a GPU
+            trt = compat.import_tensorrt()
+        except BackendUnavailableError as exc:
+            raise BackendUnavailableError(f"{path}: cannot load a TensorRT engine here: {exc}") from None
+        try:
+            cuda_context = compat.CudaContext(_device_index(device))
+        except BackendUnavailableError as exc:
             raise BackendUnavailableError(f"{path}: the TensorRT backend needs pycuda and a CUDA GPU ({exc})") from None
-        self._cuda = cuda
         self._lock = threading.Lock()
-        self._cuda_context = cuda_device.retain_primary_context()
-        gpu, cc = _gpu_name(cuda_device)
-        self._cuda_context.push()
+        self._cuda_context: Optional[compat.CudaContext] = cuda_context
         try:
-            self._load(trt, cuda, gpu, cc)
-        finally:
-            self._cuda_context.pop()
+            with cuda_context as cuda:
+                self._cuda = cuda
+                self._load(trt, cuda, cuda_context.gpu, cuda_context.compute_capability)
+        except BaseException:
+            self.close()
+            raise
 
     def _load(self, trt: Any, cuda: Any, gpu: str, cc: str) -> None:
         path = self.path
@@ -131,33 +126,27 @@ class TensorRTBackend(Backend):
         if not self.min_batch <= n <= self.max_batch:
             raise ImageError(f"{self.path}: batch of {n} outside the engine's profile [{self.min_batch}, {self.max_batch}]")
         cuda = self._cuda
-        with self._lock:
-            self._cuda_context.push()
-            try:
-                self._h_in[:n] = batch
-                cuda.memcpy_htod_async(self._d_in, self._h_in[:n], self._stream)  # only the n images
-                compat.execute(self._context, {self._in.name: (n, *batch.shape[1:])},
-                               {self._in.name: int(self._d_in), self._out.name: int(self._d_out)}, self._stream.handle)
-                cuda.memcpy_dtoh_async(self._h_out[:n], self._d_out, self._stream)
-                self._stream.synchronize()
-                return np.array(self._h_out[:n], dtype=np.float32)
-            finally:
-                self._cuda_context.pop()
+        assert self._cuda_context is not None, "backend is closed"
+        with self._lock, self._cuda_context:
+            self._h_in[:n] = batch
+            cuda.memcpy_htod_async(self._d_in, self._h_in[:n], self._stream)  # only the n images
+            compat.execute(self._context, {self._in.name: (n, *batch.shape[1:])},
+                           {self._in.name: int(self._d_in), self._out.name: int(self._d_out)}, self._stream.handle)
+            cuda.memcpy_dtoh_async(self._h_out[:n], self._d_out, self._stream)
+            self._stream.synchronize()
+            return np.array(self._h_out[:n], dtype=np.float32)
 
     def close(self) -> None:
         ctx = getattr(self, "_cuda_context", None)
         if ctx is None:
             return
         with self._lock:
-            ctx.push()
-            try:
+            with ctx:
                 for attr in ("_d_in", "_d_out"):
                     buf = getattr(self, attr, None)
                     if buf is not None:
                         buf.free()
                         setattr(self, attr, None)
                 self._context = self._engine = self._runtime = None
-            finally:
-                ctx.pop()
-            ctx.detach()
+            ctx.close()
             self._cuda_context = None

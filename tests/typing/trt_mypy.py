@@ -1,7 +1,10 @@
 """Type-check the TensorRT code with mypy against a patched copy of ``tensorrt-stubs``.
 
-``tensorrt-stubs`` 10.13 (``pip install --no-deps tensorrt-stubs==10.13.0.35.1``) does not
-parse as published: plugin methods have a parameter named ``in`` (a keyword) and
+The stubs live in a folder of their own, never in site-packages (there they would create an
+empty ``tensorrt`` package that shadows a real TensorRT): :func:`installed_stubs` runs
+``pip install --no-deps --target tests/fixtures/cache/tensorrt-stubs-pkg
+tensorrt-stubs==10.13.0.35.1`` itself when that folder lacks them. ``tensorrt-stubs`` 10.13
+does not parse as published: plugin methods have a parameter named ``in`` (a keyword) and
 ``add_scale_nd`` has a non-default parameter after defaults. :func:`prepare_stubs` copies the
 stub packages into ``tests/fixtures/cache/stubs`` with those lines fixed; :func:`run_mypy`
 runs mypy with that directory on ``MYPYPATH``, errors inside the stubs ignored, pycuda as Any.
@@ -11,7 +14,6 @@ Usage: ``python tests/typing/trt_mypy.py [FILES...]`` (default: the TensorRT mod
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shutil
@@ -23,6 +25,8 @@ from typing import Optional
 
 REPO = Path(__file__).resolve().parents[2]
 STUB_DIR = REPO / "tests" / "fixtures" / "cache" / "stubs"
+PKG_DIR = REPO / "tests" / "fixtures" / "cache" / "tensorrt-stubs-pkg"
+STUBS_REQUIREMENT = "tensorrt-stubs==10.13.0.35.1"
 STUB_PACKAGES = ("tensorrt", "tensorrt_bindings")
 TARGETS = (
     "export/tensorrt.py",
@@ -32,13 +36,13 @@ TARGETS = (
 )
 
 
-def installed_stubs() -> Optional[Path]:
-    """site-packages directory holding tensorrt-stubs' ``tensorrt/__init__.pyi``, or None."""
-    spec = importlib.util.find_spec("tensorrt_stubs")
-    if spec is None or not spec.origin:
-        return None
-    site = Path(spec.origin).resolve().parents[1]
-    return site if (site / "tensorrt" / "__init__.pyi").is_file() else None
+def installed_stubs(install: bool = True) -> Optional[Path]:
+    """The folder holding tensorrt-stubs' ``tensorrt/__init__.pyi`` (installed there with pip
+    ``--target`` when missing and ``install``), or None when pip cannot get it."""
+    if not (PKG_DIR / "tensorrt" / "__init__.pyi").is_file() and install:
+        subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--disable-pip-version-check",
+                        "--target", str(PKG_DIR), STUBS_REQUIREMENT], capture_output=True, text=True, timeout=300)
+    return PKG_DIR if (PKG_DIR / "tensorrt" / "__init__.pyi").is_file() else None
 
 
 def _fix(text: str) -> str:
@@ -49,7 +53,7 @@ def _fix(text: str) -> str:
 def prepare_stubs(dest: Path = STUB_DIR) -> Path:
     site = installed_stubs()
     if site is None:
-        raise RuntimeError("tensorrt-stubs is not installed: pip install --no-deps tensorrt-stubs==10.13.0.35.1")
+        raise RuntimeError(f"{STUBS_REQUIREMENT} could not be installed into {PKG_DIR} (no package index reachable?)")
     if dest.exists():
         shutil.rmtree(dest)
     for pkg in STUB_PACKAGES:
