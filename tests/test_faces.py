@@ -118,3 +118,46 @@ def test_runtime_face_mode_classifies_each_crop(official_model, fer2013_root, tm
         assert rt.predict(_coffee(), detect_faces=True) == []
         rgb = rt.predict(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), rgb=True, detect_faces=True)
         assert [f.box for f in rgb] == [f.box for f in found]
+
+
+# -- detector files that are not face detectors; padding; pluggable detectors (issue 18) ---------
+def test_not_a_face_detector_is_named(tmp_path):
+    garbage = tmp_path / "garbage.xml"
+    garbage.write_text("garbage")  # OpenCV's binding raised SystemError here
+    with pytest.raises(ModelFileError, match=r"garbage\.xml: not an OpenCV cascade classifier"):
+        detect_faces(_coffee(), detector=garbage)
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, None, None])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, None, None])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu", [x], [y])
+    relu = tmp_path / "relu.onnx"  # a valid ONNX that is no face detector: cv2.error "Layer id=-1" before
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(relu))
+    with pytest.raises(ModelFileError, match=r"relu\.onnx: not a YuNet face detector") as info:
+        detect_faces(_coffee(), detector=relu)
+    assert "\n" not in str(info.value)
+
+
+def test_boxes_over_black_padding_are_dropped():
+    from emonext_edge.faces import content_region, keep_inside
+
+    frame = np.zeros((700, 900, 3), np.uint8)
+    frame[100:612, 200:712] = _astronaut()  # letterboxed / padded frame
+    assert content_region(frame) == (200, 100, 712, 612)
+    boxes = detect_faces(frame)
+    assert len(boxes) == 1
+    x, y, w, h = boxes[0]
+    assert 200 <= x and x + w <= 712 and 100 <= y and y + h <= 612
+    region = (200, 100, 712, 612)
+    assert keep_inside([(150, 300, 100, 100)], region) == [(150.0, 300.0, 100.0, 100.0)]  # half inside: kept
+    assert keep_inside([(140, 300, 100, 100)], region) == []  # 40 % inside: dropped
+    assert keep_inside([(-60, -60, 100, 100)], (0, 0, 640, 480)) == []  # a DNN box mostly off the frame
+    assert content_region(np.zeros((20, 30), np.uint8)) == (0, 0, 30, 20)
+
+
+def test_callable_detector():
+    frame = _coffee()
+    w = frame.shape[1]
+    boxes = detect_faces(frame, detector=lambda f: [(10.4, 20.6, 100, 100), (w - 20, 0, 100, 100), (5, 5, 10, 10)])
+    assert boxes == [(10, 21, 100, 100)]  # rounded; the box mostly outside and the one below min_size dropped
