@@ -9,6 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from emonext_edge import tensorrt_compat as compat
 from export import trt_opcheck
 
 
@@ -22,9 +23,20 @@ def test_opcheck_flags_gridsample_on_82_and_affinegrid_everywhere():
     bad = trt_opcheck.check_model(_one_node("GridSample"), "8.2")
     assert [(b.node, b.op_type, b.added_in) for b in bad] == [("my_GridSample", "GridSample", (8, 5))]
     assert trt_opcheck.check_model(_one_node("GridSample"), "8.5") == []
-    for version in trt_opcheck.DEFAULT_VERSIONS:
-        (item,) = trt_opcheck.check_model(_one_node("AffineGrid"), version)
+    for version in compat.KNOWN_VERSIONS:
+        (item,) = trt_opcheck.check_model(_one_node("AffineGrid"), compat.plan_for(version))
         assert item.added_in is None and "no TensorRT version" in str(item)
+
+
+def test_opcheck_report_is_one_line_per_version_unless_verbose():
+    nodes = [helper.make_node("GridSample", ["x", "g"], [f"y{i}"], name=f"gs{i}") for i in range(39)]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], []))
+    results = trt_opcheck.report(model, ["8.2", *compat.KNOWN_VERSIONS])
+    lines = trt_opcheck.format_report(results)
+    assert len(lines) == 5 and "39 unsupported node(s): GridSample x39 (supported from TensorRT 8.5)" in lines[0]
+    assert all(line.endswith("all operators supported") for line in lines[1:])
+    assert len(trt_opcheck.format_report(results, verbose=True)) == 5 + 39
 
 
 @pytest.fixture(scope="module")
@@ -110,27 +122,45 @@ def test_qdq_accuracy_on_fer2013_val(reference_model, fer2013_root, tmp_path):
     assert report.passed, report.summary()
 
 
-@pytest.mark.slow
-def test_cli_without_tensorrt_exits_2_after_writing_onnx(official_checkpoint, tmp_path, capsys):
-    if importlib.util.find_spec("pycuda") is not None:
-        pytest.skip("pycuda present: this test covers machines without TensorRT/GPU")
-    from emonext_edge.errors import BackendUnavailableError
-    from emonext_edge.tensorrt_compat import import_tensorrt
+def _no_tensorrt_here():
+    if compat.installed_version() is not None:
+        pytest.skip("TensorRT is installed here: this test covers machines without it")
 
-    try:
-        import_tensorrt()
-        pytest.skip("TensorRT is installed here")
-    except BackendUnavailableError:
-        pass
+
+@pytest.mark.slow
+def test_cli_without_tensorrt_exits_3_with_the_file_for_the_device(official_checkpoint, official_io, tmp_path, capsys):
+    """11.x --fp16 --int8: the plan's ONNX (Q/DQ INT8, FP16 elsewhere, opset 19) is made, gated on CPU,
+    committed, and named in the next command; the output directory is created."""
+    _no_tensorrt_here()
+    from emonext_edge import Runtime
+    from emonext_edge.metadata import read_metadata
+    from export.quantize_onnx import check_stn_float, count_qdq
     from export.tensorrt import main
 
-    out = tmp_path / "m.engine"
-    rc = main(["--checkpoint", str(official_checkpoint), "--int8", "--fp16", "--calib-num", "16", "--output", str(out)])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and err[0].startswith("error: TensorRT is not installed")
-    for name in ("m.fp32.onnx", "m.fp16.onnx", "m.int8.qdq.onnx"):
-        assert (tmp_path / name).is_file() and (tmp_path / name).with_suffix(".json").is_file()
-    assert not out.exists()
+    out = tmp_path / "new" / "dir" / "m.engine"
+    rc = main(["--checkpoint", str(official_checkpoint), "--fp16", "--int8", "--trt-version", "11.4.0",
+               "--calib-num", "16", "--output", str(out)])
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert rc == 3 and len(err) == 1 and err[0].startswith("error: TensorRT is not installed here"), captured.err
+    built = out.parent / "m.int8.qdq.fp16.onnx"
+    assert f"python -m export.tensorrt --onnx {built.name} --fp16 --int8 --output m.engine" in err[0]
+    assert "int8+fp16" in captured.out and "strongly typed" in captured.out
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m.fp32.json", "m.fp32.onnx", "m.int8.qdq.fp16.json",
+                                                            "m.int8.qdq.fp16.onnx"]
+    meta = read_metadata(built)
+    assert meta.precision == "int8-qdq-fp16" and meta.opset == 19 and meta.verified
+    assert meta.artifact_sha256 and meta.quantization.stn_in_float
+    model = onnx.load(str(built))
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) == 19
+    inits = {i.name: i.data_type for i in model.graph.initializer}
+    scales = [inits.get(n.input[1]) for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    assert count_qdq(model)["DequantizeLinear"] > 10 and set(scales) == {TensorProto.FLOAT16}
+    check_stn_float(built)
+    x = official_io["inputs"].astype(np.float32)
+    with Runtime(out.parent / "m.fp32.onnx") as ref, Runtime(built) as rt:
+        a, b = ref.run(x), rt.run(x)
+    assert (a.argmax(1) == b.argmax(1)).all() and np.abs(a - b).max() < 0.25
 
 
 @pytest.mark.tensorrt
