@@ -110,3 +110,120 @@ def load_faces(paths: list[Path]) -> list[np.ndarray]:
     import cv2
 
     return [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in paths]
+
+
+# --------------------------------------------------------------------------- benchmark
+def _runtime_options(artifact: Path, faces: int) -> dict[str, Any]:
+    return {"batch": 1} if artifact.suffix == ".xml" and faces == 1 else {}
+
+
+def run_once(
+    artifact: Path, clip: Path, faces: int, detect_every: int, threads: Optional[int] = None, warmup: int = 10
+) -> dict[str, Any]:
+    """One end-to-end pass over ``clip`` (after ``warmup`` model calls); frames/s and mean ms per stage."""
+    from emonext_edge import Runtime
+    from emonext_edge.preprocess import INPUT_SHAPE
+
+    options = _runtime_options(artifact, faces)
+    with Runtime(artifact, threads=threads, **options) as rt:
+        dummy = np.zeros((faces, *INPUT_SHAPE), np.float32)
+        for _ in range(warmup):
+            rt.run(dummy)
+        stream = rt.stream(str(clip), detect_every=detect_every, smoothing=0.5, draw=True)
+        tick = time.perf_counter()
+        seen = 0
+        for result in stream:
+            seen += len(result.faces)
+        seconds = time.perf_counter() - tick
+        stats = stream.stats()
+        info = rt.info
+    return {
+        "fps": stats["frames"] / seconds, "frames": stats["frames"], "faces_per_frame": seen / max(stats["frames"], 1),
+        "ms_per_frame": {k: round(v, 3) for k, v in stats["ms_per_frame"].items()},
+        "backend": info.get("backend") or info.get("name"), "options": options,
+    }
+
+
+def _markdown(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| artifact | faces | detect every | FPS (runs) | decode* | detect | preprocess | infer | draw | ms/frame sum |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        runs = row["runs"]
+        fps = [r["fps"] for r in runs]
+        ms = {k: statistics.mean(r["ms_per_frame"][k] for r in runs) for k in runs[0]["ms_per_frame"]}
+        busy = sum(v for k, v in ms.items() if k != "decode")
+        lines.append(
+            f"| {row['name']} | {row['faces']} | {row['detect_every']} | "
+            f"{statistics.median(fps):.1f} ({', '.join(f'{v:.1f}' for v in fps)}) | "
+            f"{ms['decode']:.1f} | {ms['detect']:.1f} | {ms['preprocess']:.1f} | {ms['infer']:.1f} | {ms['draw']:.1f} | {busy:.1f} |"
+        )
+    lines.append("")
+    lines.append("*decode runs in the capture thread, overlapped with the other stages (not in the sum).")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("artifacts", nargs="+", help="model artifacts (.onnx, .xml, .engine, .pt); NAME=PATH to label one")
+    parser.add_argument("--faces", type=int, nargs="+", default=[1, 5], help="faces per clip (1-5; default 1 5)")
+    parser.add_argument("--detect-every", type=int, nargs="+", default=[3], help="detection cadences (default 3)")
+    parser.add_argument("--frames", type=int, default=150, help="frames per clip (default 150 = 5 s at 30 FPS)")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per configuration (default 2)")
+    parser.add_argument("--threads", type=int, default=None, help="inference threads (default: the backend's)")
+    parser.add_argument("--fer-root", type=Path, default=REPO / "tests" / "fixtures" / "cache" / "FER2013",
+                        help="FER2013 root with val/ (default: the test cache extracted from ../shared)")
+    parser.add_argument("--out", type=Path, default=Path("exports") / "video" / "results.json")
+    args = parser.parse_args(argv)
+    try:
+        if not (args.fer_root / "val").is_dir():
+            raise ValueError(f"{args.fer_root}: no val/ folder (a FER2013 root is needed for the faces)")
+        if any(not 1 <= n <= len(DEFAULT_FACES) for n in args.faces):
+            raise ValueError(f"--faces: each value must be 1..{len(DEFAULT_FACES)}, got {args.faces}")
+        if any(n < 1 for n in args.detect_every) or args.frames < 1 or args.repeat < 1:
+            raise ValueError("--detect-every, --frames and --repeat must be >= 1")
+        named = []
+        for spec in args.artifacts:
+            name, _, path = spec.rpartition("=") if "=" in spec else (None, "", spec)
+            if not Path(path).is_file():
+                raise ValueError(f"{path}: no such artifact file")
+            named.append((name or Path(path).name, Path(path)))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    clips_dir = args.out.parent / "clips"
+    clip_for = {}
+    for n in args.faces:
+        frames, _ = compose_frames(load_faces(face_paths(args.fer_root, n)), args.frames)
+        clip_for[n] = write_clip(frames, clips_dir / f"faces{n}.avi")
+    rows: list[dict[str, Any]] = []
+    load_before = os.getloadavg()
+    for name, path in named:
+        for n in args.faces:
+            for every in args.detect_every:
+                runs = []
+                for r in range(args.repeat):
+                    try:
+                        runs.append(run_once(path, clip_for[n], n, every, args.threads))
+                    except Exception as exc:  # noqa: BLE001 (report and go on with the next artifact)
+                        print(f"[video] {name}: failed: {exc}", file=sys.stderr)
+                        break
+                    print(f"[video] {name} faces={n} detect_every={every} run {r + 1}: {runs[-1]['fps']:.1f} FPS "
+                          f"{runs[-1]['ms_per_frame']} (load {os.getloadavg()[0]:.2f})", file=sys.stderr, flush=True)
+                if runs:
+                    rows.append({"name": name, "artifact": str(path), "faces": n, "detect_every": every, "runs": runs})
+    result = {
+        "clip": f"{FRAME_W}x{FRAME_H} MJPEG, {args.frames} frames, FER2013 val faces at {FACE_SIZE} px, smoothing 0.5 s",
+        "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "cpus": os.cpu_count(), "rows": rows,
+    }
+    args.out.write_text(json.dumps(result, indent=2))
+    print(_markdown(rows))
+    print(f"\nload average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; "
+          f"wrote {args.out}")
+    return 0 if rows else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
