@@ -120,3 +120,27 @@ def node_float_types(model_or_path: Any) -> dict[str, set[int]]:
         tensors = [t for t in list(node.input) + list(node.output) if t in types and types[t] in floats]
         out[node.name] = {types[t] for t in tensors} if node.op_type != "Cast" else set()
     return out
+
+
+def export_fp16_onnx(
+    fp32_onnx: str | os.PathLike,
+    output: str | os.PathLike,
+    fidelity: Any = None,
+    *,
+    images: Any = None,
+    labels: Any = None,
+    data_desc: Any = None,
+) -> Any:
+    """Gated mixed FP16 ONNX (precision ``fp16-mixed``, FP32 islands listed in the record).
+
+    The export contract of :func:`export.quantize_onnx.derive_onnx`: staged, gated against the
+    FP32 ONNX through the Runtime, committed with its gate result and SHA-256.
+    """
+    from .quantize_onnx import derive_onnx
+
+    def build(staged: Path) -> None:
+        convert_fp16(fp32_onnx, staged)
+
+    return derive_onnx(fp32_onnx, output, build, {"precision": "fp16-mixed", "inference_precision": "fp16",
+                                                  "extra": {"fp32_islands": ["stn", "layernorm_statistics", "head"]}},
+                       fidelity, images=images, labels=labels, data_desc=data_desc)

@@ -197,7 +197,8 @@ def export_ir(
     unknown = sorted(set(overrides) - {f for f in IRExportOptions.__dataclass_fields__})
     if unknown:
         raise TypeError(f"export_ir() got unexpected keyword argument(s) {unknown}")
-    opts = replace(opts, **overrides, fidelity=replace(opts.fidelity, **gate_changes))
+    fidelity = overrides.pop("fidelity", opts.fidelity)
+    opts = replace(opts, **overrides, fidelity=replace(fidelity, **gate_changes))
     bad = [p for p in opts.precisions if p not in PRECISIONS]
     if bad:
         raise UsageError(f"unknown precision(s) {bad}; expected some of {list(PRECISIONS)}")
@@ -367,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --checkpoint: blocks as 1x1 convs without permutes (default, faster on OpenVINO) or official",
     )
     p.add_argument("--threads", type=int, default=None, help="OpenVINO CPU threads for verification")
+    p.add_argument("--atol", type=float, default=DEFAULT_IR_ATOL,
+                   help=f"max |Δlogit| of the FP32 IR against its source ONNX (default {DEFAULT_IR_ATOL:g})")
     add_fidelity_arguments(p)
     p.add_argument("-v", "--verbose", action="store_true", help="show progress, NNCF's messages and details")
     return p
@@ -404,7 +407,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         quantize=QuantizeOptions(preset=args.preset, subset_size=args.subset_size, smooth_quant_alpha=args.smooth_quant),
         fidelity=gate_from_args(args), val_data=args.val_data, val_limit=args.val_limit,
         accuracy_control=args.accuracy_control, threads=args.threads, block_layout=args.block_layout,
-        labels=args.labels, trust_foreign=args.trust_foreign,
+        labels=args.labels, trust_foreign=args.trust_foreign, ir_atol=args.atol,
     )
     report = export_ir(args.checkpoint, args.output, options, onnx=args.onnx, calib=calib)
     for precision, entry in report["artifacts"].items():

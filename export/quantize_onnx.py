@@ -234,3 +234,101 @@ def quantized_op_types(model_or_path: Any) -> set[str]:
     dq_out = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     return {n.op_type for n in model.graph.node if n.op_type not in QDQ_OPS and any(i in dq_out for i in n.input)}
 
+
+
+# --------------------------------------------------------------------------- gated artifacts (export contract)
+
+
+def derive_onnx(
+    fp32_onnx: str | os.PathLike,
+    output: str | os.PathLike,
+    build: Any,
+    changes: dict[str, Any],
+    fidelity: Any = None,
+    *,
+    images: Optional[np.ndarray] = None,
+    labels: Optional[np.ndarray] = None,
+    data_desc: Optional[str] = None,
+) -> Any:
+    """Build an ONNX derived from a verified FP32 EmoNeXt ONNX through the export contract.
+
+    ``build(staged_path)`` writes the derived model; ``changes`` are the
+    :class:`~emonext_edge.metadata.ArtifactMetadata` fields that differ from the FP32 record
+    (precision, quantization, ...). The result is gated against the FP32 ONNX (both run by
+    the Runtime's ONNX Runtime backend on the CPU) with ``fidelity``
+    (:class:`calibration.fidelity.FidelityOptions`) on ``images`` (default: its data), then
+    committed with the gate result and SHA-256. Returns the :class:`export.pipeline.CommitResult`;
+    raises ``VerificationError`` when the gate failed and the artifact was not kept.
+    """
+    from emonext_edge.fileio import sha256_file
+    from emonext_edge.metadata import read_metadata
+    from emonext_edge.runtime import Runtime
+
+    from calibration.fidelity import FidelityOptions
+
+    from .pipeline import Stage, embed_onnx, gate_artifact, raise_if_failed
+
+    fidelity = fidelity or FidelityOptions()
+    source = Path(fp32_onnx)
+    output = Path(output)
+    if output.suffix.lower() != ".onnx":
+        raise ExportError(f"{output}: the output file must end in .onnx")
+    base = read_metadata(source)
+    if base is None:
+        raise ModelFileError(f"{source}: no EmoNeXt metadata (export it with python -m export.onnx first)")
+    with Stage(output.parent) as stage:
+        if images is None:
+            images, labels, data_desc = fidelity.load_images()
+        staged = stage.file(output.name)
+        build(staged)
+        provenance = {"onnx": source.name, "onnx_sha256": sha256_file(source), "upstream": dict(base.source)}
+        meta = base.replace(source=provenance, artifact_sha256={}, fidelity=None, **changes)
+        embed_onnx(staged, meta)  # the record so far (the Runtime reads labels from it)
+        with Runtime(source, backend="onnxruntime", providers=["CPUExecutionProvider"]) as reference:
+            meta.fidelity = gate_artifact(
+                staged, reference.run, images, labels, fidelity,
+                reference_desc=f"FP32 ONNX {source.name} (ONNX Runtime CPU)", data_desc=data_desc or f"{len(images)} images",
+                runtime_options={"backend": "onnxruntime", "providers": ["CPUExecutionProvider"]},
+            )
+        result = stage.commit([output.name], meta, embed=embed_onnx, keep_failed=fidelity.keep_failed)
+    if not result.committed:
+        raise_if_failed([result])
+    return result
+
+
+def export_qdq_onnx(
+    fp32_onnx: str | os.PathLike,
+    calib_batch: np.ndarray,
+    output: str | os.PathLike,
+    fidelity: Any = None,
+    *,
+    method: str = "nncf",
+    calibration_desc: str = "",
+    images: Optional[np.ndarray] = None,
+    labels: Optional[np.ndarray] = None,
+    data_desc: Optional[str] = None,
+) -> Any:
+    """Gated Q/DQ INT8 ONNX (precision ``int8-qdq``; quantizer, options and calibration recorded).
+
+    See :func:`derive_onnx` for the contract and :func:`quantize_qdq` for the quantization.
+    """
+    from calibration.calib_file import tensor_sha256
+
+    calib = _check_calib(calib_batch)
+    options = {"placement": list(PLACEMENT_OP_TYPES) if method == "ort" else ["Conv", "MatMul", "Gemm"],
+               "symmetric": True, "per_channel_weights": True}
+    if method == "nncf":
+        options.update(preset="performance", model_type="transformer", smooth_quant="off")
+    from emonext_edge.metadata import Quantization
+
+    quantization = Quantization(
+        method, options,
+        {"description": calibration_desc or f"{len(calib)} calibration images", "images": int(len(calib)),
+         "tensor_sha256": tensor_sha256(calib)},
+        stn_in_float=True,
+    )
+    return derive_onnx(
+        fp32_onnx, output, lambda staged: quantize_qdq(fp32_onnx, calib, staged, exclude_stn=True, method=method),
+        {"precision": "int8-qdq", "quantization": quantization}, fidelity,
+        images=images, labels=labels, data_desc=data_desc,
+    )
