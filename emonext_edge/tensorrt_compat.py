@@ -33,6 +33,16 @@ Generations:
 
 CUDA contexts: see :class:`CudaContext` (one policy for builder, calibrator and backend).
 
+Why hand-written calls and not Polygraphy's loaders: Polygraphy (0.53.6 looked at) covers the
+same builder calls (``NetworkFromOnnxPath(strongly_typed=)``, ``CreateConfig(fp16=, int8=,
+calibrator=, precision_constraints=, profiles=, memory_pool_limits=, progress_monitor=)``,
+``EngineBytesFromNetwork``) and NVIDIA keeps them current per release (it has 11.x branches).
+But it finds a missing attribute only at build time on the device (``fail_unavailable``), its
+per-version branches are outside :data:`API_USES`, so neither the binding audit nor the
+``--check-only`` plan could cover them, and it brings a second CUDA layer (cudart through
+ctypes) beside pycuda. The calls here are about sixty lines; they stay, audited per version.
+On the device, ``polygraphy run model.onnx --trt --onnxrt`` remains a good independent cross-check.
+
 Importing this module never imports TensorRT or pycuda.
 """
 
@@ -186,8 +196,8 @@ def describe(plan: ApiPlan, precision: str, int8_mode: str = "explicit") -> list
             None: "none"}[p.int8_mode]
     return [
         f"TensorRT {plan.label}: {precision}" + (f" ({p.int8_mode} INT8)" if p.int8_mode else ""),
-        f"  builds from:    {ONNX_KINDS[p.onnx][1]} (<stem>{ONNX_KINDS[p.onnx][0]}), opset {p.onnx_opset}, "
-        f"STN {plan.stn_mode}",
+        (f"  builds from:    {ONNX_KINDS[p.onnx][1]} (<stem>{ONNX_KINDS[p.onnx][0]}), opset {p.onnx_opset}, "
+         f"STN {plan.stn_mode}"),
         f"  network:        {'strongly typed' if p.strongly_typed else 'weakly typed'}"
         + (", EXPLICIT_BATCH flag" if plan.explicit_batch_flag else ""),
         f"  builder flags:  {', '.join(p.builder_flags) or 'none'}"
@@ -396,7 +406,7 @@ class CudaContext:
 
             cuda.init()
             device = cuda.Device(device_index)
-            self._context = device.retain_primary_context()
+            self._primary = device.retain_primary_context()
         except Exception as exc:  # noqa: BLE001 - ImportError, or pycuda.driver.Error without a driver/GPU
             raise BackendUnavailableError(f"no usable CUDA GPU {device_index} via pycuda ({exc})") from None
         self.cuda = cuda
@@ -405,16 +415,16 @@ class CudaContext:
         self.compute_capability = f"{major}.{minor}"
 
     def __enter__(self) -> Any:
-        self._context.push()
+        self._primary.push()
         return self.cuda
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.cuda.Context.pop()
 
     def close(self) -> None:
-        if self._context is not None:
-            self._context.detach()
-            self._context = None
+        if self._primary is not None:
+            self._primary.detach()
+            self._primary = None
 
 
 # --------------------------------------------------------------------------- builder

@@ -38,11 +38,10 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
 from emonext_edge import tensorrt_compat as compat
 from emonext_edge.errors import BackendUnavailableError, ExportError, UsageError
 from emonext_edge.metadata import ArtifactMetadata, Quantization, TensorRTInfo, read_metadata
-
-from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
 
 from . import trt_opcheck
 from .pipeline import Stage, TargetRuntimeMissing, embed_onnx, exporter_cli, gate_artifact, gate_line, raise_if_failed
@@ -179,11 +178,20 @@ def convert_qdq_fp16(qdq_path: Path, output: Path) -> Path:
         _unshare_initializers(work)
         converted = float16.convert_float_to_float16(work, keep_io_types=True, node_block_list=fp32_block_list(work))
         onnx.checker.check_model(converted)
-    except Exception as exc:  # noqa: BLE001 - converter errors come in many types
+    except Exception as exc:
         raise ExportError(f"{qdq_path}: FP16 conversion of the Q/DQ model failed: {exc}") from exc
     del converted.metadata_props[:]
     onnx.save(converted, str(output))
     return output
+
+
+def _enforce(result: Any, untrained: bool, say: Callable[[str], None]) -> None:
+    """Exit 1 on a failed gate, except for the untrained default model (near-tied logits, latency
+    work only): there the artifact is kept and its metadata marks it unverified."""
+    if untrained and not result.passed:
+        say(f"{result.path.name}: untrained default model, gate not enforced (kept, marked unverified)")
+        return
+    raise_if_failed([result])
 
 
 def _prepare_onnx(kind: str, fp32: Path, fp32_meta: ArtifactMetadata, stage: Stage, stem: str,
@@ -208,7 +216,7 @@ def _prepare_onnx(kind: str, fp32: Path, fp32_meta: ArtifactMetadata, stage: Sta
         if kind == "int8-qdq-fp16":
             convert_qdq_fp16(target, staged)
         quant = Quantization(options.quantizer, {"format": "qdq", "fp16_elsewhere": kind == "int8-qdq-fp16"},
-                             {"description": calib_desc, "images": int(len(calib))}, stn_in_float=True)
+                             {"description": calib_desc, "images": len(calib)}, stn_in_float=True)
     meta = fp32_meta.replace(precision=ONNX_PRECISION[kind], quantization=quant, artifact_sha256={},
                              opset=19 if kind == "int8-qdq-fp16" else fp32_meta.opset)
     meta.source = dict(meta.source, onnx=fp32.name, onnx_sha256=fp32_meta.artifact_sha256.get(fp32.name))
@@ -217,13 +225,10 @@ def _prepare_onnx(kind: str, fp32: Path, fp32_meta: ArtifactMetadata, stage: Sta
     gate = gate_artifact(staged, _ort_predictor(fp32), images, _label_list(labels), options.fidelity,
                          reference_desc=f"FP32 ONNX {fp32.name} (ONNX Runtime CPU)", data_desc=data_desc,
                          runtime_options={"backend": "onnxruntime", "providers": ["CPUExecutionProvider"]})
-    if not gate.passed and untrained:
-        gate.failures.append("untrained default model (near-tied logits): gate not enforced")
-        gate.passed = True
     say(f"{what}: {gate_line(gate)}")
     meta.fidelity = gate
-    result = stage.commit([name], meta, embed=embed_onnx, keep_failed=options.fidelity.keep_failed)
-    raise_if_failed([result])
+    result = stage.commit([name], meta, embed=embed_onnx, keep_failed=options.fidelity.keep_failed or untrained)
+    _enforce(result, untrained, say)
     return result.path
 
 
@@ -349,18 +354,10 @@ def _build_and_gate(plan: compat.ApiPlan, path: compat.PrecisionPath, build_onnx
         gpu, cc = cuda_context.gpu, cuda_context.compute_capability
     finally:
         cuda_context.close()
-    images, labels, data_desc = options.fidelity.load_images(None)
-    gate = gate_artifact(staged, _ort_predictor(build_onnx), images, _label_list(labels), options.fidelity,
-                         reference_desc=f"{build_onnx.name} (ONNX Runtime CPU)", data_desc=data_desc,
-                         runtime_options={"backend": "tensorrt", "device": options.device})
-    if not gate.passed and untrained:
-        gate.failures.append("untrained default model (near-tied logits): gate not enforced")
-        gate.passed = True
-    say(f"engine: {gate_line(gate)}")
     lo, mid, hi = options.profile
     meta = meta_in.replace(
         format="tensorrt-engine", precision=path.engine_precision, inference_precision=path.engine_precision,
-        fidelity=gate, artifact_sha256={}, batch="dynamic",
+        artifact_sha256={}, batch="dynamic", opset=meta_in.opset,
         tensorrt=TensorRTInfo(
             version=str(trt.__version__), gpu=gpu, compute_capability=cc,
             profile_shapes={"min": [lo, 3, 224, 224], "opt": [mid, 3, 224, 224], "max": [hi, 3, 224, 224]},
@@ -370,8 +367,16 @@ def _build_and_gate(plan: compat.ApiPlan, path: compat.PrecisionPath, build_onnx
                      "built_from_sha256": meta_in.artifact_sha256.get(build_onnx.name),
                      "dla_core": options.dla_core, "jetpack": compat.jetpack_release()}),
     )
-    committed = stage.commit([name], meta, keep_failed=options.fidelity.keep_failed)
-    raise_if_failed([committed])
+    # the manifest (without the gate yet) beside the staged engine, so the gate's Runtime checks it
+    (staged.parent / (staged.stem + ".json")).write_text(meta.to_json())
+    images, labels, data_desc = options.fidelity.load_images(None)
+    gate = gate_artifact(staged, _ort_predictor(build_onnx), images, _label_list(labels), options.fidelity,
+                         reference_desc=f"{build_onnx.name} (ONNX Runtime CPU)", data_desc=data_desc,
+                         runtime_options={"backend": "tensorrt", "device": options.device})
+    say(f"engine: {gate_line(gate)}")
+    meta.fidelity = gate
+    committed = stage.commit([name], meta, keep_failed=options.fidelity.keep_failed or untrained)
+    _enforce(committed, untrained, say)
     result.engine, result.metadata = committed.path, meta
     say(f"wrote {committed.path} ({path.engine_precision}) and {committed.sidecar}")
 

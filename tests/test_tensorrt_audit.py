@@ -135,6 +135,8 @@ def test_signature_parser():
 ROLE = {"trt": "tensorrt", "builder": "Builder", "network": "INetworkDefinition", "parser": "OnnxParser",
         "config": "IBuilderConfig", "layer": "ILayer", "profile": "IOptimizationProfile", "cache": "ITimingCache",
         "runtime": "Runtime", "engine": "ICudaEngine", "context": "IExecutionContext"}
+#: TensorRT objects the backend keeps on ``self``
+SELF_ROLE = {"_engine": "ICudaEngine", "_context": "IExecutionContext", "_runtime": "Runtime", "_logger": "Logger"}
 
 
 def scan(source: str) -> set[recorder.Record]:
@@ -172,6 +174,10 @@ def scan(source: str) -> set[recorder.Record]:
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in ROLE:
             record(node, ROLE[node.value.id])
         elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
+              and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"
+              and node.value.attr in SELF_ROLE):
+            record(node, SELF_ROLE[node.value.attr])
+        elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
               and isinstance(node.value.value, ast.Name) and node.value.value.id == "trt"):
             record(node, node.value.attr)
         elif isinstance(node, ast.ClassDef):
@@ -201,8 +207,10 @@ def test_the_table_declares_exactly_what_the_code_touches():
 
 
 def test_scan_sees_a_planted_misuse():
-    bad = "def f(trt, config):\n    config.set_flags(trt.BuilderFlag.FP17)\n    config.max_workspace_size = 1\n"
+    bad = ("def f(trt, config):\n    config.set_flags(trt.BuilderFlag.FP17)\n    config.max_workspace_size = 1\n"
+           "class B:\n    def run(self):\n        self._context.execute_async_v2(1, 2)\n")
     found = scan(bad)
+    assert ("IExecutionContext", "execute_async_v2", "call", 2, ()) in found
     assert ("IBuilderConfig", "set_flags", "call", 1, ()) in found
     assert ("BuilderFlag", "FP17", "read", 0, ()) in found
     assert ("IBuilderConfig", "max_workspace_size", "settable", 0, ()) in found

@@ -84,7 +84,7 @@ def test_layering_and_one_cuda_context_policy():
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "export.tensorrt", *args], capture_output=True, text=True, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "export.tensorrt", *args], check=False, capture_output=True, text=True, cwd=cwd,
                           env={**__import__("os").environ, "PYTHONPATH": str(REPO)}, timeout=600)
 
 
@@ -111,6 +111,19 @@ def test_check_only_prints_the_plan_and_operator_check(small_onnx, version, tmp_
     assert f"engine:         {path.engine_precision}" in out
     assert f"operator check, TensorRT {plan.label}: all operators supported" in out
     assert list(tmp_path.iterdir()) == []  # a dry run writes nothing
+
+
+def test_export_engine_api_takes_typed_options(small_onnx, tmp_path):
+    from export.tensorrt import EngineOptions, export_engine
+
+    lines: list[str] = []
+    result = export_engine(EngineOptions(onnx=small_onnx, precision="fp16", trt_version="8.6.1", check_only=True,
+                                         output=tmp_path / "sub" / "m.engine"), say=lines.append)
+    assert result.path == compat.plan_for("8.6.1").path("fp16") and result.opcheck == {"8.6.1": []}
+    assert any("FP16 + OBEY_PRECISION_CONSTRAINTS" in line for line in lines)
+    assert not (tmp_path / "sub").exists()
+    with pytest.raises(UsageError, match="--min-batch"):
+        export_engine(EngineOptions(onnx=small_onnx, profile=(4, 2, 8), check_only=True))
 
 
 def test_cli_bad_inputs_are_one_line_exit_2(tmp_path):

@@ -114,7 +114,9 @@ class TensorRTBackend(Backend):
         self._h_out = cuda.pagelocked_empty((self.max_batch, self.num_classes), np.float32)
         self._d_in = cuda.mem_alloc(self._h_in.nbytes)
         self._d_out = cuda.mem_alloc(self._h_out.nbytes)
-        precision = (self.metadata or {}).get("tensorrt", {}).get("precision", "unknown")
+        meta = self.metadata or {}
+        precision = meta.get("precision") if meta.get("format") == "tensorrt-engine" else None
+        precision = precision or meta.get("tensorrt", {}).get("precision", "unknown")  # 0.2 manifests
         self.info = {"backend": self.name, "device": gpu, "precision": precision, "provider": f"TensorRT {trt.__version__}",
                      "threads": None, "compute_capability": cc, "jetpack": compat.jetpack_release()}
 

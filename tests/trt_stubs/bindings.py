@@ -149,8 +149,8 @@ def dump_api(version: str, shared: Path, work: Path) -> dict[str, Any]:
     if missing:
         raise AssertionError(f"{module}: the stub libraries lack {missing}; add them to {STUB_SOURCE}")
     env = dict(os.environ, LD_LIBRARY_PATH=str(stubs), PYTHONPATH=str(root), PYTHONNOUSERSITE="1")
-    proc = subprocess.run([sys.executable, "-I", "-c", "import sys; sys.path.insert(0, %r)\n" % str(root) + DUMP_SCRIPT],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(root)!r})\n" + DUMP_SCRIPT],
+                          check=False, capture_output=True, text=True, env=env, timeout=300)
     if proc.returncode != 0:
         raise AssertionError(f"importing the {version} bindings against the stubs failed "
                              f"(rc {proc.returncode}): {proc.stderr[-2000:]}")

@@ -41,7 +41,8 @@ def installed_stubs(install: bool = True) -> Optional[Path]:
     ``--target`` when missing and ``install``), or None when pip cannot get it."""
     if not (PKG_DIR / "tensorrt" / "__init__.pyi").is_file() and install:
         subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--disable-pip-version-check",
-                        "--target", str(PKG_DIR), STUBS_REQUIREMENT], capture_output=True, text=True, timeout=300)
+                        "--target", str(PKG_DIR), STUBS_REQUIREMENT], check=False, capture_output=True, text=True,
+                       timeout=300)
     return PKG_DIR if (PKG_DIR / "tensorrt" / "__init__.pyi").is_file() else None
 
 
@@ -75,7 +76,7 @@ def run_mypy(files: Sequence[str] = TARGETS, stubs: Optional[Path] = None) -> su
     env = dict(os.environ, MYPYPATH=str(stubs))
     cmd = [sys.executable, "-m", "mypy", "--config-file", str(config), "--no-incremental",
            "--cache-dir", str(stubs / ".mypy_cache"), *files]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
 if __name__ == "__main__":
