@@ -344,7 +344,11 @@ def _build_and_gate(plan: compat.ApiPlan, path: compat.PrecisionPath, build_onnx
             )
             say(f"building with TensorRT {trt.__version__} on {cuda_context.gpu} (compute "
                 f"{cuda_context.compute_capability}): {path.engine_precision} from {build_onnx.name}")
-            engine, cache = compat.build_serialized(plan, trt, str(build_onnx), build)
+            try:
+                engine, cache = compat.build_serialized(plan, trt, str(build_onnx), build)
+            finally:
+                if calibrator is not None and calibrator.device is not None:
+                    calibrator.device.free()  # in the context it was allocated in, before the context goes
         staged.write_bytes(engine)
         if cache_path and cache:
             from emonext_edge.fileio import atomic_path

@@ -28,12 +28,25 @@ CODE = ("emonext_edge/tensorrt_compat.py", "emonext_edge/backends/tensorrt_backe
 
 
 @pytest.fixture(scope="module")
-def apis(shared_dir, tmp_path_factory):
+def work(shared_dir, tmp_path_factory):
     why = bindings.missing_tools()
     if why:
         pytest.skip(f"binding audit not possible here: {why}")
-    work = tmp_path_factory.mktemp("trt_bindings")
+    return tmp_path_factory.mktemp("trt_bindings")
+
+
+@pytest.fixture(scope="module")
+def apis(shared_dir, work):
     return {v: bindings.dump_api(v, shared_dir, work) for v in VERSIONS}
+
+
+def test_a_call_into_the_stubs_aborts(shared_dir, work, apis):
+    """The stubs are traps: creating a Builder reaches createInferBuilder_INTERNAL and ends the process."""
+    import signal
+
+    code = "import tensorrt_bindings as t\nlogger = t.Logger(t.Logger.WARNING)\nprint('logger ok', flush=True)\nt.Builder(logger)\n"
+    proc = bindings.run_with_bindings("10.13.3", shared_dir, work, code)
+    assert proc.stdout.strip() == "logger ok" and proc.returncode == -signal.SIGABRT
 
 
 @pytest.mark.parametrize("version", VERSIONS)

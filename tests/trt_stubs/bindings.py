@@ -138,8 +138,8 @@ json.dump(out, sys.stdout)
 '''
 
 
-def dump_api(version: str, shared: Path, work: Path) -> dict[str, Any]:
-    """The API of TensorRT ``version``'s real bindings (see the module docstring)."""
+def run_with_bindings(version: str, shared: Path, work: Path, code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a subprocess that can ``import tensorrt_bindings`` of ``version`` (stubbed libraries)."""
     wheel = shared / "fixtures" / "tensorrt_bindings" / WHEELS[version]
     root = unpack(wheel, work / "wheels" / version)
     module = root / "tensorrt_bindings" / "tensorrt.so"
@@ -148,12 +148,21 @@ def dump_api(version: str, shared: Path, work: Path) -> dict[str, Any]:
     missing = sorted(set(symbols) - defined_symbols(stubs / sonames[0]))
     if missing:
         raise AssertionError(f"{module}: the stub libraries lack {missing}; add them to {STUB_SOURCE}")
-    env = dict(os.environ, LD_LIBRARY_PATH=str(stubs), PYTHONPATH=str(root), PYTHONNOUSERSITE="1")
-    proc = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(root)!r})\n" + DUMP_SCRIPT],
-                          check=False, capture_output=True, text=True, env=env, timeout=300)
+    env = dict(os.environ, LD_LIBRARY_PATH=str(stubs), PYTHONNOUSERSITE="1")
+    env.pop("PYTHONPATH", None)
+    prelude = f"import sys; sys.path.insert(0, {str(root)!r})\n"
+    proc = subprocess.run([sys.executable, "-I", "-c", prelude + code], check=False, capture_output=True, text=True,
+                          env=env, timeout=300)
+    proc.sonames, proc.symbols = sonames, symbols  # type: ignore[attr-defined]
+    return proc
+
+
+def dump_api(version: str, shared: Path, work: Path) -> dict[str, Any]:
+    """The API of TensorRT ``version``'s real bindings (see the module docstring)."""
+    proc = run_with_bindings(version, shared, work, DUMP_SCRIPT)
     if proc.returncode != 0:
         raise AssertionError(f"importing the {version} bindings against the stubs failed "
                              f"(rc {proc.returncode}): {proc.stderr[-2000:]}")
     api = json.loads(proc.stdout)
-    api["sonames"], api["symbols"] = sonames, symbols
+    api["sonames"], api["symbols"] = proc.sonames, proc.symbols  # type: ignore[attr-defined]
     return api
