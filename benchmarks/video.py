@@ -118,7 +118,8 @@ def _runtime_options(artifact: Path, faces: int) -> dict[str, Any]:
 
 
 def run_once(
-    artifact: Path, clip: Path, faces: int, detect_every: int, threads: Optional[int] = None, warmup: int = 10
+    artifact: Path, clip: Path, faces: int, detect_every: int, threads: Optional[int] = None, warmup: int = 10,
+    detect_scale: float = 1.0,
 ) -> dict[str, Any]:
     """One end-to-end pass over ``clip`` (after ``warmup`` model calls); frames/s and mean ms per stage."""
     from emonext_edge import Runtime
@@ -129,7 +130,7 @@ def run_once(
         dummy = np.zeros((faces, *INPUT_SHAPE), np.float32)
         for _ in range(warmup):
             rt.run(dummy)
-        stream = rt.stream(str(clip), detect_every=detect_every, smoothing=0.5, draw=True)
+        stream = rt.stream(str(clip), detect_every=detect_every, smoothing=0.5, draw=True, detect_scale=detect_scale)
         tick = time.perf_counter()
         seen = 0
         for result in stream:
@@ -146,8 +147,8 @@ def run_once(
 
 def _markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| artifact | faces | detect every | FPS (runs) | decode* | detect | preprocess | infer | draw | ms/frame sum |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| artifact | faces | detect every | detect scale | FPS (runs) | decode* | detect | preprocess | infer | draw | ms/frame sum |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         runs = row["runs"]
@@ -155,7 +156,7 @@ def _markdown(rows: list[dict[str, Any]]) -> str:
         ms = {k: statistics.mean(r["ms_per_frame"][k] for r in runs) for k in runs[0]["ms_per_frame"]}
         busy = sum(v for k, v in ms.items() if k != "decode")
         lines.append(
-            f"| {row['name']} | {row['faces']} | {row['detect_every']} | "
+            f"| {row['name']} | {row['faces']} | {row['detect_every']} | {row['detect_scale']:g} | "
             f"{statistics.median(fps):.1f} ({', '.join(f'{v:.1f}' for v in fps)}) | "
             f"{ms['decode']:.1f} | {ms['detect']:.1f} | {ms['preprocess']:.1f} | {ms['infer']:.1f} | {ms['draw']:.1f} | {busy:.1f} |"
         )
@@ -169,6 +170,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("artifacts", nargs="+", help="model artifacts (.onnx, .xml, .engine, .pt); NAME=PATH to label one")
     parser.add_argument("--faces", type=int, nargs="+", default=[1, 5], help="faces per clip (1-5; default 1 5)")
     parser.add_argument("--detect-every", type=int, nargs="+", default=[3], help="detection cadences (default 3)")
+    parser.add_argument("--detect-scale", type=float, nargs="+", default=[1.0], help="detector input scales (default 1)")
     parser.add_argument("--frames", type=int, default=150, help="frames per clip (default 150 = 5 s at 30 FPS)")
     parser.add_argument("--repeat", type=int, default=2, help="runs per configuration (default 2)")
     parser.add_argument("--threads", type=int, default=None, help="inference threads (default: the backend's)")
@@ -202,18 +204,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     load_before = os.getloadavg()
     for name, path in named:
         for n in args.faces:
-            for every in args.detect_every:
+            for every, scale in [(e, s) for e in args.detect_every for s in args.detect_scale]:
                 runs = []
                 for r in range(args.repeat):
                     try:
-                        runs.append(run_once(path, clip_for[n], n, every, args.threads))
+                        runs.append(run_once(path, clip_for[n], n, every, args.threads, detect_scale=scale))
                     except Exception as exc:  # noqa: BLE001 (report and go on with the next artifact)
                         print(f"[video] {name}: failed: {exc}", file=sys.stderr)
                         break
-                    print(f"[video] {name} faces={n} detect_every={every} run {r + 1}: {runs[-1]['fps']:.1f} FPS "
+                    print(f"[video] {name} faces={n} detect_every={every} scale={scale:g} run {r + 1}: {runs[-1]['fps']:.1f} FPS "
                           f"{runs[-1]['ms_per_frame']} (load {os.getloadavg()[0]:.2f})", file=sys.stderr, flush=True)
                 if runs:
-                    rows.append({"name": name, "artifact": str(path), "faces": n, "detect_every": every, "runs": runs})
+                    rows.append({"name": name, "artifact": str(path), "faces": n, "detect_every": every,
+                                 "detect_scale": scale, "runs": runs})
     result = {
         "clip": f"{FRAME_W}x{FRAME_H} MJPEG, {args.frames} frames, FER2013 val faces at {FACE_SIZE} px, smoothing 0.5 s",
         "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "cpus": os.cpu_count(), "rows": rows,

@@ -183,48 +183,62 @@ def _check_frame(frame: Any) -> np.ndarray:
     return frame
 
 
-def detect_faces(frame: np.ndarray, detector: DetectorSpec = None, min_size: Optional[int] = None) -> list[Box]:
+def detect_faces(
+    frame: np.ndarray, detector: DetectorSpec = None, min_size: Optional[int] = None, scale: float = 1.0
+) -> list[Box]:
     """Faces in a BGR / gray / BGRA uint8 frame as ``(x, y, w, h)`` boxes, left to right.
 
     ``detector``: ``None`` (OpenCV's Haar cascade), a cascade ``.xml``, a YuNet ``.onnx``,
     or a callable ``detector(frame) -> [(x, y, w, h), ...]``. Boxes with less than half of
     their area inside the picture (the frame minus black padding bars) are dropped.
     ``min_size``: smallest face side in pixels (default: 1/10 of the shorter frame side, at
-    least 32: smaller faces carry too little detail for a 48-px-trained classifier anyway). A frame without faces gives an empty list.
+    least 32: smaller faces carry too little detail for a 48-px-trained classifier anyway).
+    ``scale`` (0 < scale <= 1): run the detector on the frame resized by this factor (boxes
+    are returned in frame pixels); 0.5 makes the Haar cascade about 3x faster, and a face
+    must then be at least 24 / scale px (the cascade's window). A frame without faces gives
+    an empty list.
     """
     import cv2
 
     frame = _check_frame(frame)
     h, w = frame.shape[:2]
+    if not 0 < scale <= 1:
+        raise ValueError(f"scale must be in (0, 1], got {scale}")
     if min_size is None:
         min_size = max(32, min(h, w) // 10)
     kind, det = ("callable", detector) if callable(detector) else _detector(detector)
+    img, ih, iw, small = frame, h, w, min_size
+    if scale < 1 and kind != "callable":
+        iw, ih = max(1, round(w * scale)), max(1, round(h * scale))
+        img, small = cv2.resize(frame, (iw, ih), interpolation=cv2.INTER_AREA), max(1, round(min_size * scale))
     if kind == "callable":
         raw = [tuple(float(v) for v in box[:4]) for box in det(frame)]
     elif kind == "yunet":
-        bgr = frame
-        if frame.ndim == 2 or frame.shape[2] == 1:
-            bgr = cv2.cvtColor(frame.reshape(h, w), cv2.COLOR_GRAY2BGR)
-        elif frame.shape[2] == 4:
-            bgr = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
-        det.setInputSize((w, h))
+        bgr = img
+        if img.ndim == 2 or img.shape[2] == 1:
+            bgr = cv2.cvtColor(img.reshape(ih, iw), cv2.COLOR_GRAY2BGR)
+        elif img.shape[2] == 4:
+            bgr = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+        det.setInputSize((iw, ih))
         try:
             _, found = det.detect(np.ascontiguousarray(bgr))
         except cv2.error as exc:
-            raise ModelFileError(f"{detector}: the YuNet face detector failed on a {w}x{h} frame: {_cv_reason(exc)}") from None
+            raise ModelFileError(f"{detector}: the YuNet face detector failed on a {iw}x{ih} frame: {_cv_reason(exc)}") from None
         raw = [] if found is None else [tuple(row[:4]) for row in found]
     elif kind == "skimage":
-        gray = to_gray(frame, name="frame")
-        side = min(h, w)
+        gray = to_gray(img, name="frame")
+        side = min(ih, iw)
         found = det.detect_multi_scale(
-            img=gray, scale_factor=1.2, step_ratio=1, min_size=(min_size, min_size),
+            img=gray, scale_factor=1.2, step_ratio=1, min_size=(small, small),
             max_size=(side, side), min_neighbor_number=6,
         )
         raw = [(f["c"], f["r"], f["width"], f["height"]) for f in found]
     else:
-        gray = cv2.equalizeHist(to_gray(frame, name="frame"))
-        found = det.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_size, min_size))
+        gray = cv2.equalizeHist(to_gray(img, name="frame"))
+        found = det.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(small, small))
         raw = [tuple(row) for row in found] if len(found) else []
+    if img is not frame:
+        raw = [tuple(float(v) / scale for v in box[:4]) for box in raw]
     boxes = []
     region = content_region(frame)
     for x, y, bw, bh in keep_inside(raw, region):

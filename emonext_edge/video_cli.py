@@ -41,6 +41,9 @@ def add_video_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=int, default=None, help="stop after reading N frames from the source")
     p.add_argument("--detect-every", type=int, default=3, metavar="N",
                    help="run the face detector on every N-th frame, track in between (default 3; 1 = every frame)")
+    p.add_argument("--detect-scale", type=float, default=1.0, metavar="FACTOR",
+                   help="run the detector on frames resized by FACTOR (0 < FACTOR <= 1; 0.5: about 3x faster "
+                        "Haar detection, faces from 48 px); default 1")
     p.add_argument("--smoothing", type=float, default=0.5, metavar="SECONDS",
                    help="per-face smoothing: half-life (or window) in seconds; 0 = off (default 0.5)")
     p.add_argument("--smoothing-method", choices=("exp", "mean", "mode"), default="exp",
@@ -122,6 +125,8 @@ def run_video(args: argparse.Namespace, runtime_factory: Any) -> int:
         raise UsageError(f"--max-frames must be >= 1, got {args.max_frames}")
     if args.detect_every < 1:
         raise UsageError(f"--detect-every must be >= 1, got {args.detect_every}")
+    if not 0 < args.detect_scale <= 1:
+        raise UsageError(f"--detect-scale must be in (0, 1], got {args.detect_scale:g}")
     if not args.open_timeout > 0:
         raise UsageError(f"--open-timeout must be > 0 seconds, got {args.open_timeout:g}")
     smoothing = _smoothing(args)
@@ -148,6 +153,7 @@ def run_video(args: argparse.Namespace, runtime_factory: Any) -> int:
         rt = stack.enter_context(runtime_factory(args))
         stream = stack.enter_context(rt.stream(
             args.source, detect_every=args.detect_every, smoothing=smoothing, detector=args.detector,
+            detect_scale=args.detect_scale,
             live=args.live, max_frames=args.max_frames, open_timeout=args.open_timeout, draw=True,
         ))
         jsonl = stack.enter_context(json_path.open("w", encoding="utf-8")) if json_path else None

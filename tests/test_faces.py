@@ -161,3 +161,11 @@ def test_callable_detector():
     w = frame.shape[1]
     boxes = detect_faces(frame, detector=lambda f: [(10.4, 20.6, 100, 100), (w - 20, 0, 100, 100), (5, 5, 10, 10)])
     assert boxes == [(10, 21, 100, 100)]  # rounded; the box mostly outside and the one below min_size dropped
+
+
+def test_detection_on_a_downscaled_frame_finds_the_same_face():
+    frame = _astronaut()
+    full, half = detect_faces(frame), detect_faces(frame, scale=0.5)
+    assert len(full) == len(half) == 1 and _iou(full[0], half[0]) > 0.7
+    with pytest.raises(ValueError, match="scale"):
+        detect_faces(frame, scale=0)
