@@ -436,7 +436,7 @@ def read_onnx_metadata(model_or_path: Any) -> Optional[ArtifactMetadata]:
             where = str(model_or_path)
             try:
                 model_or_path = onnx.load(str(model_or_path), load_external_data=False)
-            except Exception as exc:  # DecodeError and friends
+            except Exception as exc:  # noqa: BLE001 - DecodeError and friends
                 raise ModelFileError(f"{where}: not a readable ONNX model ({exc})") from None
         props = {p.key: p.value for p in model_or_path.metadata_props}
     data = from_string_map(props)

@@ -1,6 +1,15 @@
-"""Small helpers every exporter shares: CLI error handling, the source model, verification images.
+"""Small helpers every exporter shares: the export contract, the gate options, the source model.
 
 Each exporter is its own module with its own CLI; this module holds only what they share.
+An exporter uses, from here:
+
+* :func:`exporter_cli` (exit codes 0/1/2/3), :class:`Stage` (temporary files inside the
+  output directory, atomic commit with the sidecar last), :func:`gate_artifact` (the shared
+  fidelity gate through the Runtime's backends), :class:`TargetRuntimeMissing` (exit 3 with
+  the next command) — see :mod:`export.pipeline`;
+* :func:`add_fidelity_arguments` / :func:`gate_from_args` / :class:`FidelityOptions`: the
+  shared options ``--min-agreement --max-drop --fidelity-data --fidelity-images --keep-failed``;
+* :class:`emonext_edge.metadata.ArtifactMetadata`: the record every artifact carries.
 """
 
 from __future__ import annotations
@@ -13,18 +22,44 @@ from typing import Any, Optional
 
 import numpy as np
 
+from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
+from calibration.synthetic import synthetic_faces
 from emonext_edge.cli_support import EXIT_BAD_INPUT, cli_entry
 from emonext_edge.errors import UsageError
+from emonext_edge.metadata import ArtifactMetadata
 
-from calibration.synthetic import synthetic_faces
+from .pipeline import (
+    EXIT_GATE_FAILED,
+    EXIT_OK,
+    EXIT_RUNTIME_MISSING,
+    Stage,
+    TargetRuntimeMissing,
+    exporter_cli,
+    gate_artifact,
+    gate_line,
+    raise_if_failed,
+)
 
 __all__ = [
     "EXIT_BAD_INPUT",
+    "EXIT_GATE_FAILED",
+    "EXIT_OK",
+    "EXIT_RUNTIME_MISSING",
+    "ArtifactMetadata",
+    "FidelityOptions",
     "SourceModel",
+    "Stage",
+    "TargetRuntimeMissing",
     "UsageError",
+    "add_fidelity_arguments",
     "cli_entry",
+    "exporter_cli",
+    "gate_artifact",
+    "gate_from_args",
+    "gate_line",
     "list_images",
     "load_source",
+    "raise_if_failed",
     "synthetic_faces",
     "verification_batch",
 ]
@@ -89,7 +124,7 @@ def verification_batch(data_dir: Optional[str | os.PathLike], count: int = 16, s
     from emonext_edge.preprocess import preprocess
 
     if data_dir is None:
-        return preprocess(list(synthetic_faces(count, seed))), f"{count} deterministic synthetic images (no --verify-data given)"
+        return preprocess(list(synthetic_faces(count, seed))), f"{count} deterministic synthetic images (no data given)"
     files = list_images(data_dir)
     picks = [files[i] for i in np.linspace(0, len(files) - 1, min(count, len(files))).round().astype(int)]
     return preprocess(picks), f"{len(picks)} real images from {data_dir}"

@@ -18,10 +18,9 @@ from typing import Any, Optional
 
 import numpy as np
 
+from calibration.calib_file import DEFAULT_CALIBRATION_SIZE
 from emonext_edge.errors import ExportError, UsageError
 from emonext_edge.preprocess import INPUT_SHAPE
-
-from calibration.calib_file import DEFAULT_CALIBRATION_SIZE
 
 from .stn_scope import ov_stn_node_names as stn_node_names
 
@@ -173,6 +172,9 @@ def quantize_int8(
     """
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+
+    if not log.isEnabledFor(logging.INFO):
+        nncf.set_log_level(logging.WARNING)  # its per-node "Not adding ..." INFO lines, unless asked for details
 
     calib = _check_batch(calib, "calibration array")
     stn = stn_node_names(fp32_model)

@@ -29,14 +29,13 @@ from typing import Any, Optional
 
 import numpy as np
 
+from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
 from emonext_edge.errors import VerificationError
 from emonext_edge.metadata import (
     ArtifactMetadata,
     Quantization,
     set_ov_model_metadata,
 )
-
-from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
 
 from .common import UsageError, synthetic_faces
 from .nncf_quantize import (  # noqa: F401 - re-exported: the 0.2 import paths keep working

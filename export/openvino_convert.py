@@ -59,7 +59,7 @@ def _onnx_io(path: Path) -> tuple[list[Any], list[Any]]:
 
     try:
         model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # DecodeError and friends
+    except Exception as exc:  # noqa: BLE001 - DecodeError and friends
         raise ModelFileError(f"--onnx {path}: not a readable ONNX model ({exc})") from None
 
     def dims(vi: Any) -> list[Any]:

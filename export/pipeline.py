@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_GATE_FAILED = 1
-EXIT_BAD_INPUT = EXIT_BAD_INPUT  # 2, re-exported
+# EXIT_BAD_INPUT (2) is re-exported from emonext_edge.cli_support
 EXIT_RUNTIME_MISSING = 3
 
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -217,7 +217,7 @@ class Stage:
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> Stage:
+    def __enter__(self) -> Stage:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -275,9 +275,8 @@ def gate_artifact(
     (``min_agreement``, ``max_drop_pp``). ``atol``: also fail when max |Δlogit| exceeds it
     (FP32 conversions). ``extra_failures(candidate_logits)`` may add failure reasons.
     """
-    from emonext_edge.runtime import Runtime
-
     from calibration.fidelity import fidelity_gate
+    from emonext_edge.runtime import Runtime
 
     outputs: list[np.ndarray] = []
     with Runtime(artifact, **dict(runtime_options or {})) as rt:

@@ -64,7 +64,7 @@ def _load(model_or_path: Any) -> Any:
         raise ModelFileError(f"{path}: no such ONNX file")
     try:
         return onnx.load(str(path))
-    except Exception as exc:  # onnx raises DecodeError and friends
+    except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError and friends
         raise ModelFileError(f"{path}: not a readable ONNX model ({exc})") from None
 
 
@@ -260,11 +260,10 @@ def derive_onnx(
     committed with the gate result and SHA-256. Returns the :class:`export.pipeline.CommitResult`;
     raises ``VerificationError`` when the gate failed and the artifact was not kept.
     """
+    from calibration.fidelity import FidelityOptions
     from emonext_edge.fileio import sha256_file
     from emonext_edge.metadata import read_metadata
     from emonext_edge.runtime import Runtime
-
-    from calibration.fidelity import FidelityOptions
 
     from .pipeline import Stage, embed_onnx, gate_artifact, raise_if_failed
 
@@ -323,7 +322,7 @@ def export_qdq_onnx(
 
     quantization = Quantization(
         method, options,
-        {"description": calibration_desc or f"{len(calib)} calibration images", "images": int(len(calib)),
+        {"description": calibration_desc or f"{len(calib)} calibration images", "images": len(calib),
          "tensor_sha256": tensor_sha256(calib)},
         stn_in_float=True,
     )

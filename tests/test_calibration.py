@@ -159,6 +159,25 @@ def test_num_larger_than_data_is_a_clear_error(tmp_path, capsys):
     assert not out.exists() and not list(tmp_path.glob(".calib.npz*"))
 
 
+@pytest.mark.parametrize("where", ["afile/c.npz", "/proc/c.npz"])
+def test_out_where_no_file_can_be_written_is_one_line_exit_2(tmp_path, capsys, where):
+    root = _imagefolder(tmp_path / "FER", {"Angry": 2})
+    (tmp_path / "afile").write_text("a file where a directory should be")
+    out = where if where.startswith("/") else str(tmp_path / where)
+    assert calib_main(["build", "--source", str(root), "--num", "1", "--out", out]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: --out {out}: ")
+
+
+def test_one_default_calibration_size_across_tools():
+    from calibration import DEFAULT_CALIBRATION_SIZE
+    from calibration.__main__ import _parser
+    from export.nncf_quantize import QuantizeOptions
+
+    build = _parser().parse_args(["build", "--source", "x", "--out", "c.npz"])
+    assert build.num == QuantizeOptions().subset_size == DEFAULT_CALIBRATION_SIZE == 300
+
+
 # --------------------------------------------------------------------------- selection
 
 
