@@ -169,3 +169,53 @@ def test_detection_on_a_downscaled_frame_finds_the_same_face():
     assert len(full) == len(half) == 1 and _iou(full[0], half[0]) > 0.7
     with pytest.raises(ValueError, match="scale"):
         detect_faces(frame, scale=0)
+
+
+def _yunet_format_onnx(path) -> None:
+    """A tiny ONNX in YuNet's output format (cls/obj/bbox/kps at strides 8/16/32), not a trained detector:
+    at stride 32 the score of a cell is its mean blue value / 255, every box is 4x4 cells around its
+    cell's centre; strides 8/16 score 0. It runs the real cv2.FaceDetectorYN path of detect_faces."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    consts = {"inv255": [1 / 255], "zero": [0.0], "half": [0.5], "logk": [float(np.log(4.0))]}
+    inits = [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in consts.items()]
+    for name, value in (("s0", [0]), ("s1", [1]), ("shape", [1, -1, 1])):
+        inits.append(numpy_helper.from_array(np.asarray(value, np.int64), name))
+    nodes = [helper.make_node("Slice", ["input", "s0", "s1", "s1"], ["ch0"]), helper.make_node("Mul", ["ch0", "inv255"], ["x01"])]
+    for s in (8, 16, 32):
+        nodes += [
+            helper.make_node("AveragePool", ["x01"], [f"p{s}"], kernel_shape=[s, s], strides=[s, s]),
+            helper.make_node("Reshape", [f"p{s}", "shape"], [f"r{s}"]),  # [1, rows*cols, 1], row-major
+            helper.make_node("Mul", [f"r{s}", "zero"], [f"z{s}"]),
+            helper.make_node("Identity", [f"r{s}" if s == 32 else f"z{s}"], [f"cls_{s}"]),
+            helper.make_node("Identity", [f"r{s}" if s == 32 else f"z{s}"], [f"obj_{s}"]),
+            helper.make_node("Add", [f"z{s}", "half"], [f"h{s}"]),
+            helper.make_node("Add", [f"z{s}", "logk"], [f"k{s}"]),
+            helper.make_node("Concat", [f"h{s}", f"h{s}", f"k{s}", f"k{s}"], [f"bbox_{s}"], axis=2),
+            helper.make_node("Concat", [f"z{s}"] * 10, [f"kps_{s}"], axis=2),
+        ]
+    names = [f"{k}_{s}" for k in ("cls", "obj", "bbox", "kps") for s in (8, 16, 32)]
+    graph = helper.make_graph(
+        nodes, "yunet_format", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, None, None])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, None, None]) for n in names], inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def test_yunet_path_with_a_yunet_format_model(tmp_path):
+    """No real YuNet weights exist here (nothing may be downloaded): the cv2.FaceDetectorYN path is run on
+    a model with YuNet's outputs, checking box conversion and the off-frame filter."""
+    path = tmp_path / "yunet_format.onnx"
+    _yunet_format_onnx(path)
+    frame = np.full((320, 320, 3), 60, np.uint8)  # mid-grey: no padding, score 0.24 < 0.8
+    frame[96:128, 160:192] = 255  # stride-32 cell (row 3, col 5): one box 128 px around (176, 112)
+    assert detect_faces(frame, detector=path) == [(112, 48, 128, 128)]
+    frame[96:128, 160:192] = 60
+    frame[32:64, 32:64] = 255  # box (-16, -16, 128, 128): 77 % inside, kept and clipped
+    assert detect_faces(frame, detector=path) == [(0, 0, 112, 112)]
+    frame[32:64, 32:64] = 60
+    frame[0:32, 0:32] = 255  # box (-48, -48, 128, 128): 39 % inside the frame, dropped
+    assert detect_faces(frame, detector=path) == []
