@@ -165,6 +165,15 @@ def _prepare(source: Any, one: Any, indices: range) -> tuple[Optional[np.ndarray
     return batch, kept, skipped
 
 
+def _engine_threads(value: Any, cores: int) -> int:
+    """An engine's reported CPU thread count; anything not a positive number ("default", None) = all cores."""
+    try:
+        threads = int(value)
+    except (TypeError, ValueError):
+        return cores
+    return threads if threads > 0 else cores
+
+
 class _Prefetcher:
     """``submit()``/``result()`` on one background thread, or run the call at once when ``workers`` is None."""
 
@@ -249,8 +258,9 @@ def evaluate(
         # infer chunk k (numpy and the engines release the GIL); on a machine whose cores the engines
         # already fill, a competing thread only slows their thread pools, so it runs inline. Either way
         # the tensors are those of the one preprocessing implementation: bit-exact.
-        engine_threads = max(int(m.info().get("threads") or os.cpu_count() or 1) for m in opened.values())
-        workers = 1 if (os.cpu_count() or 1) > engine_threads else None
+        cores = os.cpu_count() or 1
+        engine_threads = max(_engine_threads(m.info().get("threads"), cores) for m in opened.values())
+        workers = 1 if cores > engine_threads else None
         with _Prefetcher(workers) as pool:
             pending = pool.submit(_prepare, source, one, chunks[0]) if chunks else None
             for k, indices in enumerate(chunks):
