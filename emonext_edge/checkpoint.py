@@ -5,6 +5,10 @@ Accepted: the official ``train.py`` layout ``{"model", "ema", "opt", "scaler", "
 ``.safetensors``. The ``ema`` entry is an ``ema_pytorch`` state: ``initted``, ``step``,
 the EMA weights under ``ema_model.`` and (current releases) the raw weights again under
 ``online_model.``. Nothing but tensors and plain containers is ever unpickled.
+
+Integrity: the CRC-32 of every member of a zip-format ``.pt`` is checked before
+``torch.load`` and a ``.safetensors`` header before it is read
+(:mod:`emonext_edge.integrity`); weights holding NaN/inf are refused.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import torch
 
 from .errors import ArchitectureMismatchError, CheckpointError
 from .fileio import sha256_file
+from .integrity import check_safetensors, check_zip_crcs
 from .labels import DEFAULT_LABELS
 from .model import EmoNeXt
 
@@ -31,6 +36,7 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 def _read_file(path: Path) -> Any:
     if path.suffix == ".safetensors":
+        check_safetensors(path)  # header, dtypes, offsets, length: what the format lets us check
         try:
             from safetensors.torch import load_file
         except ImportError:  # pragma: no cover - depends on environment
@@ -39,6 +45,8 @@ def _read_file(path: Path) -> Any:
             return load_file(str(path))
         except Exception as exc:
             raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    if not check_zip_crcs(path):  # CRC-32 of every member before anything is unpickled
+        log.info("%s: legacy (non-zip) checkpoint: it carries no checksum to verify", path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -163,6 +171,9 @@ def load_model(
         layer_scale_init_value=1e-6 if arch["layer_scale"] else 0.0,
         labels=labels,
     )
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if bad is not None:
+        raise CheckpointError(f"{p}: tensor {bad!r} holds NaN or inf values; the checkpoint is corrupt or diverged")
     problem = _describe_mismatch(model, state)
     if problem:
         raise ArchitectureMismatchError(f"{p}: weights do not fit EmoNeXt {arch}: {problem}")

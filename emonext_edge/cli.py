@@ -31,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--precision", default=None, help="e.g. f32 / f16 / bf16 for OpenVINO (default f32)")
         p.add_argument("--threads", type=int, default=None, help="inference threads")
         p.add_argument("--detector", default=None, help="face detector file: YuNet .onnx or cascade .xml")
+        p.add_argument("--no-verify", dest="verify", action="store_false",
+                       help="skip the SHA-256 check of the artifact's files against its sidecar (artifact_sha256)")
 
     predict = sub.add_parser("predict", help="classify image files")
     runtime_args(predict)
@@ -47,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
 def _runtime(args: argparse.Namespace) -> Any:
     from .runtime import Runtime
 
-    return Runtime(args.model, backend=args.backend, device=args.device, precision=args.precision, threads=args.threads)
+    return Runtime(args.model, backend=args.backend, device=args.device, precision=args.precision, threads=args.threads,
+                   verify=getattr(args, "verify", True))
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -25,10 +25,10 @@ import numpy as np
 
 from .backends import is_model_url, open_backend
 from .backends.base import Backend
-from .errors import EmoNeXtError, ImageError
+from .errors import EmoNeXtError, ImageError, ModelPathTypeError
 from .faces import Box, DetectorSpec, crop_face, detect_faces
 from .metadata import labels_from
-from .preprocess import INPUT_SHAPE, ImageInput, load_image, preprocess, preprocess_one
+from .preprocess import INPUT_SHAPE, ImageInput, as_image_list, load_image, preprocess, preprocess_one
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,9 @@ class Runtime:
     ``backend``: "auto" (by suffix) or a backend name. ``device``, ``precision``, ``threads``
     and ``**backend_options`` (e.g. ``providers=`` for ONNX Runtime, ``hint=`` /
     ``num_requests=`` for OpenVINO) go to the backend; ``None`` leaves its default.
+    ``verify``: check the SHA-256 of every file the artifact's sidecar/manifest lists under
+    ``artifact_sha256`` before loading (default; costs one read of the files, see README
+    "Limits and integrity"); ``False`` skips it.
     """
 
     def __init__(
@@ -95,10 +98,20 @@ class Runtime:
         device: Optional[str] = None,
         precision: Optional[str] = None,
         threads: Optional[int] = None,
+        verify: bool = True,
         **backend_options: Any,
     ) -> None:
+        if not isinstance(model_path, (str, os.PathLike)):
+            raise ModelPathTypeError(
+                f"Runtime: model_path must be a str or os.PathLike path to an artifact (.onnx, .xml, .engine, .pt, ...) "
+                f"or a model URL, got {type(model_path).__name__} ({model_path!r:.60})"
+            )
         # a served model ("grpc://host:8001/emonext", "http://...") keeps its URL; files become Paths
         self.path: Any = model_path if is_model_url(model_path) else Path(model_path)
+        if verify and isinstance(self.path, Path) and self.path.is_file():
+            from .integrity import verify_artifact
+
+            verify_artifact(self.path)
         options = dict(backend_options)
         for key, value in (("device", device), ("precision", precision), ("threads", threads)):
             if value is not None:
@@ -106,10 +119,13 @@ class Runtime:
         self.backend: Optional[Backend] = open_backend(self.path, backend, **options)
         try:
             if not self.backend.metadata:
-                log.warning(
-                    "%s: no metadata (no sidecar %s, nothing embedded); assuming the FER2013 ImageFolder label order",
-                    self.path, self.path.with_suffix(".json").name,
-                )
+                sidecar = self.path.with_suffix(".json").name if isinstance(self.path, Path) else "-"
+                if self.backend.num_classes == 7:
+                    assumed = "assuming the FER2013 ImageFolder label order (Angry, Disgust, Fear, Happy, Neutral, Sad, Surprise)"
+                else:
+                    assumed = (f"the model has {self.backend.num_classes} outputs, not the 7 FER2013 emotions: "
+                               f"labels are class_0..class_{self.backend.num_classes - 1}")
+                log.warning("%s: no metadata (no sidecar %s, nothing embedded); %s", self.path, sidecar, assumed)
             self.labels: tuple[str, ...] = labels_from(self.backend.metadata, self.backend.num_classes, str(self.path))
         except BaseException:
             self.backend.close()
@@ -217,12 +233,15 @@ class Runtime:
         return [FacePrediction(box, pred) for box, pred in zip(boxes, predictions)]
 
     def predict_batch(self, images: Sequence[ImageInput], rgb: bool = False) -> list[Prediction]:
-        """Classify several images (paths or arrays); a bad element raises ``ImageError`` naming its index."""
-        if isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim < 4):
-            images = [images]  # type: ignore[list-item]
-        if len(images) == 0:
+        """Classify several images (paths or arrays); a bad element raises ``ImageError`` naming its index.
+
+        Same rule as :func:`emonext_edge.preprocess`: a list, or an ``[N, H, W]`` / ``[N, H, W, C]``
+        array stack, gives one prediction per image; a single path or image gives a list of one.
+        """
+        items = as_image_list(images, where="predict_batch")
+        if len(items) == 0:
             raise ImageError("predict_batch: got an empty list of images")
-        return self._predictions(self.run(preprocess(list(images), rgb=rgb)))
+        return self._predictions(self.run(preprocess(items, rgb=rgb)))
 
     # -- video (issue 18; implementation in emonext_edge/stream.py) ----------------------
     def stream(self, source: Any, detect_every: int = 1, smoothing: Any = None, **options: Any) -> Any:

@@ -57,6 +57,11 @@ def open_backend(path: str | os.PathLike, backend: str = "auto", **options: Any)
         if name != "triton":
             raise ValueError(f"{path}: a served model (URL) opens with the triton backend, not {name!r}")
     elif not Path(path).is_file():
+        if Path(path).is_dir():
+            found = sorted(p.name for p in Path(path).iterdir() if p.suffix.lower() in SUFFIX_BACKENDS)[:5]
+            hint = f"; it holds {', '.join(found)}" if found else ""
+            raise ModelFileError(f"{path}: is a directory, not a model file (expected a file ending in one of "
+                                 f"{sorted(SUFFIX_BACKENDS)}){hint}")
         raise ModelFileError(f"{path}: no such model file")
     else:
         name = backend_name_for(path) if backend == "auto" else backend
@@ -70,7 +75,8 @@ def open_backend(path: str | os.PathLike, backend: str = "auto", **options: Any)
     unknown = sorted(set(options) - set(accepted))
     if unknown and not any(p.kind is p.VAR_KEYWORD for p in params):
         raise ValueError(f"{path}: the {name} backend has no option(s) {unknown}; it accepts {accepted}")
-    return cls(path if url else Path(path), **options)
+    target: Any = path if url else Path(path)  # a URL stays a string (Path would fold its '//')
+    return cls(target, **options)
 
 
 __all__ = ["BACKENDS", "SUFFIX_BACKENDS", "Backend", "backend_name_for", "is_model_url", "open_backend"]

@@ -55,8 +55,10 @@ def _flatten_rt_info(rt: Any, prefix: str = "") -> dict[str, str]:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+    """OpenVINO's reason (e.g. "Incorrect weights in bin file!"), without its source-location lines."""
+    from ..integrity import describe_ov_error
+
+    return describe_ov_error(exc)
 
 
 class OpenVinoBackend(Backend):
@@ -107,7 +109,7 @@ class OpenVinoBackend(Backend):
         try:
             model = core.read_model(str(self.path), str(weights))
         except Exception as exc:  # openvino raises RuntimeError with engine internals
-            raise ModelFileError(f"{path}: not a readable OpenVINO IR ({_first_line(exc)})") from None
+            raise ModelFileError(f"{path}: not a readable OpenVINO IR with {weights.name} ({_first_line(exc)})") from None
         if len(model.inputs) != 1 or len(model.outputs) < 1:
             raise ModelFileError(f"{path}: expected 1 input and 1 output, got {len(model.inputs)} and {len(model.outputs)}")
         shape = model.inputs[0].get_partial_shape()

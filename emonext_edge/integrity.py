@@ -1,0 +1,206 @@
+"""Integrity checks on model files: recorded SHA-256 hashes, zip CRCs, safetensors headers.
+
+What each kind of file lets us check before it is used:
+
+* every artifact with a JSON sidecar carrying ``"artifact_sha256": {"<basename>": "<hex>"}``
+  (written by the exporters; it covers model.onnx, or model.xml + model.bin, or the
+  engine): each listed file is hashed and compared (:func:`verify_artifact`);
+* ``.pt`` / ``.pth`` checkpoints (PyTorch's zip format): every member's CRC-32 is
+  recomputed before ``torch.load`` (:func:`check_zip_crcs`), so flipped bits in tensor
+  data are caught without a sidecar; legacy (pre-zip) pickles carry no checksum;
+* ``.safetensors``: the format has no checksum. The header is checked
+  (:func:`check_safetensors`: JSON, dtypes, shapes, offsets that tile the data section
+  exactly, file length); a bit flip inside tensor data is only caught by a recorded hash.
+
+No torch import here: the Runtime verifies artifacts on devices without torch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import struct
+import zipfile
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from .errors import CheckpointError, ModelFileError
+from .fileio import sha256_file
+
+log = logging.getLogger(__name__)
+
+SHA256_KEY = "artifact_sha256"
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def recorded_hashes(artifact: Union[str, os.PathLike]) -> tuple[Optional[Path], dict[str, str]]:
+    """``(sidecar, {basename: sha256})`` recorded for ``artifact``; ``(None, {})`` without a sidecar
+    or without the ``artifact_sha256`` field. A malformed field raises ``ModelFileError``."""
+    sidecar = Path(artifact).with_suffix(".json")
+    if not sidecar.is_file() or sidecar == Path(artifact):
+        return None, {}
+    try:
+        data = json.loads(sidecar.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"{sidecar}: metadata sidecar is not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or SHA256_KEY not in data:
+        return sidecar, {}
+    hashes = data[SHA256_KEY]
+    if not isinstance(hashes, dict) or not hashes or not all(
+        isinstance(k, str) and isinstance(v, str) and _HEX64.match(v.lower()) for k, v in hashes.items()
+    ):
+        raise ModelFileError(
+            f"{sidecar}: '{SHA256_KEY}' must map file names to 64-digit hex SHA-256 digests, got {hashes!r:.200}"
+        )
+    return sidecar, {k: v.lower() for k, v in hashes.items()}
+
+
+def _file_for(name: str, artifact: Path, names: list[str]) -> Path:
+    """The file a recorded name refers to: that basename beside the artifact; for an artifact
+    renamed after export (its own name not recorded), the recorded model file (same suffix)
+    is the artifact and an IR's recorded ``.bin`` is the artifact's ``.bin``."""
+    direct = artifact.parent / Path(name).name
+    if artifact.name in names:
+        return direct
+    suffix = Path(name).suffix
+    if suffix == artifact.suffix and [Path(n).suffix for n in names].count(suffix) == 1:
+        return artifact
+    if artifact.suffix == ".xml" and suffix == ".bin" and [Path(n).suffix for n in names].count(".bin") == 1:
+        return artifact.with_suffix(".bin")
+    return direct
+
+
+def verify_artifact(artifact: Union[str, os.PathLike]) -> list[Path]:
+    """Hash every file the artifact's sidecar lists under ``artifact_sha256`` and compare.
+
+    Returns the files verified (empty when nothing is recorded); raises ``ModelFileError``
+    naming the file, both digests and the sidecar on a mismatch or a missing file.
+    """
+    artifact = Path(artifact)
+    sidecar, hashes = recorded_hashes(artifact)
+    if not hashes:
+        return []
+    names = list(hashes)
+    checked = []
+    for name, expected in hashes.items():
+        path = _file_for(name, artifact, names)
+        if not path.is_file():
+            raise ModelFileError(f"{path}: listed in {sidecar} ({SHA256_KEY}) but missing; the artifact is incomplete")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ModelFileError(
+                f"{path}: SHA-256 {actual[:16]}... does not match {expected[:16]}... recorded in {sidecar} "
+                f"({SHA256_KEY}): the file is corrupt or was changed after export; re-export it, "
+                "or load it anyway with verify=False (--no-verify)"
+            )
+        checked.append(path)
+    log.debug("%s: SHA-256 of %d file(s) verified against %s", artifact, len(checked), sidecar)
+    return checked
+
+
+def check_zip_crcs(path: Union[str, os.PathLike]) -> bool:
+    """Recompute the CRC-32 of every member of a zip-format checkpoint (PyTorch >= 1.6).
+
+    Returns ``False`` for a non-zip (legacy pickle) file, which carries no checksum;
+    raises ``CheckpointError`` naming the file and the first bad member.
+    """
+    path = Path(path)
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            if f.read(4) == b"PK\x03\x04":  # a zip that lost its central directory
+                raise CheckpointError(f"{path}: file is truncated or corrupt (zip central directory not found)")
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                try:
+                    with archive.open(info) as member:
+                        while member.read(1 << 20):
+                            pass
+                except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+                    raise CheckpointError(
+                        f"{path}: member {info.filename!r} is corrupt ({exc}); the checkpoint was damaged "
+                        "after it was written"
+                    ) from None
+    except zipfile.BadZipFile as exc:
+        raise CheckpointError(f"{path}: file is truncated or corrupt ({exc})") from None
+    return True
+
+
+#: bytes per element of the safetensors dtypes
+SAFETENSORS_DTYPES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+    "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
+}
+_MAX_HEADER = 100 * 1024 * 1024  # the safetensors library's own limit
+
+
+def check_safetensors(path: Union[str, os.PathLike]) -> dict[str, Any]:
+    """Check what a ``.safetensors`` file lets one check: an 8-byte header length, a JSON header,
+    known dtypes, sizes that match shapes, offsets that tile the data section exactly and a file
+    length that ends with it. Returns the header; raises ``CheckpointError`` naming the tensor.
+
+    There is no checksum in the format: changed bytes inside tensor data pass this check.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{path}: not a safetensors file (only {size} bytes)")
+        (n,) = struct.unpack("<Q", head)
+        if n > min(_MAX_HEADER, size - 8):
+            raise CheckpointError(f"{path}: safetensors header length {n} is larger than the file ({size} bytes)")
+        raw = f.read(n)
+    try:
+        header = json.loads(raw)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: safetensors header is not valid JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: safetensors header is not a JSON object")
+    spans = []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= set(entry):
+            raise CheckpointError(f"{path}: tensor {name!r}: header entry lacks dtype/shape/data_offsets")
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if dtype not in SAFETENSORS_DTYPES:
+            raise CheckpointError(f"{path}: tensor {name!r}: unknown dtype {dtype!r}")
+        if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
+            raise CheckpointError(f"{path}: tensor {name!r}: bad shape {shape!r}")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+            raise CheckpointError(f"{path}: tensor {name!r}: bad data_offsets {offsets!r}")
+        count = 1
+        for d in shape:
+            count *= d
+        begin, end = offsets
+        if end - begin != count * SAFETENSORS_DTYPES[dtype]:
+            raise CheckpointError(
+                f"{path}: tensor {name!r}: {dtype} {shape} needs {count * SAFETENSORS_DTYPES[dtype]} bytes, "
+                f"data_offsets {offsets} give {end - begin}"
+            )
+        spans.append((begin, end, name))
+    position = 0
+    for begin, end, name in sorted(spans):
+        if begin != position:
+            raise CheckpointError(f"{path}: tensor {name!r}: data starts at {begin}, expected {position} (gap or overlap)")
+        position = end
+    data_size = size - 8 - n
+    if position != data_size:
+        raise CheckpointError(
+            f"{path}: the tensors cover {position} bytes of data but the file holds {data_size} (truncated or padded)"
+        )
+    return header
+
+
+def describe_ov_error(exc: BaseException) -> str:
+    """OpenVINO's reason from its exception text, without the source-location lines around it
+    ("Exception from src/...:84:", "Check '...' failed at ...:")."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    noise = re.compile(r"^(Exception from \S+:\d+:?|Check '.*' failed at \S+:\d+:?|\[ [A-Z_]+ \])$")
+    reasons = [line for line in lines if not noise.match(line)]
+    text = "; ".join(reasons) if reasons else (lines[-1] if lines else type(exc).__name__)
+    return text[:300]

@@ -1,0 +1,371 @@
+"""Hostile inputs, table-driven: each case through the public API and the CLI.
+
+For every case: the API raises one of the package's errors (or a ``TypeError`` subclass of
+one) with a one-line message naming the input; ``python -m emonext_edge predict ...`` in a
+subprocess exits 2 with exactly one ``error: ...`` line naming it and no traceback.
+Also: bounded time/memory on degenerate images (measured in a subprocess), and a small
+concurrent soak whose results equal the single-threaded ones.
+
+The model is a tiny real ONNX classifier (tests/_tiny_onnx.py), so nothing here needs
+../shared; the .pt/.safetensors/OpenVINO cases skip without torch/safetensors/openvino.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import struct
+import subprocess
+import sys
+import zipfile
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import cv2
+import numpy as np
+import pytest
+
+from emonext_edge import Runtime
+from emonext_edge.errors import EmoNeXtError, ImageError, ImageTypeError, ModelPathTypeError
+from emonext_edge.preprocess import preprocess
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from _tiny_onnx import tiny_onnx
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width x height`` (a decompression-bomb shape) with a token IDAT."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def _flip_member_byte(src: Path, dst: Path) -> str:
+    """Copy a zip-format checkpoint with one bit flipped inside its largest member; returns the member."""
+    data = bytearray(src.read_bytes())
+    with zipfile.ZipFile(src) as archive:
+        info = max(archive.infolist(), key=lambda i: i.file_size)
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26 : info.header_offset + 30])
+    data[info.header_offset + 30 + name_len + extra_len + info.file_size // 2] ^= 0x10
+    dst.write_bytes(bytes(data))
+    return info.filename
+
+
+@dataclass
+class Case:
+    """``api`` must raise ``raises`` with every string of ``expect`` in its message; ``cli`` are the
+    arguments after ``predict`` (``None``: no CLI form), expected to exit 2 naming the same."""
+
+    id: str
+    api: Callable[[], Any]
+    expect: list[str]
+    cli: Optional[list[str]] = None
+    raises: tuple = (EmoNeXtError,)
+    needs: list[str] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("hardening")
+    tiny_onnx(d / "tiny.onnx")
+    cv2.imwrite(str(d / "face.png"), np.full((48, 48), 120, np.uint8))
+    cv2.imwrite(str(d / "strip_1x8000.png"), np.zeros((1, 8000), np.uint8))  # ~100 bytes
+    cv2.imwrite(str(d / "dot_1x1.png"), np.zeros((1, 1), np.uint8))
+    cv2.imwrite(str(d / "thin_15x300.png"), np.zeros((15, 300), np.uint8))
+    (d / "bomb_100000x100000.png").write_bytes(_png_claiming(100_000, 100_000))
+    cv2.imwrite(str(d / "hdr_float.tiff"), np.full((48, 48), 0.5, np.float32))
+    (d / "a_folder.png").mkdir()
+    (d / "models_dir").mkdir()
+    tiny_onnx(d / "models_dir" / "inside.onnx")
+    # an artifact changed after export: its sidecar's artifact_sha256 no longer matches
+    tiny_onnx(d / "tampered.onnx")
+    import onnx
+
+    data = bytearray((d / "tampered.onnx").read_bytes())
+    weights = onnx.load(str(d / "tampered.onnx")).graph.initializer[0].raw_data
+    data[data.find(weights) + 5] ^= 0x01  # one bit of one weight: still a valid model
+    (d / "tampered.onnx").write_bytes(bytes(data))
+    return d
+
+
+def _cases(d: Path) -> list[Case]:
+    def rt() -> Runtime:
+        return Runtime(d / "tiny.onnx")
+
+    face = str(d / "face.png")
+    cases = [
+        Case("strip-1x8000-png", lambda: rt().predict(d / "strip_1x8000.png"),
+             ["strip_1x8000.png", "8000x1", "at least 16 px"], ["tiny.onnx", "strip_1x8000.png"]),
+        Case("one-pixel-png", lambda: rt().predict(d / "dot_1x1.png"), ["dot_1x1.png", "1x1", "16 px"],
+             ["tiny.onnx", "dot_1x1.png"]),
+        Case("shorter-side-15", lambda: rt().predict(d / "thin_15x300.png"), ["thin_15x300.png", "300x15"],
+             ["tiny.onnx", "thin_15x300.png"]),
+        Case("png-bomb-header", lambda: rt().predict(d / "bomb_100000x100000.png"),
+             ["bomb_100000x100000.png", "10,000,000,000 pixels", "50,000,000"],
+             ["tiny.onnx", "bomb_100000x100000.png"]),
+        Case("float-tiff-file", lambda: rt().predict(d / "hdr_float.tiff"), ["hdr_float.tiff", "float32"],
+             ["tiny.onnx", "hdr_float.tiff"]),
+        Case("image-path-is-directory", lambda: rt().predict(d / "a_folder.png"),
+             ["a_folder.png", "is a directory"], ["tiny.onnx", "a_folder.png"]),
+        Case("model-path-is-directory", lambda: Runtime(d / "models_dir"),
+             ["models_dir", "is a directory", "inside.onnx"], ["models_dir", face]),
+        Case("artifact-sha256-mismatch", lambda: Runtime(d / "tampered.onnx"),
+             ["tampered.onnx", "SHA-256", "tampered.json", "verify=False"], ["tampered.onnx", face]),
+        Case("runtime-none", lambda: Runtime(None), ["model_path", "str or os.PathLike", "NoneType"],
+             raises=(ModelPathTypeError, TypeError)),
+        Case("runtime-int", lambda: Runtime(3), ["model_path", "int"], raises=(ModelPathTypeError, TypeError)),
+        Case("predict-batch-none", lambda: rt().predict_batch(None), ["predict_batch", "NoneType", "list of them"],
+             raises=(ImageTypeError, TypeError)),
+        Case("predict-none", lambda: rt().predict(None), ["numpy array or a path", "NoneType"],
+             raises=(ImageTypeError, TypeError)),
+        Case("predict-bytes", lambda: rt().predict(b"\x89PNG..."), ["bytes", "cv2.imdecode"],
+             raises=(ImageTypeError,)),
+        Case("float-0-1-array", lambda: rt().predict(np.full((48, 48), 0.4, np.float32)),
+             ["float32", "0..1", "(x * 255).round().astype(np.uint8)"], raises=(ImageError,)),
+        Case("float-0-255-array", lambda: rt().predict(np.full((48, 48), 140.0)),
+             ["float64", "x.round().astype(np.uint8)"], raises=(ImageError,)),
+        Case("uint16-array", lambda: rt().predict(np.full((48, 48), 40000, np.uint16)),
+             ["uint16", "(x >> 8).astype(np.uint8)", "/ 257"], raises=(ImageError,)),
+        Case("int-array-in-range", lambda: rt().predict(np.full((48, 48), 7, np.int64)),
+             ["int64", "x.astype(np.uint8)"], raises=(ImageError,)),
+        Case("gray-stack-to-predict", lambda: rt().predict(np.zeros((5, 48, 48), np.uint8)),
+             ["(5, 48, 48)", "stack of 5", "predict_batch"], raises=(ImageError,)),
+        Case("huge-array", lambda: rt().predict(np.broadcast_to(np.uint8(0), (9000, 9000))),
+             ["9000x9000", "81,000,000 pixels", "MAX_PIXELS"], raises=(ImageError,)),
+    ]
+    return cases
+
+
+def _checkpoint_cases(d: Path) -> list[Case]:
+    """Cases needing torch (and safetensors): bit-flipped .pt, damaged .safetensors, tensor data
+    changed under a recorded SHA-256."""
+    torch = pytest.importorskip("torch")
+    st = pytest.importorskip("safetensors.torch")
+    from emonext_edge.model import EmoNeXt
+
+    torch.manual_seed(0)
+    state = EmoNeXt(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128)).state_dict()
+    if not (d / "flipped.pt").exists():
+        torch.save({"model": state}, d / "good.pt")
+        member = _flip_member_byte(d / "good.pt", d / "flipped.pt")
+        (d / "flipped.member").write_text(member)
+        st.save_file(state, str(d / "good.safetensors"))
+        raw = (d / "good.safetensors").read_bytes()
+        (d / "cut.safetensors").write_bytes(raw[:-10])
+        data = bytearray(raw)
+        data[-100] ^= 0x40  # tensor data: the format cannot tell
+        (d / "changed.safetensors").write_bytes(bytes(data))
+        from emonext_edge.fileio import sha256_file
+
+        (d / "changed.json").write_text(json.dumps({"artifact_sha256": {"changed.safetensors": sha256_file(d / "good.safetensors")}}))
+    member = (d / "flipped.member").read_text()
+    face = str(d / "face.png")
+    return [
+        Case("pt-bit-flip", lambda: Runtime(d / "flipped.pt"), ["flipped.pt", member, "CRC"], ["flipped.pt", face]),
+        Case("safetensors-truncated", lambda: Runtime(d / "cut.safetensors"), ["cut.safetensors", "truncated"],
+             ["cut.safetensors", face]),
+        Case("safetensors-data-changed-under-sidecar-hash", lambda: Runtime(d / "changed.safetensors"),
+             ["changed.safetensors", "SHA-256", "changed.json"], ["changed.safetensors", face]),
+    ]
+
+
+def _openvino_cases(d: Path) -> list[Case]:
+    ov = pytest.importorskip("openvino")
+    if not (d / "trunc.xml").exists():
+        ov.save_model(ov.convert_model(str(d / "tiny.onnx")), str(d / "trunc.xml"), compress_to_fp16=False)
+        raw = (d / "trunc.bin").read_bytes()
+        (d / "trunc.bin").write_bytes(raw[: len(raw) // 2])
+    return [Case("openvino-truncated-bin", lambda: Runtime(d / "trunc.xml"),
+                 ["trunc.xml", "trunc.bin", "Incorrect weights in bin file!"], ["trunc.xml", str(d / "face.png")])]
+
+
+CASE_GROUPS = {"basic": _cases, "checkpoint": _checkpoint_cases, "openvino": _openvino_cases}
+CASE_IDS = {
+    "basic": [c.id for c in _cases(Path("/nonexistent"))],
+    "checkpoint": ["pt-bit-flip", "safetensors-truncated", "safetensors-data-changed-under-sidecar-hash"],
+    "openvino": ["openvino-truncated-bin"],
+}
+ALL = [(group, case_id) for group, ids in CASE_IDS.items() for case_id in ids]
+
+
+def _case(work: Path, group: str, case_id: str) -> Case:
+    return next(c for c in CASE_GROUPS[group](work) if c.id == case_id)
+
+
+@pytest.mark.parametrize("group, case_id", ALL, ids=[c for _, c in ALL])
+def test_api_names_the_input(work, group, case_id):
+    case = _case(work, group, case_id)
+    with pytest.raises(case.raises) as info:
+        case.api()
+    message = str(info.value)
+    assert "\n" not in message, message
+    for part in case.expect:
+        assert part in message, f"{part!r} not in {message!r}"
+
+
+def _run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "EMONEXT_LOGLEVEL"}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-m", "emonext_edge", "predict", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+CLI = [(g, c) for g, c in ALL if g != "basic" or c in {
+    "strip-1x8000-png", "one-pixel-png", "shorter-side-15", "png-bomb-header", "float-tiff-file",
+    "image-path-is-directory", "model-path-is-directory", "artifact-sha256-mismatch"}]
+
+
+@pytest.mark.parametrize("group, case_id", CLI, ids=[c for _, c in CLI])
+def test_cli_exit_2_one_line_naming_the_input(work, group, case_id):
+    case = _case(work, group, case_id)
+    assert case.cli is not None
+    done = _run_cli(case.cli, work)
+    err = done.stderr.strip()
+    assert done.returncode == 2, (done.returncode, err)
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
+    for part in case.expect:
+        assert part in err, f"{part!r} not in {err!r}"
+
+
+def test_cli_no_verify_loads_a_changed_artifact(work):
+    done = _run_cli(["tampered.onnx", "face.png", "--no-verify", "--json"], work)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["results"][0]["label"]
+
+
+def test_every_table_case_is_distinct_and_named():
+    assert len({c for _, c in ALL}) == len(ALL)
+    assert len(CLI) >= 10
+
+
+# -- bounded work -------------------------------------------------------------------------------
+
+_MEASURE = r"""
+import json, resource, sys, time, tracemalloc
+import numpy as np
+import emonext_edge.preprocess as P
+from emonext_edge.errors import ImageError
+from emonext_edge.runtime import Runtime
+rt = Runtime(sys.argv[1])
+rt.predict(np.zeros((48, 48), np.uint8))  # warm up: imports, session
+out = {}
+for spec in sys.argv[2:]:
+    kind, what = spec.split(":", 1)
+    image = what if kind == "file" else np.broadcast_to(np.uint8(77), tuple(int(v) for v in what.split("x")))
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tracemalloc.start()
+    t = time.perf_counter()
+    try:
+        outcome = rt.predict(image).label
+    except ImageError as exc:
+        outcome = "refused: " + str(exc)
+    seconds = time.perf_counter() - t
+    traced = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024
+    out[spec] = {"outcome": outcome, "seconds": seconds, "traced_peak": traced, "rss_growth": grown}
+print(json.dumps(out))
+"""
+
+
+def test_degenerate_images_cost_bounded_time_and_memory(work):
+    """The 1x8000 PNG of the report (47 s and a MemoryError before) is refused in < 1 s and < 200 MB;
+    a 16 x 60000 strip, a 17 x 5000 PNG and a 7000 x 7000 frame classify within 200 MB."""
+    cv2.imwrite(str(work / "strip_17x5000.png"), np.random.default_rng(0).integers(0, 256, (17, 5000), dtype=np.uint8))
+    specs = ["file:" + str(work / "strip_1x8000.png"), "file:" + str(work / "strip_17x5000.png"),
+             "array:16x60000", "array:7000x7000"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", _MEASURE, str(work / "tiny.onnx"), *specs], env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    strip = result[specs[0]]
+    assert strip["outcome"].startswith("refused:") and "8000x1" in strip["outcome"]
+    assert strip["seconds"] < 1.0 and strip["traced_peak"] < 200e6 and strip["rss_growth"] < 200e6, strip
+    for spec in specs[1:]:
+        r = result[spec]
+        assert not r["outcome"].startswith("refused"), r
+        assert r["traced_peak"] < 200e6 and r["rss_growth"] < 200e6, (spec, r)
+        assert r["seconds"] < 30, (spec, r)  # generous: a shared 2-core machine; ~1 s for 7000x7000 here
+
+
+# -- behaviour kept / made consistent ----------------------------------------------------------
+
+def test_predict_batch_on_a_gray_stack_matches_preprocess_stacks(work):
+    rng = np.random.default_rng(1)
+    stack = rng.integers(0, 256, (4, 60, 50), dtype=np.uint8)
+    with Runtime(work / "tiny.onnx") as r:
+        batch = r.predict_batch(stack)
+        assert len(batch) == 4 == len(preprocess(stack))
+        for image, pred in zip(stack, batch):
+            np.testing.assert_allclose(pred.logits, r.predict(image).logits, atol=1e-6)
+        color = rng.integers(0, 256, (3, 40, 40, 3), dtype=np.uint8)
+        assert len(r.predict_batch(color)) == 3
+        assert len(r.predict_batch(stack[0])) == 1  # one image stays one
+
+
+def test_no_metadata_warning_is_true_for_other_class_counts(tmp_path, caplog):
+    five = tiny_onnx(tmp_path / "five.onnx", classes=5, sidecar=False)
+    seven = tiny_onnx(tmp_path / "seven.onnx", classes=7, sidecar=False)
+    with caplog.at_level(logging.WARNING):
+        with Runtime(five) as r:
+            assert r.labels == tuple(f"class_{i}" for i in range(5))
+        text = caplog.text
+        assert "5 outputs" in text and "class_0..class_4" in text and "FER2013 ImageFolder label order" not in text
+        caplog.clear()
+        with Runtime(seven) as r:
+            assert r.labels[0] == "Angry"
+        assert "FER2013 ImageFolder label order" in caplog.text
+
+
+def test_verify_accepts_renamed_artifacts_and_can_be_skipped(work, tmp_path):
+    import shutil
+
+    shutil.copy(work / "tiny.onnx", tmp_path / "renamed.onnx")
+    shutil.copy(work / "tiny.json", tmp_path / "renamed.json")  # records "tiny.onnx"
+    with Runtime(tmp_path / "renamed.onnx") as r:
+        assert r.predict(np.full((48, 48), 9, np.uint8)).label
+    with Runtime(work / "tampered.onnx", verify=False) as r:
+        assert r.predict(np.full((48, 48), 9, np.uint8)).label
+    bad = tmp_path / "badfield.onnx"
+    shutil.copy(work / "tiny.onnx", bad)
+    bad.with_suffix(".json").write_text(json.dumps({"labels": ["a"] * 7, "artifact_sha256": {"badfield.onnx": "xyz"}}))
+    with pytest.raises(EmoNeXtError, match="badfield.json: 'artifact_sha256' must map file names to 64-digit hex"):
+        Runtime(bad)
+
+
+def test_concurrent_soak_equals_single_thread(work):
+    """4 threads x 150 predicts on images of assorted shapes/layouts (plus refused ones) give
+    exactly the single-threaded logits and errors."""
+    rng = np.random.default_rng(7)
+    shapes = [(48, 48), (480, 640, 3), (97, 131, 4), (16, 900), (1200, 17, 3), (236, 236), (5, 300)]
+    images = [rng.integers(0, 256, s, dtype=np.uint8) for s in shapes]
+
+    def outcome(r: Runtime, i: int) -> Any:
+        try:
+            return r.predict(images[i]).logits
+        except ImageError as exc:
+            return str(exc)
+
+    with Runtime(work / "tiny.onnx") as r:
+        expected = [outcome(r, i) for i in range(len(images))]
+        jobs = [i % len(images) for i in range(600)]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            got = list(pool.map(lambda i: (i, outcome(r, i)), jobs))
+    for i, value in got:
+        if isinstance(expected[i], str):
+            assert value == expected[i]
+        else:
+            np.testing.assert_array_equal(value, expected[i])
+    assert isinstance(expected[-1], str) and "shorter side" in expected[-1]
