@@ -133,7 +133,7 @@ class TritonBackend(Backend):
             if "timed out" in str(exc).lower() or isinstance(exc, TimeoutError):
                 raise BackendUnavailableError(f"{self.url}: {what} timed out after {self.timeout:g} s") from None
             raise BackendUnavailableError(f"{self.url}: no Triton server reachable at {self.address} ({_first_line(exc)})") from None
-        except Exception as exc:  # gevent.Timeout is not an Exception subclass of OSError
+        except BaseException as exc:  # gevent.Timeout (HTTP client) derives from BaseException
             if type(exc).__name__ == "Timeout":
                 raise BackendUnavailableError(f"{self.url}: {what} timed out after {self.timeout:g} s") from None
             raise
@@ -165,7 +165,7 @@ class TritonBackend(Backend):
                 index = self._call("listing models", client.get_model_repository_index, as_json=True).get("models", [])
             else:
                 index = self._call("listing models", client.get_model_repository_index)
-        except Exception:
+        except Exception:  # noqa: BLE001  (only used to word an error message better)
             return []
         return list(index)
 
@@ -178,8 +178,11 @@ class TritonBackend(Backend):
     def _unknown_or_unready(self, exc: BaseException) -> Exception:
         text = _first_line(exc)
         names = sorted({m.get("name", "") for m in self._index()} - {""})
-        if self.model not in names or "unknown model" in text.lower():
+        if self.model not in names:
             return ModelFileError(f"{self.url}: the server has no model {self.model!r} (it serves: {names or 'none'}; {text})")
+        if self.version and "unknown model" in text.lower():
+            return ModelFileError(f"{self.url}: the server has model {self.model!r} but not version {self.version} "
+                                  f"({self._state()})")
         return BackendUnavailableError(f"{self.url}: model {self.model!r} is not available ({self._state()}; {text})")
 
     # -- configuration -----------------------------------------------------------------------
@@ -270,6 +273,6 @@ class TritonBackend(Backend):
         for client in clients:
             try:
                 client.close()
-            except Exception:  # closing a half-broken channel must not mask the caller's error
+            except Exception:  # noqa: BLE001,S110  closing a half-broken channel must not mask the caller's error
                 pass
         self._local = threading.local()

@@ -117,7 +117,7 @@ def inspect_onnx(path: Path) -> ArtifactInfo:
         raise BackendUnavailableError(f"{path}: reading an ONNX file needs onnx (pip install -e '.[export]')") from None
     try:
         model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (onnx raises assorted types for a bad file)
         raise ModelFileError(f"{path}: not a readable ONNX file ({str(exc).strip()[:200]})") from None
     init = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in init]
@@ -150,7 +150,7 @@ def inspect_ir(path: Path) -> ArtifactInfo:
         raise BackendUnavailableError(f"{path}: reading an IR needs openvino (pip install -e '.[openvino]')") from None
     try:
         model = ov.Core().read_model(str(path), str(weights))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (openvino raises RuntimeError subclasses with engine internals)
         raise ModelFileError(f"{path}: not a readable OpenVINO IR ({str(exc).strip().splitlines()[0][:200]})") from None
     if len(model.inputs) != 1 or not model.outputs:
         raise ModelFileError(f"{path}: expected 1 input and 1 output, got {len(model.inputs)} and {len(model.outputs)}")
@@ -227,8 +227,8 @@ def check_engine_release(info: ArtifactInfo, release: Optional[str], max_batch: 
         )
     built = str(trt.get("version") or "")
     if release is None:
-        return [f"{info.path}: no --triton-release given; the engine (TensorRT {built or 'unknown'}) must be served by a "
-                "Triton whose TensorRT has the same version, or it will not load"]
+        return [(f"{info.path}: no --triton-release given; the engine (TensorRT {built or 'unknown'}) must be served "
+                 "by a Triton whose TensorRT has the same version, or it will not load")]
     table = tensorrt_releases()
     if release not in table:
         raise UsageError(f"--triton-release {release}: not in {RELEASES_FILE.name} (known: {', '.join(sorted(table))})")
@@ -456,9 +456,8 @@ def write_repository(artifacts: Sequence[str | os.PathLike], output: str | os.Pa
             raise UsageError(f"--artifact {info.path}: labels {info.labels} differ from {first.path.name}'s {first.labels}")
 
     out = Path(output)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not (out / CLASSIFIER / "config.pbtxt").is_file():
-            raise UsageError(f"--output {out}: exists and is not an empty folder or a repository written by this tool")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not (out / CLASSIFIER / "config.pbtxt").is_file():
+        raise UsageError(f"--output {out}: exists and is not an empty folder or a repository written by this tool")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

@@ -105,7 +105,7 @@ def ensure_env(path: Optional[str | os.PathLike] = None, timeout: float = 900.0,
     ]
     for cmd in steps:
         try:
-            proc = subprocess.run(cmd, capture_output=quiet, text=True, timeout=max(1.0, deadline - time.monotonic()))
+            proc = subprocess.run(cmd, capture_output=quiet, text=True, check=False, timeout=max(1.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             shutil.rmtree(env, ignore_errors=True)
             raise ServerError(f"creating {env} timed out after {timeout:.0f} s at: {' '.join(cmd[:4])} ...") from None
@@ -293,7 +293,7 @@ class TritonServer:
         except subprocess.TimeoutExpired:
             return None
 
-    def __enter__(self) -> TritonServer:
+    def __enter__(self) -> TritonServer:  # noqa: PYI034
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

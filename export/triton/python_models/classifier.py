@@ -43,7 +43,7 @@ class TritonPythonModel:
         try:
             batch = np.ascontiguousarray(np.concatenate(arrays).astype(np.float32, copy=False))
             logits = self._run(batch)
-        except Exception as exc:  # one failing batch answers every request with the error
+        except Exception as exc:  # noqa: BLE001  one failing batch answers every request with the error
             error = pb_utils.TritonError(f"emonext: inference failed: {exc}")
             return [pb_utils.InferenceResponse(output_tensors=[], error=error) for _ in requests]
         responses, start = [], 0

@@ -26,7 +26,7 @@ class TritonPythonModel:
             images = pb_utils.get_input_tensor_by_name(request, "image").as_numpy()
             try:
                 out = np.stack([self._one(image) for image in images]).astype(np.float32)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  answered as this request's error
                 error = pb_utils.TritonError(f"emonext_preprocess: {exc}")
                 responses.append(pb_utils.InferenceResponse(output_tensors=[], error=error))
                 continue

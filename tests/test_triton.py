@@ -1,0 +1,231 @@
+"""Triton model repositories: configs built and parsed with Triton's own schema, refusals, URL parsing.
+
+No server here (see test_triton_server.py): every config.pbtxt is parsed back with
+``tritonclient.grpc.model_config_pb2`` + ``google.protobuf.text_format`` on all three platforms.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("tritonclient.grpc", reason="tritonclient is not installed (pip install -e '.[triton]')")
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from emonext_edge.errors import BackendUnavailableError, ModelFileError, UsageError
+from export.triton import RepositoryOptions, parse_config, tensorrt_releases, write_repository
+from export.triton.__main__ import main as triton_main
+
+LABELS = ["Angry", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise"]
+
+
+_ARTIFACTS: dict[str, Path] = {}  # one export per test session, shared with test_triton_server.py
+
+
+@pytest.fixture(scope="session")
+def atto_onnx(reference_checkpoint, tmp_path_factory) -> Path:
+    """The reference FER2013 model (atto) exported with a dynamic batch, plus a fixed-batch copy."""
+    key = str(tmp_path_factory.getbasetemp())
+    if key not in _ARTIFACTS:
+        from emonext_edge.checkpoint import load_model
+        from export.onnx import export_onnx
+
+        d = tmp_path_factory.mktemp("triton_artifacts")
+        model = load_model(reference_checkpoint)
+        export_onnx(model, d / "atto.onnx", verify_count=2)
+        export_onnx(model, d / "atto_b1.onnx", batch=1, verify_count=2)
+        _ARTIFACTS[key] = d / "atto.onnx"
+    return _ARTIFACTS[key]
+
+
+@pytest.fixture(scope="module")
+def atto_ir(atto_onnx) -> Path:
+    ov = pytest.importorskip("openvino")
+    xml = atto_onnx.with_name("atto_ir.xml")
+    ov.save_model(ov.convert_model(str(atto_onnx)), str(xml), compress_to_fp16=False)
+    shutil.copy(atto_onnx.with_suffix(".json"), xml.with_suffix(".json"))
+    return xml
+
+
+def dummy_engine(directory: Path, version: str = "10.3.0.26", lo: int = 1, hi: int = 16) -> Path:
+    """An opaque plan file with the manifest python -m export.tensorrt writes (no TensorRT needed to serve-config it)."""
+    engine = directory / f"dummy_{version}_{lo}_{hi}.plan"
+    engine.write_bytes(b"not-a-real-plan")
+    manifest = {
+        "format": "tensorrt-engine", "precision": "fp16", "labels": LABELS,
+        "architecture": {"num_classes": 7, "name": "atto"}, "input_name": "input", "output_name": "logits",
+        "tensorrt": {"version": version, "gpu": "NVIDIA A2", "compute_capability": "8.6",
+                     "profile_shapes": {"min": [lo, 3, 224, 224], "opt": [hi, 3, 224, 224], "max": [hi, 3, 224, 224]}},
+        "artifact_sha256": {engine.name: hashlib.sha256(engine.read_bytes()).hexdigest()},
+    }
+    engine.with_suffix(".json").write_text(json.dumps(manifest))
+    return engine
+
+
+def read_config(model_dir: Path) -> mc.ModelConfig:
+    return text_format.Parse((model_dir / "config.pbtxt").read_text(), mc.ModelConfig())
+
+
+def check_classifier(repo: Path, platform: str, backend: str, kind: str, files: list[str]) -> mc.ModelConfig:
+    model = repo / "emonext"
+    config = read_config(model)
+    assert (config.name, config.platform, config.backend) == ("emonext", platform, backend)
+    assert config.max_batch_size == 8
+    assert list(config.input[0].dims) == [3, 224, 224]  # no batch dimension with max_batch_size > 0
+    assert list(config.output[0].dims) == [7]
+    assert config.output[0].label_filename == "labels.txt"
+    assert (model / "labels.txt").read_text().split() == LABELS
+    assert list(config.dynamic_batching.preferred_batch_size) == [4, 8]
+    assert config.dynamic_batching.max_queue_delay_microseconds > 0
+    assert [(g.count, mc.ModelInstanceGroup.Kind.Name(g.kind)) for g in config.instance_group] == [(1, kind)]
+    meta = json.loads(config.parameters["emonext_metadata"].string_value)
+    assert meta["labels"] == LABELS
+    assert json.loads((model / "emonext.json").read_text())["labels"] == LABELS
+    assert sorted(p.name for p in (model / "1").iterdir()) == sorted(files + ["model.json"])
+    sidecar = json.loads((model / "1" / "model.json").read_text())
+    for name, digest in sidecar["artifact_sha256"].items():  # the sidecar names the files as they are in the repo
+        assert hashlib.sha256((model / "1" / name).read_bytes()).hexdigest() == digest
+    return config
+
+
+def test_onnx_repository_native(atto_onnx, tmp_path):
+    summary = write_repository([atto_onnx], tmp_path / "repo")
+    assert summary["models"] == ["emonext"] and summary["warnings"] == []
+    config = check_classifier(tmp_path / "repo", "onnxruntime_onnx", "", "KIND_CPU", ["model.onnx"])
+    assert config.input[0].name == "input" and config.output[0].name == "logits"
+    assert mc.DataType.Name(config.input[0].data_type) == "TYPE_FP32"
+
+
+def test_ir_repository_native(atto_ir, tmp_path):
+    write_repository([atto_ir], tmp_path / "repo", RepositoryOptions(instances=2))
+    config = read_config(tmp_path / "repo" / "emonext")
+    assert config.instance_group[0].count == 2
+    config.instance_group[0].count = 1
+    (tmp_path / "repo" / "emonext" / "config.pbtxt").write_text(text_format.MessageToString(config))
+    check_classifier(tmp_path / "repo", "", "openvino", "KIND_CPU", ["model.xml", "model.bin"])
+
+
+def test_plan_repository_native(tmp_path):
+    engine = dummy_engine(tmp_path)
+    summary = write_repository([engine], tmp_path / "repo", RepositoryOptions(triton_release="24.08"))
+    assert summary["warnings"] == []
+    check_classifier(tmp_path / "repo", "tensorrt_plan", "", "KIND_GPU", ["model.plan"])
+    # without a release the engine is written, with a warning that its TensorRT must match the server's
+    summary = write_repository([engine], tmp_path / "repo2")
+    assert "10.3.0.26" in summary["warnings"][0]
+
+
+def test_python_backend_and_ensemble(atto_onnx, tmp_path):
+    repo = tmp_path / "repo"
+    summary = write_repository([atto_onnx], repo, RepositoryOptions(python_backend=True, preprocess=True,
+                                                                     backend_options={"threads": 1}))
+    assert summary["models"] == ["emonext", "emonext_preprocess", "emonext_postprocess", "emonext_pipeline"]
+    config = check_classifier(repo, "", "python", "KIND_CPU", ["model.onnx", "model.py"])
+    assert config.parameters["emonext_artifact"].string_value == "model.onnx"
+    assert json.loads(config.parameters["emonext_backend_options"].string_value) == {"threads": 1}
+    configs = {p.parent.name: read_config(p.parent) for p in repo.glob("*/config.pbtxt")}
+    pipeline = configs["emonext_pipeline"]
+    assert pipeline.platform == "ensemble" and pipeline.max_batch_size == 8
+    assert [o.name for o in pipeline.output] == ["logits", "label", "score"]
+    # every step names a model of the repository and only tensors that model declares
+    produced = {i.name for i in pipeline.input}
+    for step in pipeline.ensemble_scheduling.step:
+        target = configs[step.model_name]
+        assert set(step.input_map) == {i.name for i in target.input}
+        assert set(step.output_map) <= {o.name for o in target.output}
+        assert set(step.input_map.values()) <= produced
+        produced |= set(step.output_map.values())
+    assert {o.name for o in pipeline.output} <= produced
+    pre = configs["emonext_preprocess"]
+    assert mc.DataType.Name(pre.input[0].data_type) == "TYPE_UINT8" and list(pre.input[0].dims) == [-1, -1, -1]
+    assert json.loads(configs["emonext_postprocess"].parameters["emonext_labels"].string_value) == LABELS
+    for name in ("emonext", "emonext_preprocess", "emonext_postprocess"):
+        assert (repo / name / "1" / "model.py").is_file()
+
+
+def test_fixed_batch_onnx(atto_onnx, tmp_path):
+    fixed = atto_onnx.with_name("atto_b1.onnx")
+    with pytest.raises(UsageError, match="first dimension to be -1"):
+        write_repository([fixed], tmp_path / "repo")
+    assert not (tmp_path / "repo").exists()  # nothing half-written
+    write_repository([fixed], tmp_path / "repo", RepositoryOptions(max_batch=0))
+    config = read_config(tmp_path / "repo" / "emonext")
+    assert config.max_batch_size == 0 and list(config.input[0].dims) == [1, 3, 224, 224]
+    assert not config.HasField("dynamic_batching")
+    with pytest.raises(UsageError, match="dynamic batch"):
+        write_repository([atto_onnx], tmp_path / "repo3", RepositoryOptions(max_batch=0))
+
+
+def test_engine_refusals(tmp_path):
+    with pytest.raises(UsageError, match=r"covers batch 1\.\.4"):
+        write_repository([dummy_engine(tmp_path, hi=4)], tmp_path / "r1")
+    with pytest.raises(UsageError, match=r"covers batch 2\.\.16"):
+        write_repository([dummy_engine(tmp_path, lo=2)], tmp_path / "r2")
+    with pytest.raises(UsageError, match=r"TensorRT 10\.3\.0\.26, but Triton 24\.05 ships TensorRT 10\.0"):
+        write_repository([dummy_engine(tmp_path)], tmp_path / "r3", RepositoryOptions(triton_release="24.05"))
+    with pytest.raises(UsageError, match="not in tensorrt_releases.json"):
+        write_repository([dummy_engine(tmp_path)], tmp_path / "r4", RepositoryOptions(triton_release="99.01"))
+    with pytest.raises(UsageError, match="python-backend variant runs ONNX Runtime or OpenVINO"):
+        write_repository([dummy_engine(tmp_path)], tmp_path / "r5", RepositoryOptions(python_backend=True))
+    bare = tmp_path / "bare.plan"
+    bare.write_bytes(b"x")
+    with pytest.raises(ModelFileError, match="no TensorRT manifest"):
+        write_repository([bare], tmp_path / "r6")
+    assert not any((tmp_path / f"r{i}").exists() for i in range(1, 7))
+
+
+def test_release_table_has_its_source():
+    data = json.loads((Path(__import__("export.triton", fromlist=["x"]).__file__).parent / "tensorrt_releases.json").read_text())
+    assert "docs.nvidia.com" in data["source"]
+    table = tensorrt_releases()
+    assert table["24.08"].startswith("10.3") and table["24.01"].startswith("8.6")
+    assert all(len(r) == 5 and r[2] == "." for r in table)
+
+
+def test_parse_config_catches_typos():
+    with pytest.raises(ModelFileError, match="not a valid Triton model configuration"):
+        parse_config('name: "emonext"\nmax_batch_sise: 8\n', "x/config.pbtxt")
+    with pytest.raises(ModelFileError, match="x/config.pbtxt"):
+        parse_config('name: "emonext"\ninstance_group { kind: KIND_TPU }\n', "x/config.pbtxt")
+
+
+def test_cli_exit_codes(atto_onnx, tmp_path, capsys):
+    assert triton_main(["--artifact", str(atto_onnx.with_name("atto_b1.onnx")), "--output", str(tmp_path / "r")]) == 2
+    assert "first dimension to be -1" in capsys.readouterr().err
+    assert triton_main(["--artifact", str(tmp_path / "missing.onnx"), "--output", str(tmp_path / "r")]) == 2
+    assert triton_main(["--artifact", str(atto_onnx), "--output", str(tmp_path / "r"), "--preprocess"]) == 0
+    out = capsys.readouterr().out
+    assert "emonext_pipeline" in out and "docker run" in out
+    # the bundled server has only the python backend: a native repository is refused before starting anything
+    assert triton_main(["serve", str(tmp_path / "r")]) == 2
+    assert "C++ backends" in capsys.readouterr().err
+
+
+def test_model_urls():
+    from emonext_edge.backends import is_model_url
+    from emonext_edge.backends.triton_backend import parse_model_url
+
+    assert parse_model_url("grpc://localhost:8001/emonext") == ("grpc", "localhost:8001", "emonext", "")
+    assert parse_model_url("http://10.1.2.3/emonext/2") == ("http", "10.1.2.3:8000", "emonext", "2")
+    assert parse_model_url("grpc://[::1]/emonext") == ("grpc", "[::1]:8001", "emonext", "")
+    assert is_model_url("grpc://h:1/m") and is_model_url("HTTP://h/m")
+    assert not is_model_url("emonext.onnx") and not is_model_url("rtsp://cam/1")
+    for bad in ("grpc://localhost:8001/", "grpc://localhost:8001/a/b/c", "http://:80/emonext", "grpc://h:port/m"):
+        with pytest.raises(ModelFileError):
+            parse_model_url(bad)
+
+
+@pytest.mark.parametrize("scheme", ["grpc", "http"])
+def test_unreachable_server(scheme):
+    from emonext_edge import Runtime
+    from export.triton.server import free_port
+
+    port = free_port()  # nothing listens there
+    with pytest.raises(BackendUnavailableError, match=f"no Triton server reachable at 127.0.0.1:{port}"):
+        Runtime(f"{scheme}://127.0.0.1:{port}/emonext", timeout=5)
