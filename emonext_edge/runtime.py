@@ -134,6 +134,14 @@ class Runtime:
 
     # -- life cycle -----------------------------------------------------------------
     @property
+    def artifact_metadata(self) -> Any:
+        """The artifact's metadata as the typed :class:`~emonext_edge.metadata.ArtifactMetadata`
+        (format, precision, gate result, hashes...); ``None`` when the artifact carries none."""
+        from .metadata import ArtifactMetadata
+
+        return ArtifactMetadata.from_dict(self.metadata, str(self.path)) if self.metadata.get("labels") else None
+
+    @property
     def info(self) -> dict[str, Any]:
         """What actually runs: backend, device, precision, provider, threads, batch limits."""
         backend = self._open()

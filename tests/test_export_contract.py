@@ -65,6 +65,10 @@ def test_onnx_keep_failed_writes_an_unverified_artifact(official_checkpoint, tmp
     assert any("tolerance 1e-12" in f for f in meta.fidelity.failures)
     _check_sidecar_hashes(meta, tmp_path)
     assert read_onnx_metadata(out) == meta.replace(artifact_sha256={})  # the file says so too
+    from emonext_edge import Runtime
+
+    with Runtime(out) as rt:
+        assert rt.artifact_metadata.fidelity.kept_failed and not rt.artifact_metadata.verified
 
 
 def test_onnx_passing_export_records_gate_precision_and_hash(official_model, tmp_path):
@@ -77,6 +81,10 @@ def test_onnx_passing_export_records_gate_precision_and_hash(official_model, tmp
     assert read_metadata(tmp_path / "m.onnx") == meta and report["sha256"] == sha256_file(tmp_path / "m.onnx")
     _check_sidecar_hashes(meta, tmp_path)
     assert _final_names(tmp_path) == ["m.json", "m.onnx"]
+    from emonext_edge import Runtime
+
+    with Runtime(tmp_path / "m.onnx") as rt:  # the Runtime reads the same record (and checks the hash)
+        assert rt.artifact_metadata == meta
 
 
 _KILL_SCRIPT = textwrap.dedent("""
