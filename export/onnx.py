@@ -70,6 +70,8 @@ NATIVE_MIN_OPSET = 16  # GridSample appeared in opset 16
 NATIVE_MAX_OPSET = 19  # opset 20 renamed GridSample's 'bilinear' to 'linear'
 EXPORTER_MAX_OPSET = 20  # the highest opset torch's TorchScript exporter supports
 DECOMPOSED_OPSET = 13  # the TorchScript exporter needs 13 for the grid; GridSample-free runtimes need <= 13
+#: ``emonext_edge.model.BLOCK_LAYOUTS``, spelled out so the CLI checks its arguments without importing torch
+CLI_BLOCK_LAYOUTS = ("channels_last", "channels_first")
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 FORBIDDEN_OPS = ("AffineGrid",)
@@ -450,8 +452,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from emonext_edge.model import BLOCK_LAYOUTS
-
     p = _Parser(
         prog="python -m export.onnx",
         description="Export EmoNeXt to ONNX with a deployable STN, gated against PyTorch through ONNX Runtime.",
@@ -468,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--block-layout",
-        choices=BLOCK_LAYOUTS,
+        choices=CLI_BLOCK_LAYOUTS,
         default="channels_last",
         help="ConvNeXt blocks as official (permute + Linear) or as 1x1 convs without permutes (faster on OpenVINO)",
     )

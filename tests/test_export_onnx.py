@@ -294,3 +294,20 @@ def test_unknown_block_layout_is_refused(official_model, tmp_path):
     with pytest.raises(UsageError, match="block_layout must be one of"):
         export_onnx(official_model, tmp_path / "x.onnx", block_layout="nhwc")
     assert main(["--block-layout", "nhwc", "--output", str(tmp_path / "y.onnx")]) == 2
+
+
+def test_output_where_no_file_can_be_written_fails_before_torch_is_imported():
+    import subprocess
+    import sys
+
+    from emonext_edge.model import BLOCK_LAYOUTS
+    from export.onnx import CLI_BLOCK_LAYOUTS
+
+    assert tuple(CLI_BLOCK_LAYOUTS) == tuple(BLOCK_LAYOUTS)
+    code = ("import sys; from export.onnx import main; rc = main(['--output', '/proc/x.onnx']); "
+            "sys.exit(10 + rc if 'torch' in sys.modules else rc)")
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 2, (done.returncode, done.stderr)  # 12: it imported torch (seconds) before failing
+    err = done.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --output /proc/x.onnx: output directory /proc is not writable")
