@@ -75,7 +75,7 @@ def _default_detector_path() -> Path:
     return Path(lbp_frontal_face_cascade_filename())
 
 
-def _detector(spec: DetectorSpec) -> tuple[str, Any]:
+def _detector(spec: Union[None, str, os.PathLike]) -> tuple[str, Any]:
     """(kind, detector) for ``spec``, created once per thread."""
     import cv2
 
@@ -206,6 +206,7 @@ def detect_faces(
         raise ValueError(f"scale must be in (0, 1], got {scale}")
     if min_size is None:
         min_size = max(32, min(h, w) // 10)
+    det: Any
     kind, det = ("callable", detector) if callable(detector) else _detector(detector)
     img, ih, iw, small = frame, h, w, min_size
     if scale < 1 and kind != "callable":

@@ -51,7 +51,7 @@ class Track:
     hits: int = 1
     missed: int = 0  # consecutive detection rounds without a match
     velocity: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # d(x, y, w, h)/dt in px/s
-    _state: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    _state: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._state = np.asarray(self.box, dtype=np.float64)
