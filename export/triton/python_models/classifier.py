@@ -22,6 +22,9 @@ class TritonPythonModel:
         version_dir = os.path.join(args["model_repository"], args["model_version"])
         artifact = os.path.join(version_dir, params["emonext_artifact"])
         options = json.loads(params.get("emonext_backend_options") or "{}")
+        from emonext_edge.integrity import verify_artifact
+
+        verify_artifact(artifact)  # the SHA-256 of every file the model.json sidecar lists, as Runtime does
         self.backend = open_backend(artifact, **options)
         self.input_name = config["input"][0]["name"]
         self.output_name = config["output"][0]["name"]

@@ -1,0 +1,210 @@
+"""Served latency: client-observed latency and throughput against a Triton server, at concurrency 1/4/8.
+
+    python benchmarks/served.py --artifact emonext.onnx [--concurrency 1,4,8] [--requests 100]
+        [--protocol grpc|http] [--max-batch 8] [--instances 1] [--server-threads N] [--json out.json]
+    python benchmarks/served.py --url grpc://host:8001/emonext [...]      # an already running server
+
+Without ``--url`` the artifact is written into a python-backend repository and served by the
+local bundled ``tritonserver`` (``export.triton.server``; loopback, free ports), stopped at
+the end. Each of C client threads holds its own ``Runtime(url)`` and sends one preprocessed
+face (batch 1) per request, back to back, ``--requests`` times (after ``--warmup`` requests):
+that is what many cameras each sending a face look like to the server. Reported per
+concurrency: client latency mean / p50 / p95 (ms, from request to logits in the client),
+throughput (requests/s over the wall time of the level), and the server's
+inference_count / execution_count for that level (its statistics before and after): a ratio
+above 1 means dynamic batching merged requests. A local in-process row (the same artifact
+through ``Runtime`` at batch 1, one thread) gives the non-served reference.
+
+Client and server share this machine's cores: at concurrency 8 on 2 cores the clients'
+own preprocessing-free request handling competes with the server for CPU. Read the numbers
+as relative, and note the machine load printed beside them.
+
+Exit codes: 0 done; 2 bad input; 3 the local server cannot run here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics as stats
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from emonext_edge import Runtime  # noqa: E402
+from emonext_edge.cli_support import cli_entry  # noqa: E402
+
+
+def synthetic_batch(n: int, seed: int = 0) -> np.ndarray:
+    """Deterministic preprocessed-looking inputs (values in [0, 1], gray repeated to 3 channels)."""
+    rng = np.random.default_rng(seed)
+    gray = rng.random((n, 1, 224, 224), dtype=np.float32)
+    return np.repeat(gray, 3, axis=1)
+
+
+def faces_from(folder: Optional[str], n: int) -> np.ndarray:
+    if not folder:
+        return synthetic_batch(n)
+    from emonext_edge.preprocess import preprocess
+
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:n]
+    if not files:
+        raise FileNotFoundError(f"--data {folder}: no .jpg/.png images")
+    return preprocess(files)
+
+
+def level(url: str, concurrency: int, requests: int, warmup: int, inputs: np.ndarray, timeout: float) -> dict[str, Any]:
+    latencies: list[list[float]] = [[] for _ in range(concurrency)]
+    errors: list[BaseException] = []
+    ready = threading.Barrier(concurrency + 1)
+    done = threading.Barrier(concurrency + 1)
+
+    def client(i: int) -> None:
+        try:
+            with Runtime(url, timeout=timeout) as rt:
+                for k in range(warmup):
+                    rt.run(inputs[(i + k) % len(inputs)][None])
+                ready.wait(60)
+                for k in range(requests):
+                    x = inputs[(i * 7 + k) % len(inputs)][None]
+                    t0 = time.perf_counter()
+                    rt.run(x)
+                    latencies[i].append((time.perf_counter() - t0) * 1e3)
+                done.wait(600)
+        except BaseException as exc:  # noqa: BLE001  reported by the main thread
+            errors.append(exc)
+            ready.abort()
+            done.abort()
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    ready.wait(120)
+    t0 = time.perf_counter()
+    done.wait(900)
+    wall = time.perf_counter() - t0
+    for t in threads:
+        t.join(30)
+    if errors:
+        raise errors[0]
+    flat = [v for row in latencies for v in row]
+    return {
+        "concurrency": concurrency, "requests": len(flat), "mean_ms": stats.fmean(flat),
+        "p50_ms": float(np.percentile(flat, 50)), "p95_ms": float(np.percentile(flat, 95)),
+        "throughput_rps": len(flat) / wall,
+    }
+
+
+def server_counts(url: str) -> tuple[int, int]:
+    with Runtime(url) as rt:
+        s = rt.backend.statistics()  # type: ignore[union-attr]
+    return int(s.get("inference_count", 0)), int(s.get("execution_count", 0))
+
+
+def local_row(artifact: str, inputs: np.ndarray, requests: int, threads: Optional[int]) -> dict[str, Any]:
+    with Runtime(artifact, threads=threads) as rt:
+        for k in range(5):
+            rt.run(inputs[k % len(inputs)][None])
+        times = []
+        t_start = time.perf_counter()
+        for k in range(requests):
+            t0 = time.perf_counter()
+            rt.run(inputs[k % len(inputs)][None])
+            times.append((time.perf_counter() - t0) * 1e3)
+        wall = time.perf_counter() - t_start
+    return {"concurrency": "local", "requests": requests, "mean_ms": stats.fmean(times),
+            "p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)),
+            "throughput_rps": requests / wall, "inferences": None, "executions": None}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| clients | requests | mean ms | p50 ms | p95 ms | req/s | server inferences / executions |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        ratio = (f"{r['inferences']} / {r['executions']} = {r['inferences'] / r['executions']:.2f}"
+                 if r.get("executions") else "—")
+        lines.append(f"| {r['concurrency']} | {r['requests']} | {r['mean_ms']:.1f} | {r['p50_ms']:.1f} | "
+                     f"{r['p95_ms']:.1f} | {r['throughput_rps']:.1f} | {ratio} |")
+    return "\n".join(lines)
+
+
+@cli_entry
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python benchmarks/served.py", description=__doc__.split("\n\n")[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--artifact", help=".onnx or .xml served by the local bundled server (python backend)")
+    src.add_argument("--url", help="an already served model, grpc://host:8001/emonext or http://host:8000/emonext")
+    p.add_argument("--concurrency", default="1,4,8", help="comma-separated client counts (default 1,4,8)")
+    p.add_argument("--requests", type=int, default=100, help="timed requests per client (default 100)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed requests per client first (default 5)")
+    p.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
+    p.add_argument("--max-batch", type=int, default=8)
+    p.add_argument("--instances", type=int, default=1)
+    p.add_argument("--queue-delay-us", type=int, default=2000)
+    p.add_argument("--server-threads", type=int, help="inference threads per server instance (default: the engine's)")
+    p.add_argument("--data", help="folder of face images (default: synthetic inputs)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    p.add_argument("--json", type=Path, help="write the rows and settings here")
+    args = p.parse_args(argv)
+    levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    if not levels or min(levels) < 1:
+        print(f"error: --concurrency {args.concurrency!r}: expected positive integers like 1,4,8", file=sys.stderr)
+        return 2
+    inputs = faces_from(args.data, 32)
+    server = None
+    rows: list[dict[str, Any]] = []
+    load_before = os.getloadavg()
+    try:
+        if args.url:
+            url = args.url
+        else:
+            from export.triton import RepositoryOptions, TritonServer, write_repository
+            from export.triton.server import ServerError
+
+            repo = Path(tempfile.mkdtemp(prefix="served-bench-")) / "repo"
+            write_repository([args.artifact], repo, RepositoryOptions(
+                python_backend=True, max_batch=args.max_batch, instances=args.instances,
+                queue_delay_us=args.queue_delay_us,
+                backend_options={"threads": args.server_threads} if args.server_threads else {}))
+            try:
+                server = TritonServer(repo).start()
+            except ServerError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 3
+            url = f"{server.grpc_url if args.protocol == 'grpc' else server.http_url}/emonext"
+            rows.append(local_row(args.artifact, inputs, args.requests, args.server_threads))
+        print(f"served: {url}", flush=True)
+        for c in levels:
+            before = server_counts(url)
+            row = level(url, c, args.requests, args.warmup, inputs, args.timeout)
+            time.sleep(0.3)  # the server updates its statistics just after answering
+            after = server_counts(url)
+            row["inferences"], row["executions"] = after[0] - before[0], after[1] - before[1]
+            rows.append(row)
+            print(f"  {c} client(s): {row['mean_ms']:.1f} ms mean, {row['throughput_rps']:.1f} req/s, "
+                  f"{row['inferences']} inferences in {row['executions']} executions", flush=True)
+    finally:
+        if server is not None:
+            server.stop()
+    load_after = os.getloadavg()
+    print(table(rows))
+    print(f"load average (1/5/15 min) before {load_before[0]:.1f}/{load_before[1]:.1f}/{load_before[2]:.1f}, "
+          f"after {load_after[0]:.1f}/{load_after[1]:.1f}/{load_after[2]:.1f} on {os.cpu_count()} cores; "
+          "client and server share them")
+    if args.json:
+        args.json.write_text(json.dumps({"url": url, "settings": vars(args) | {"json": str(args.json)},
+                                         "load_before": load_before, "load_after": load_after, "rows": rows},
+                                        indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
