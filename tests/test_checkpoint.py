@@ -134,3 +134,148 @@ def test_pickled_objects_are_never_unpickled(tmp_path):
     torch.save({"model": _small_state(6), "extra": _Payload()}, path, pickle_module=pickle)
     with pytest.raises(CheckpointError, match="refusing to unpickle"):
         load_model(path)
+
+
+# -- integrity (issue 15) -----------------------------------------------------------------------
+
+def _flip_in_member(src: Path, dst: Path, member_index: int = -1) -> str:
+    """Copy a zip checkpoint with one bit flipped in the data of a tensor member; returns the member name."""
+    import struct
+    import zipfile
+
+    data = bytearray(src.read_bytes())
+    with zipfile.ZipFile(src) as archive:
+        members = sorted((i for i in archive.infolist() if "/data/" in i.filename and i.file_size > 64),
+                         key=lambda i: i.file_size)
+    info = members[member_index]
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26 : info.header_offset + 30])
+    data[info.header_offset + 30 + name_len + extra_len + info.file_size // 3] ^= 0x04
+    dst.write_bytes(bytes(data))
+    return info.filename
+
+
+@pytest.mark.parametrize("member_index", [0, -1])
+def test_bit_flip_in_pt_tensor_data_is_caught_by_crc(tmp_path, member_index):
+    good = tmp_path / "good.pt"
+    torch.save({"model": _small_state(9)}, good)
+    load_model(good)  # intact: loads
+    member = _flip_in_member(good, tmp_path / "flipped.pt", member_index)
+    with pytest.raises(CheckpointError, match=rf"flipped\.pt: member '{member}' is corrupt \(Bad CRC-32"):
+        load_model(tmp_path / "flipped.pt")
+
+
+def test_official_fixture_bit_flip_names_file_and_member(tmp_path, official_checkpoint):
+    member = _flip_in_member(Path(official_checkpoint), tmp_path / "official_flipped.pt")
+    with pytest.raises(CheckpointError, match=rf"official_flipped\.pt: member '{member}'"):
+        load_model(tmp_path / "official_flipped.pt")
+
+
+def test_zip_without_central_directory_is_named_truncated(tmp_path):
+    good = tmp_path / "good.pt"
+    torch.save(_small_state(1), good)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(good.read_bytes()[:-30])
+    with pytest.raises(CheckpointError, match="cut.pt: file is truncated or corrupt"):
+        load_model(cut)
+
+
+def test_legacy_pickle_checkpoint_still_loads(tmp_path):
+    path = tmp_path / "legacy.pt"
+    torch.save(_small_state(2), path, _use_new_zipfile_serialization=False)
+    from emonext_edge.integrity import check_zip_crcs
+
+    assert check_zip_crcs(path) is False  # nothing to check in that format
+    assert load_model(path).architecture.num_classes == 7
+
+
+def test_nonfinite_weights_are_refused(tmp_path):
+    state = _small_state(3)
+    state["head.weight"][0, 0] = float("nan")
+    path = tmp_path / "nan.pt"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match="nan.pt: tensor 'head.weight' holds NaN or inf"):
+        load_model(path)
+
+
+def _safetensors_file(tmp_path: Path) -> Path:
+    st = pytest.importorskip("safetensors.torch")
+    path = tmp_path / "w.safetensors"
+    st.save_file(_small_state(4), str(path))
+    return path
+
+
+def _rewrite_header(path: Path, dst: Path, edit) -> None:
+    import json
+    import struct
+
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    edit(header)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * max(0, n - len(text))  # keep the data offset where it was
+    assert len(text) == n
+    dst.write_bytes(raw[:0] + struct.pack("<Q", n) + text + raw[8 + n :])
+
+
+def test_safetensors_header_checks(tmp_path):
+    from emonext_edge.integrity import check_safetensors
+
+    good = _safetensors_file(tmp_path)
+    assert "head.weight" in check_safetensors(good)
+    raw = good.read_bytes()
+
+    (tmp_path / "cut.safetensors").write_bytes(raw[:-7])
+    with pytest.raises(CheckpointError, match=r"cut\.safetensors: the tensors cover \d+ bytes of data but the file holds"):
+        load_model(tmp_path / "cut.safetensors")
+
+    (tmp_path / "tiny.safetensors").write_bytes(raw[:5])
+    with pytest.raises(CheckpointError, match="tiny.safetensors: not a safetensors file"):
+        load_model(tmp_path / "tiny.safetensors")
+
+    data = bytearray(raw)
+    data[3] = 0x7F  # header length far beyond the file
+    (tmp_path / "len.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="len.safetensors: safetensors header length"):
+        load_model(tmp_path / "len.safetensors")
+
+    data = bytearray(raw)
+    data[8] = ord("X")  # JSON broken
+    (tmp_path / "json.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="json.safetensors: safetensors header is not valid JSON"):
+        load_model(tmp_path / "json.safetensors")
+
+    def shrink(header):
+        header["head.weight"]["shape"] = [7, 100]
+
+    _rewrite_header(good, tmp_path / "shape.safetensors", shrink)
+    with pytest.raises(CheckpointError, match=r"shape\.safetensors: tensor 'head.weight': F32 \[7, 100\] needs 2800 bytes"):
+        load_model(tmp_path / "shape.safetensors")
+
+    def dtype(header):
+        header["head.weight"]["dtype"] = "F31"
+
+    _rewrite_header(good, tmp_path / "dtype.safetensors", dtype)
+    with pytest.raises(CheckpointError, match=r"dtype\.safetensors: tensor 'head.weight': unknown dtype 'F31'"):
+        load_model(tmp_path / "dtype.safetensors")
+
+
+def test_safetensors_data_flip_needs_a_recorded_hash(tmp_path):
+    """The format has no checksum: a flipped weight bit loads (and changes the logits); the
+    sidecar's artifact_sha256 is what catches it, in the Runtime."""
+    import json
+
+    from emonext_edge import ModelFileError, Runtime
+    from emonext_edge.fileio import sha256_file
+
+    good = _safetensors_file(tmp_path)
+    data = bytearray(good.read_bytes())
+    data[-5] ^= 0x40  # exponent bit of the last float of the last tensor
+    bad = tmp_path / "changed.safetensors"
+    bad.write_bytes(bytes(data))
+    assert not torch.equal(_first_logit(load_model(bad)), _first_logit(load_model(good)))
+    bad.with_suffix(".json").write_text(json.dumps({"artifact_sha256": {"changed.safetensors": sha256_file(good)}}))
+    with pytest.raises(ModelFileError, match=r"changed\.safetensors: SHA-256 .* recorded in .*changed\.json"):
+        Runtime(bad)
+    with Runtime(bad, verify=False) as rt:
+        assert rt.info["backend"] == "torch"
