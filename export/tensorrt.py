@@ -44,7 +44,7 @@ from emonext_edge.errors import BackendUnavailableError, ExportError, UsageError
 from emonext_edge.metadata import ArtifactMetadata, Quantization, TensorRTInfo, read_metadata
 
 from . import trt_opcheck
-from .pipeline import Stage, TargetRuntimeMissing, embed_onnx, exporter_cli, gate_artifact, gate_line, raise_if_failed
+from .pipeline import Stage, TargetRuntimeMissing, exporter_cli, gate_artifact, gate_line, raise_if_failed
 
 log = logging.getLogger(__name__)
 
@@ -194,42 +194,41 @@ def _enforce(result: Any, untrained: bool, say: Callable[[str], None]) -> None:
     raise_if_failed([result])
 
 
-def _prepare_onnx(kind: str, fp32: Path, fp32_meta: ArtifactMetadata, stage: Stage, stem: str,
-                  options: EngineOptions, check: tuple[np.ndarray, Optional[np.ndarray], str],
-                  untrained: bool, say: Callable[[str], None]) -> Path:
-    """Make, gate (vs the FP32 ONNX, ONNX Runtime on CPU) and commit the ONNX ``kind`` of the plan."""
+def _prepare_onnx(kind: str, fp32: Path, out_dir: Path, stem: str, options: EngineOptions, untrained: bool,
+                  say: Callable[[str], None]) -> Path:
+    """Make the ONNX ``kind`` of the plan through the export contract (``export.quantize_onnx.derive_onnx``):
+    staged, gated against the FP32 ONNX with ONNX Runtime on the CPU, committed with its record."""
+    from dataclasses import replace
+
+    from .fp16_onnx import export_fp16_onnx
+    from .quantize_onnx import derive_onnx, export_qdq_onnx, quantize_qdq
+
     suffix, what = compat.ONNX_KINDS[kind]
-    name = stem + suffix
-    staged = stage.file(name)
-    quant = None
+    output = out_dir / (stem + suffix)
+    fidelity = replace(options.fidelity, keep_failed=True) if untrained else options.fidelity
     if kind == "fp16":
-        from .fp16_onnx import convert_fp16
-
-        convert_fp16(fp32, staged)
+        result = export_fp16_onnx(fp32, output, fidelity)
     else:
-        from .quantize_onnx import quantize_qdq
-
         calib, calib_desc = _calibration(options)
         say(f"calibrating on {calib_desc}")
-        target = staged if kind == "int8-qdq" else stage.file(stem + ".qdq-tmp.onnx")
-        quantize_qdq(fp32, calib, target, exclude_stn=True, method=options.quantizer)
-        if kind == "int8-qdq-fp16":
-            convert_qdq_fp16(target, staged)
-        quant = Quantization(options.quantizer, {"format": "qdq", "fp16_elsewhere": kind == "int8-qdq-fp16"},
-                             {"description": calib_desc, "images": len(calib)}, stn_in_float=True)
-    meta = fp32_meta.replace(precision=ONNX_PRECISION[kind], quantization=quant, artifact_sha256={},
-                             opset=19 if kind == "int8-qdq-fp16" else fp32_meta.opset)
-    meta.source = dict(meta.source, onnx=fp32.name, onnx_sha256=fp32_meta.artifact_sha256.get(fp32.name))
-    embed_onnx(staged, meta)  # the gate's Runtime reads the labels from it
-    images, labels, data_desc = check
-    gate = gate_artifact(staged, _ort_predictor(fp32), images, _label_list(labels), options.fidelity,
-                         reference_desc=f"FP32 ONNX {fp32.name} (ONNX Runtime CPU)", data_desc=data_desc,
-                         runtime_options={"backend": "onnxruntime", "providers": ["CPUExecutionProvider"]})
-    say(f"{what}: {gate_line(gate)}")
-    meta.fidelity = gate
-    result = stage.commit([name], meta, embed=embed_onnx, keep_failed=options.fidelity.keep_failed or untrained)
+        if kind == "int8-qdq":
+            result = export_qdq_onnx(fp32, calib, output, fidelity, method=options.quantizer,
+                                     calibration_desc=calib_desc)
+        else:
+            def build(staged: Path) -> None:
+                qdq = staged.with_name(staged.stem + ".qdq-fp32.onnx")
+                quantize_qdq(fp32, calib, qdq, exclude_stn=True, method=options.quantizer)
+                convert_qdq_fp16(qdq, staged)
+                qdq.unlink()
+
+            quant = Quantization(options.quantizer, {"format": "qdq", "fp16_elsewhere": True},
+                                 {"description": calib_desc, "images": len(calib)}, stn_in_float=True)
+            result = derive_onnx(fp32, output, build, {"precision": ONNX_PRECISION[kind], "opset": 19,
+                                                       "inference_precision": "int8+fp16", "quantization": quant},
+                                 fidelity)
+    say(f"{what}: {gate_line(result.metadata.fidelity)}")
     _enforce(result, untrained, say)
-    return result.path
+    return Path(result.path)
 
 
 def _source_fp32(options: EngineOptions, plan: compat.ApiPlan, out_dir: Path, stem: str,
@@ -238,7 +237,8 @@ def _source_fp32(options: EngineOptions, plan: compat.ApiPlan, out_dir: Path, st
     if options.onnx is not None:
         meta = _onnx_metadata(options.onnx)
         say(f"source: ONNX {options.onnx} ({meta.precision}, opset {meta.opset}, STN {meta.stn_mode})")
-        untrained = "untrained" in str(meta.source.get("weights", ""))
+        upstream = meta.source.get("upstream") or {}
+        untrained = "untrained" in str(meta.source.get("weights", "")) + str(upstream.get("weights", ""))
         return options.onnx, meta, untrained
     from .common import load_source
     from .onnx import export_onnx
@@ -286,19 +286,20 @@ def export_engine(options: EngineOptions, say: Callable[[str], None] = print) ->
     with Stage(options.output.parent) as stage:
         out_dir = stage.out_dir
         fp32, fp32_meta, untrained = _source_fp32(options, plan, out_dir, stem, say)
+        if options.onnx is None:
+            result.committed.append(fp32)
         result.opcheck = trt_opcheck.report(fp32, [plan])
         for line in trt_opcheck.format_report(result.opcheck, verbose=options.verbose):
             say(line)
         if fp32_meta.precision == ONNX_PRECISION[path.onnx] and path.onnx != "fp32":
             build_onnx = fp32  # --onnx is already the prepared file of this path (the device-side step)
         elif fp32_meta.precision != "fp32":
-            raise UsageError(f"--onnx {fp32}: a {fp32_meta.precision} ONNX, but TensorRT {plan.label} builds "
-                             f"{options.precision} from a {ONNX_PRECISION[path.onnx]} ONNX; pass the FP32 ONNX")
+            raise UsageError(f"--onnx {fp32}: its precision is {fp32_meta.precision}, but TensorRT {plan.label} "
+                             f"builds {options.precision} from the {ONNX_PRECISION[path.onnx]} ONNX; pass the FP32 ONNX")
         elif path.onnx == "fp32":
             build_onnx = fp32
         else:
-            check = options.fidelity.load_images(None)
-            build_onnx = _prepare_onnx(path.onnx, fp32, fp32_meta, stage, stem, options, check, untrained, say)
+            build_onnx = _prepare_onnx(path.onnx, fp32, out_dir, stem, options, untrained, say)
             result.committed.append(build_onnx)
         result.build_onnx = build_onnx
 
@@ -308,7 +309,7 @@ def export_engine(options: EngineOptions, say: Callable[[str], None] = print) ->
                    + f" --output {options.output.name}")
             raise TargetRuntimeMissing(
                 f"TensorRT is not installed here: copy {build_onnx} (and its .json) to the device with "
-                f"TensorRT {plan.label}", committed=result.committed or [fp32], next_command=cmd)
+                f"TensorRT {plan.label}", committed=result.committed, next_command=cmd)
         _build_and_gate(plan, path, build_onnx, fp32_meta, options, stage, untrained, say, result)
     return result
 
