@@ -146,3 +146,17 @@ def test_unavailable_devices_and_providers_are_named(onnx_path, ir_path):
         Runtime(ir_path, precision="int3")
     with pytest.raises(ValueError, match=r"the onnxruntime backend has no option\(s\) \['batch', 'hint'\]; it accepts"):
         Runtime(onnx_path, batch=1, hint="latency")
+
+
+def test_truncated_bin_keeps_openvinos_reason(ir_path, tmp_path):
+    xml = tmp_path / "cut.xml"
+    shutil.copy(ir_path, xml)
+    data = ir_path.with_suffix(".bin").read_bytes()
+    xml.with_suffix(".bin").write_bytes(data[: len(data) // 3])
+    with pytest.raises(ModelFileError, match=r"cut\.xml: not a readable OpenVINO IR with cut\.bin \(Incorrect weights in bin file!\)"):
+        Runtime(xml, verify=False)
+
+
+def test_directory_as_model_path_is_named(onnx_path):
+    with pytest.raises(ModelFileError, match=rf"{onnx_path.parent.name}: is a directory, not a model file.*\.onnx"):
+        Runtime(onnx_path.parent)

@@ -158,3 +158,39 @@ def test_concurrent_predicts_equal_single_thread(which, onnx_path, ir_path, fer_
             results = list(pool.map(lambda i: (i, r.predict(images[i]).logits), jobs))
     for i, logits in results:
         np.testing.assert_allclose(logits, expected[i], atol=1e-5)
+
+
+def test_exported_artifact_is_verified_on_load(onnx_path, tmp_path, faces):
+    """export.onnx records artifact_sha256; a changed weight byte is refused on load, verify=False loads it."""
+    import onnx
+
+    meta = json.loads(onnx_path.with_suffix(".json").read_text())
+    from emonext_edge.fileio import sha256_file
+
+    assert meta["artifact_sha256"] == {onnx_path.name: sha256_file(onnx_path)}
+    dst = tmp_path / onnx_path.name
+    data = bytearray(onnx_path.read_bytes())
+    weights = max(onnx.load(str(onnx_path)).graph.initializer, key=lambda t: len(t.raw_data)).raw_data
+    data[data.find(weights) + 101] ^= 0x20
+    dst.write_bytes(bytes(data))
+    shutil.copy(onnx_path.with_suffix(".json"), dst.with_suffix(".json"))
+    with pytest.raises(EmoNeXtError, match=rf"{dst.name}: SHA-256 .* does not match"):
+        Runtime(dst)
+    with Runtime(dst, verify=False) as changed:
+        assert changed.predict(faces[0]).label in changed.labels
+
+
+def test_type_errors_name_the_expected_type(rt):
+    with pytest.raises(TypeError, match="model_path must be a str or os.PathLike.*got NoneType"):
+        Runtime(None)
+    with pytest.raises(TypeError, match="got int"):
+        Runtime(3)
+    with pytest.raises(TypeError, match="predict_batch: expected an image .* got NoneType"):
+        rt.predict_batch(None)
+
+
+def test_predict_batch_gray_stack_gives_one_prediction_per_image(rt, faces):
+    stack = np.stack([cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in faces[:3]])
+    assert stack.shape == (3, 48, 48)
+    batch = rt.predict_batch(stack)
+    assert [p.label for p in batch] == [rt.predict(f).label for f in faces[:3]]
