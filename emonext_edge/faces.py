@@ -142,9 +142,12 @@ def _load_yunet(path: Path) -> Any:
 
 def _cv_reason(exc: BaseException) -> str:
     """The informative part of a cv2.error (its last line, without the source location)."""
+    import re
+
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
     reason = lines[-1] if lines else type(exc).__name__
-    return reason.split(") ", 1)[-1] if reason.startswith("OpenCV(") else reason
+    found = re.search(r"error: \(-?\d+:([^)]*)\) (.*)", reason)
+    return f"{found.group(2)} ({found.group(1)})" if found else reason
 
 
 def content_region(frame: np.ndarray, threshold: int = 16) -> tuple[int, int, int, int]:
