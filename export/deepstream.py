@@ -1,0 +1,781 @@
+"""EmoNeXt as a DeepStream secondary classifier (SGIE): ``python -m export.deepstream``.
+
+    python -m export.deepstream (--onnx M | --checkpoint C) --output DIR [--gray] [--batch N]
+        [--precision fp32|fp16|int8] [--calib calib.npz] [--gie-id 2] [--operate-on-gie-id 1]
+        [--operate-on-class-ids 0] [--reinfer-interval 15] [--threshold 0.0] [--gpu-id 0]
+        [--verify-data DIR]
+
+Writes into DIR:
+
+* ``emonext_sgie.onnx``: the model as ``nvinfer`` must see it. nvinfer's built-in classifier
+  parser takes each output as *probabilities* and keeps the largest above
+  ``classifier-threshold``, so the graph ends in ``Softmax`` (output ``probs``). nvinfer only
+  computes ``net-scale-factor * (x - offsets)``, so the gray conversion EmoNeXt was trained
+  with happens inside the graph: the default input is RGB (``model-color-format=0``) turned
+  into PIL's ITU-R 601-2 luma (weights 19595/38470/7471 / 65536, as ``emonext_edge.preprocess``)
+  by a 1x1 convolution, repeated to 3 channels; with ``--gray`` the input has 1 channel
+  (``model-color-format=2``) and is repeated to 3 channels in the graph.
+  Verified with ONNX Runtime on CPU against the source model (probabilities vs softmax of the
+  source logits within 1e-5, same argmax) before anything is written; otherwise exit 1.
+* ``config_infer_secondary_emonext.txt``: the nvinfer SGIE config (keys checked against the
+  keys DeepStream 6.2's parser accepts, ``export/deepstream_keys.json``).
+* ``labels_emonext.txt``: one line, labels separated by ``;`` (nvinfer's classifier format).
+* ``deepstream_app_emonext.txt``: a deepstream-app config (source, primary face detector you
+  fill in, nvtracker, this SGIE, OSD, sink).
+* ``config_preprocess_emonext.txt``: an optional ``nvdspreprocess`` config for the same input.
+* ``emonext_sgie.json``: the sidecar (``ArtifactMetadata``: labels, source, the verification as
+  ``fidelity``, ``artifact_sha256`` of every file above, the DeepStream notes under ``deepstream``).
+  Files are built in a stage inside DIR and committed only after the check (``export/pipeline.py``).
+
+INT8: nvinfer builds INT8 from a Q/DQ ONNX (made here from ``--calib`` with
+``export/quantize_onnx.py``, or given with ``--onnx`` as made by ``python -m export.tensorrt
+--int8``). DeepStream 6.2 only sets TensorRT's INT8 flag when ``int8-calib-file`` names an
+existing file, otherwise it falls back to FP16 with a warning; for a Q/DQ network TensorRT
+does not use the calibrator, so an empty placeholder file is written and named there.
+
+The engine itself is built by nvinfer on the device at first start and saved as
+``<onnx-file>_b<batch>_gpu<id>_<mode>.engine`` (``nvdsinfer_model_builder.cpp``); the config's
+``model-engine-file`` names exactly that file so later starts reuse it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from emonext_edge.deepstream_boxes import DEFAULT_STRATEGY, NVINFER_MIN_OBJECT_SIZE
+from emonext_edge.errors import ExportError, ModelFileError
+from emonext_edge.fileio import sha256_file
+from emonext_edge.metadata import ArtifactMetadata, GateResult, labels_from, read_onnx_metadata
+
+from .common import UsageError, load_source, synthetic_faces, verification_batch
+from .pipeline import Stage, embed_onnx, exporter_cli, raise_if_failed, set_verbosity
+
+log = logging.getLogger(__name__)
+
+KEYS_FILE = Path(__file__).with_name("deepstream_keys.json")
+MODEL_NAME = "emonext_sgie.onnx"
+SGIE_CONFIG = "config_infer_secondary_emonext.txt"
+LABELS_FILE = "labels_emonext.txt"
+APP_CONFIG = "deepstream_app_emonext.txt"
+PREPROCESS_CONFIG = "config_preprocess_emonext.txt"
+INT8_PLACEHOLDER = "emonext_sgie_qdq.calib"
+INPUT_NAME = "input"
+OUTPUT_NAME = "probs"
+#: NVIDIA's customary 1/255 (float32 of 0.00392157; 2.4e-7 relative above 1/255)
+NET_SCALE_FACTOR = "0.0039215697906911373"
+#: PIL 'L' conversion weights in the graph (the fixed-point ones of emonext_edge.preprocess.to_gray), R, G, B
+LUMA_WEIGHTS = (19595 / 65536, 38470 / 65536, 7471 / 65536)
+#: the definition the verification uses instead (ITU-R 601-2 as PREPROCESSING_SPEC states it), kept apart
+#: from LUMA_WEIGHTS so a wrong weight or channel order in the graph cannot also be in the reference
+ITU_R_601_2 = (0.299, 0.587, 0.114)
+PRECISIONS = {"fp32": 0, "int8": 1, "fp16": 2}  # network-mode values (nvdsinfer NvDsInferNetworkMode)
+#: scaling-filter values (nvbufsurftransform.h NvBufSurfTransform_Inter)
+SCALING_FILTERS = {"nearest": 0, "bilinear": 1, "algo1": 2, "algo2": 3, "algo3": 4, "algo4": 5, "default": 6}
+PROB_ATOL = 1e-5
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+
+# --------------------------------------------------------------------------- options
+
+
+@dataclass(frozen=True)
+class SgieOptions:
+    """What the SGIE config says (CLI flags map one to one)."""
+
+    gray: bool = False
+    batch: int = 16
+    precision: str = "fp16"
+    gie_id: int = 2
+    operate_on_gie_id: int = 1
+    operate_on_class_ids: tuple[int, ...] = (0,)
+    reinfer_interval: int = 15
+    threshold: float = 0.0
+    gpu_id: int = 0
+    scaling_filter: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        for name in ("batch", "gie_id"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        for name in ("operate_on_gie_id", "gpu_id", "reinfer_interval"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be an integer >= 0, got {value!r}")
+        if self.operate_on_gie_id == self.gie_id:
+            raise UsageError(f"--gie-id {self.gie_id} equals --operate-on-gie-id: the SGIE must operate on "
+                             "the primary detector's id, not its own")
+        if any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in self.operate_on_class_ids):
+            raise UsageError(f"--operate-on-class-ids must be integers >= 0, got {self.operate_on_class_ids!r}")
+        if not 0.0 <= self.threshold < 1.0:
+            raise UsageError(f"--threshold must be in [0, 1), got {self.threshold!r}")
+        if self.scaling_filter not in SCALING_FILTERS:
+            raise UsageError(f"scaling_filter must be one of {', '.join(SCALING_FILTERS)}, got {self.scaling_filter!r}")
+
+    @property
+    def network_mode(self) -> int:
+        return PRECISIONS[self.precision]
+
+
+def engine_file_name(onnx_file: str, batch: int, gpu_id: int = 0, precision: str = "fp16",
+                     dla_core: Optional[int] = None) -> str:
+    """The engine file nvinfer saves for ``onnx_file`` (DeepStream 6.2 ``nvdsinfer_model_builder.cpp``:
+    ``modelPath + "_b" + maxBatchSize + "_" + ("gpu<id>" | "dla<core>") + "_" + fp32|fp16|int8 + ".engine"``,
+    where ``modelPath`` is the ONNX path itself, extension included)."""
+    if precision not in PRECISIONS:
+        raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    device = f"dla{dla_core}" if dla_core is not None and dla_core >= 0 else f"gpu{gpu_id}"
+    return f"{onnx_file}_b{batch}_{device}_{precision}.engine"
+
+
+def labels_line(labels: Sequence[str]) -> str:
+    """nvinfer's classifier labels file: one line per output layer, labels separated by ';'."""
+    labels = [str(x) for x in labels]
+    bad = [x for x in labels if not x or ";" in x or "\n" in x or x != x.strip()]
+    if not labels or bad:
+        raise UsageError(f"labels must be non-empty, without ';', newlines or surrounding spaces; got {bad or labels}")
+    return ";".join(labels) + "\n"
+
+
+# --------------------------------------------------------------------------- config files
+
+
+Groups = dict[str, dict[str, str]]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (list, tuple)):
+        return ";".join(_fmt(v) for v in value)
+    return str(value)
+
+
+def sgie_config(opts: SgieOptions, *, onnx_file: str = MODEL_NAME, labels_file: str = LABELS_FILE,
+                int8_calib_file: Optional[str] = None) -> Groups:
+    """The ``[property]`` group of the nvinfer SGIE config (values as written)."""
+    prop: dict[str, Any] = {
+        "gpu-id": opts.gpu_id,
+        "gie-unique-id": opts.gie_id,
+        "process-mode": 2,  # secondary: on objects
+        "network-type": 1,  # classifier
+        "operate-on-gie-id": opts.operate_on_gie_id,
+        "operate-on-class-ids": list(opts.operate_on_class_ids),
+        "classifier-type": "emotion",
+        "onnx-file": onnx_file,
+        "model-engine-file": engine_file_name(onnx_file, opts.batch, opts.gpu_id, opts.precision),
+        "labelfile-path": labels_file,
+        "batch-size": opts.batch,
+        "network-mode": opts.network_mode,
+        "net-scale-factor": NET_SCALE_FACTOR,
+        "offsets": [0] if opts.gray else [0, 0, 0],
+        "model-color-format": 2 if opts.gray else 0,
+        "network-input-order": 0,  # NCHW
+        "output-blob-names": OUTPUT_NAME,
+        "maintain-aspect-ratio": 0,  # the box is made square upstream (emonext_edge.deepstream_boxes)
+        "scaling-filter": SCALING_FILTERS[opts.scaling_filter],
+        "input-object-min-width": NVINFER_MIN_OBJECT_SIZE,
+        "input-object-min-height": NVINFER_MIN_OBJECT_SIZE,
+        "secondary-reinfer-interval": opts.reinfer_interval,
+        "classifier-async-mode": 0,
+        "classifier-threshold": opts.threshold,
+    }
+    if opts.precision == "int8":
+        prop["int8-calib-file"] = int8_calib_file or INT8_PLACEHOLDER
+    return {"property": {k: _fmt(v) for k, v in prop.items()}}
+
+
+SGIE_COMMENTS = {
+    "process-mode": "2 = secondary (object crops)",
+    "network-type": "1 = classifier: the output must be probabilities (the ONNX ends in Softmax)",
+    "model-engine-file": "the name nvinfer saves the engine under, so it is reused after the first start",
+    "network-mode": "0 fp32, 1 int8 (Q/DQ ONNX), 2 fp16",
+    "net-scale-factor": "1/255, as the training ToTensor(); nvinfer computes net-scale-factor * (x - offsets)",
+    "model-color-format": "0 RGB (luma computed in the graph), 2 GRAY (1-channel input)",
+    "scaling-filter": "1 bilinear (the default 0 is nearest); the box is scaled straight to 224x224",
+    "secondary-reinfer-interval": "re-classify a tracked face every N frames (default: never, label frozen)",
+    "classifier-async-mode": "0: the label is attached to the frame it was computed on",
+    "classifier-threshold": "a label is attached when its probability is above this",
+    "int8-calib-file": "empty placeholder: DeepStream sets TensorRT's INT8 flag only when this file exists; "
+                       "a Q/DQ ONNX carries its own scales",
+}
+
+
+def app_config(opts: SgieOptions, *, sgie_config_file: str = SGIE_CONFIG, labels_file: str = LABELS_FILE,
+               onnx_file: str = MODEL_NAME) -> Groups:
+    """A deepstream-app config: file source, primary face detector (user-supplied), NvDCF tracker,
+    the EmoNeXt SGIE, OSD and a display sink (``[sink1]``: an MP4 file instead, disabled)."""
+    ds = "/opt/nvidia/deepstream/deepstream"
+    groups: dict[str, dict[str, Any]] = {
+        "application": {"enable-perf-measurement": 1, "perf-measurement-interval-sec": 5},
+        "tiled-display": {"enable": 0, "rows": 1, "columns": 1, "width": 1280, "height": 720, "gpu-id": opts.gpu_id},
+        "source0": {"enable": 1, "type": 3, "uri": f"file://{ds}/samples/streams/sample_720p.mp4",
+                    "num-sources": 1, "gpu-id": opts.gpu_id},
+        "streammux": {"gpu-id": opts.gpu_id, "live-source": 0, "batch-size": 1, "batched-push-timeout": 40000,
+                      "width": 1280, "height": 720, "enable-padding": 0},
+        "primary-gie": {"enable": 1, "gpu-id": opts.gpu_id, "gie-unique-id": opts.operate_on_gie_id,
+                        "batch-size": 1, "config-file": "config_infer_primary_face.txt"},
+        "tracker": {"enable": 1, "tracker-width": 640, "tracker-height": 384, "gpu-id": opts.gpu_id,
+                    "ll-lib-file": f"{ds}/lib/libnvds_nvmultiobjecttracker.so",
+                    "ll-config-file": f"{ds}/samples/configs/deepstream-app/config_tracker_NvDCF_perf.yml",
+                    "enable-batch-process": 1, "display-tracking-id": 1},
+        "secondary-gie0": {"enable": 1, "gpu-id": opts.gpu_id, "gie-unique-id": opts.gie_id,
+                           "operate-on-gie-id": opts.operate_on_gie_id,
+                           "operate-on-class-ids": list(opts.operate_on_class_ids),
+                           "batch-size": opts.batch, "config-file": sgie_config_file},
+        "osd": {"enable": 1, "gpu-id": opts.gpu_id, "border-width": 2, "text-size": 15,
+                "text-color": [1, 1, 1, 1], "text-bg-color": [0.3, 0.3, 0.3, 1], "font": "Serif",
+                "display-text": 1, "display-bbox": 1},
+        "sink0": {"enable": 1, "type": 2, "sync": 1, "source-id": 0, "gpu-id": opts.gpu_id},
+        "sink1": {"enable": 0, "type": 3, "container": 1, "codec": 1, "enc-type": 0, "sync": 0,
+                  "bitrate": 4000000, "output-file": "emonext_out.mp4", "source-id": 0},
+        "tests": {"file-loop": 0},
+    }
+    return {g: {k: _fmt(v) for k, v in kv.items()} for g, kv in groups.items()}
+
+
+def preprocess_config(opts: SgieOptions) -> Groups:
+    """An ``nvdspreprocess`` config preparing the SGIE's input tensor from (rewritten) face boxes, for
+    pipelines that want the scaling on the GPU (``scaling-pool-compute-hw=1``) instead of nvinfer's
+    default compute. Use with ``input-tensor-meta=1`` on the SGIE (deepstream-app ``[secondary-gie0]``)."""
+    channels = 1 if opts.gray else 3
+    return {
+        "property": {k: _fmt(v) for k, v in {
+            "enable": 1, "target-unique-ids": [opts.gie_id], "operate-on-gie-id": opts.operate_on_gie_id,
+            "network-input-order": 0, "process-on-frame": 0, "unique-id": opts.gie_id + 100,
+            "gpu-id": opts.gpu_id, "maintain-aspect-ratio": 0, "symmetric-padding": 0,
+            "processing-width": 224, "processing-height": 224, "scaling-buf-pool-size": 6,
+            "tensor-buf-pool-size": 6, "network-input-shape": [opts.batch, channels, 224, 224],
+            "network-color-format": 2 if opts.gray else 0, "tensor-data-type": 0, "tensor-name": INPUT_NAME,
+            "scaling-pool-memory-type": 0, "scaling-pool-compute-hw": 1,
+            "scaling-filter": SCALING_FILTERS[opts.scaling_filter],
+            "custom-lib-path": "/opt/nvidia/deepstream/deepstream/lib/gst-plugins/libcustom2d_preprocess.so",
+            "custom-tensor-preparation-function": "CustomTensorPreparation",
+        }.items()},
+        "user-configs": {"pixel-normalization-factor": NET_SCALE_FACTOR, "offsets": _fmt([0] * channels)},
+        "group-0": {k: _fmt(v) for k, v in {
+            "src-ids": [-1], "operate-on-class-ids": list(opts.operate_on_class_ids),
+            "custom-input-transformation-function": "CustomAsyncTransformation",
+            "process-on-roi": 0, "process-on-all-objects": 1,
+            "input-object-min-width": NVINFER_MIN_OBJECT_SIZE, "input-object-min-height": NVINFER_MIN_OBJECT_SIZE,
+        }.items()},
+    }
+
+
+def render_ini(groups: Groups, header: str = "", comments: Optional[Mapping[str, str]] = None) -> str:
+    """GKeyFile text (what DeepStream parses): ``[group]`` then ``key=value`` lines, ``#`` comments."""
+    lines = [f"# {line}".rstrip() for line in header.splitlines()] if header else []
+    for group, keys in groups.items():
+        if lines:
+            lines.append("")
+        lines.append(f"[{group}]")
+        for key, value in keys.items():
+            if comments and key in comments:
+                lines.append(f"# {comments[key]}")
+            lines.append(f"{key}={value}")
+    return "\n".join(lines) + "\n"
+
+
+def parse_ini(text: str, where: str = "config") -> Groups:
+    """Read GKeyFile-style text back into groups (duplicate keys or keys outside a group are errors)."""
+    groups: Groups = {}
+    current: Optional[str] = None
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = re.fullmatch(r"\[([^\]]+)\]", line)
+        if match:
+            current = match.group(1)
+            if current in groups:
+                raise UsageError(f"{where}:{number}: group [{current}] appears twice")
+            groups[current] = {}
+            continue
+        if current is None or "=" not in line:
+            raise UsageError(f"{where}:{number}: expected '[group]' or 'key=value', got {raw!r}")
+        key, value = (part.strip() for part in line.split("=", 1))
+        if key in groups[current]:
+            raise UsageError(f"{where}:{number}: key {key!r} appears twice in [{current}]")
+        groups[current][key] = value
+    return groups
+
+
+# --------------------------------------------------------------------------- key check
+
+
+def accepted_keys() -> dict[str, Any]:
+    """The accepted-key lists (``export/deepstream_keys.json``) with their source."""
+    return json.loads(KEYS_FILE.read_text())
+
+
+def _group_regex(spec: str) -> re.Pattern[str]:
+    alternatives = [re.escape(alt).replace(re.escape("<N>"), r"\d+").replace(re.escape("<id>"), r"\d+")
+                    for alt in spec.split("|")]
+    return re.compile("(?:" + "|".join(alternatives) + ")")
+
+
+def check_keys(groups: Mapping[str, Mapping[str, str]], element: str) -> list[str]:
+    """Problems (empty when none) of ``groups`` against what DeepStream's parser for ``element``
+    (``nvinfer``, ``deepstream-app``, ``nvdspreprocess``) accepts: unknown groups and unknown keys."""
+    table = accepted_keys()["groups"]
+    if element not in table:
+        raise UsageError(f"unknown element {element!r}; expected one of {', '.join(table)}")
+    specs = [(_group_regex(spec), set(keys), spec) for spec, keys in table[element].items()]
+    problems = []
+    for group, keys in groups.items():
+        match = next(((known, spec) for rx, known, spec in specs if rx.fullmatch(group)), None)
+        if match is None:
+            problems.append(f"{element}: group [{group}] is not one the parser reads")
+            continue
+        known, spec = match
+        for key in keys:
+            if key not in known:
+                close = sorted(known, key=lambda k: _distance(k, key))[:1]
+                problems.append(f"{element}: key {key!r} in [{group}] is not accepted (group {spec}); "
+                                f"did you mean {close[0]!r}?")
+    return problems
+
+
+def _distance(a: str, b: str) -> int:
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def check_config_file(path: str | os.PathLike, element: str) -> list[str]:
+    path = Path(path)
+    return check_keys(parse_ini(path.read_text(), str(path)), element)
+
+
+# --------------------------------------------------------------------------- the ONNX variant
+
+
+def _load_onnx(path: str | os.PathLike) -> Any:
+    import onnx
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such ONNX file")
+    try:
+        return onnx.load(str(p))
+    except Exception as exc:  # noqa: BLE001  (onnx raises DecodeError and friends)
+        raise ModelFileError(f"{p}: not a readable ONNX model ({exc})") from None
+
+
+def is_qdq(model: Any) -> bool:
+    return any(n.op_type in QDQ_OPS for n in model.graph.node)
+
+
+def _io_check(model: Any, where: str) -> tuple[str, str, int]:
+    inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    if len(inputs) != 1 or len(model.graph.output) != 1:
+        raise ModelFileError(f"{where}: expected one input and one output, got {len(inputs)} and {len(model.graph.output)}")
+    dims = [d.dim_value or d.dim_param for d in inputs[0].type.tensor_type.shape.dim]
+    if len(dims) != 4 or dims[1:] != [3, 224, 224]:
+        raise ModelFileError(f"{where}: input {inputs[0].name!r} has shape {dims}; expected [batch, 3, 224, 224] "
+                             "(an EmoNeXt ONNX from python -m export.onnx)")
+    out_dims = [d.dim_value or d.dim_param for d in model.graph.output[0].type.tensor_type.shape.dim]
+    if len(out_dims) != 2 or not isinstance(out_dims[1], int):
+        raise ModelFileError(f"{where}: output {model.graph.output[0].name!r} has shape {out_dims}; expected [batch, classes]")
+    ops = {n.op_type for n in model.graph.node}
+    if "Softmax" in ops and model.graph.node[-1].op_type == "Softmax":
+        raise ModelFileError(f"{where}: already ends in Softmax; give the logits model from python -m export.onnx")
+    return inputs[0].name, model.graph.output[0].name, int(out_dims[1])
+
+
+def nvinfer_variant(source: Any, *, gray: bool, where: str = "source ONNX") -> Any:
+    """A copy of an EmoNeXt ONNX (``[N,3,224,224]`` -> logits) for nvinfer: RGB (or with ``gray`` a
+    1-channel) input converted to the 3 gray channels EmoNeXt expects, and ``Softmax`` on the output."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.ModelProto()
+    model.CopyFrom(source)
+    in_name, out_name, num_classes = _io_check(model, where)
+    graph = model.graph
+    gray3, logits = "emonext_gray3", "emonext_logits"
+    for node in graph.node:  # rename the old input / output tensors
+        node.input[:] = [gray3 if t == in_name else t for t in node.input]
+        node.output[:] = [logits if t == out_name else t for t in node.output]
+    batch_dim = graph.input[[i.name for i in graph.input].index(in_name)].type.tensor_type.shape.dim[0]
+    batch = batch_dim.dim_param or batch_dim.dim_value
+    if gray:
+        prefix = [helper.make_node("Concat", [INPUT_NAME] * 3, [gray3], axis=1, name="emonext_gray_to_3ch")]
+        channels = 1
+    else:
+        weight = np.tile(np.asarray(LUMA_WEIGHTS, dtype=np.float32).reshape(1, 3, 1, 1), (3, 1, 1, 1))
+        graph.initializer.append(numpy_helper.from_array(weight, "emonext_luma_weight"))
+        prefix = [helper.make_node("Conv", [INPUT_NAME, "emonext_luma_weight"], [gray3], kernel_shape=[1, 1],
+                                   name="emonext_rgb_to_luma")]
+        channels = 3
+    suffix = helper.make_node("Softmax", [logits], [OUTPUT_NAME], axis=1, name="emonext_softmax")
+    nodes = prefix + list(graph.node) + [suffix]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    graph.input.remove(graph.input[[i.name for i in graph.input].index(in_name)])
+    graph.input.insert(0, helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [batch, channels, 224, 224]))
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [batch, num_classes]))
+    del graph.value_info[:]
+    try:
+        onnx.checker.check_model(model, full_check=True)
+        model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except Exception as exc:
+        raise ExportError(f"{where}: the nvinfer variant is not a valid ONNX graph ({type(exc).__name__}: {exc})") from exc
+    return model
+
+
+def _ort_fn(model_bytes: bytes) -> Callable[[np.ndarray], np.ndarray]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: np.asarray(session.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0])
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def color_test_images(count: int = 6, seed: int = 3) -> np.ndarray:
+    """Deterministic smooth colour images, float32 RGB ``[N, 3, 224, 224]`` in [0, 1], channels unequal."""
+    import cv2
+
+    faces = synthetic_faces(count * 3, seed=seed).reshape(count, 3, 48, 48)
+    out = np.empty((count, 3, 224, 224), dtype=np.float32)
+    for i in range(count):
+        for c in range(3):
+            out[i, c] = cv2.resize(faces[i, c], (224, 224), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255.0
+    return out
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """float RGB ``[N, 3, H, W]`` -> the gray image repeated to 3 channels (ITU-R 601-2, no rounding)."""
+    w = np.asarray(ITU_R_601_2, dtype=np.float64).reshape(1, 3, 1, 1)
+    gray = (rgb.astype(np.float64) * w).sum(axis=1, keepdims=True).astype(np.float32)
+    return np.repeat(gray, 3, axis=1)
+
+
+def verify_variant(variant: Any, reference: Callable[[np.ndarray], np.ndarray], gray_images: np.ndarray, *,
+                   gray: bool, quantized: bool = False, atol: float = PROB_ATOL) -> tuple[dict[str, Any], list[str]]:
+    """ONNX Runtime on the variant vs ``softmax(reference(x))``: ``(figures, failures)``; a failure when
+    any probability differs by more than ``atol`` or any argmax differs.
+
+    ``gray_images``: preprocessed ``[N, 3, 224, 224]`` (gray repeated). The RGB variant also gets
+    colour images whose reference input is their luma (checks the R/G/B weights and their order).
+    A ``quantized`` (Q/DQ) source turns the 1e-5-level difference between the graph's fixed-point
+    weights and ITU-R 601-2 into whole quantization steps, so there the weights are checked directly.
+    (The variant's I/O differs from the Runtime's convention, so ONNX Runtime is called directly.)
+    """
+    run = _ort_fn(variant.SerializeToString())
+    feeds = [("gray faces", gray_images[:, :1] if gray else gray_images, gray_images)]
+    figures: dict[str, Any] = {"checks": []}
+    failures: list[str] = []
+    if not gray and not quantized:
+        rgb = color_test_images()
+        feeds.append(("colour images", rgb, luma(rgb)))
+    elif not gray:
+        from onnx import numpy_helper
+
+        weight = next(numpy_helper.to_array(t) for t in variant.graph.initializer if t.name == "emonext_luma_weight")
+        off = float(np.abs(weight.reshape(3, 3) - np.asarray(ITU_R_601_2)[None, :]).max())
+        figures["checks"].append({"images": "none: luma weights checked directly (Q/DQ source)",
+                                  "max_abs_weight_vs_itu_r_601_2": off})
+        if not off <= 1e-4:
+            failures.append(f"the graph's RGB->luma weights {weight.reshape(3, 3)[0].tolist()} are not "
+                            f"ITU-R 601-2 R, G, B {ITU_R_601_2}")
+    worst, agree_all, n = 0.0, True, 0
+    for what, variant_in, reference_in in feeds:
+        probs = run(variant_in)
+        expected = softmax(np.asarray(reference(reference_in), dtype=np.float64))
+        if probs.shape != expected.shape or not np.isfinite(probs).all():
+            failures.append(f"the variant returned {probs.shape} (finite: {bool(np.isfinite(probs).all())}) on "
+                            f"{what}; expected {expected.shape}")
+            continue
+        diff = float(np.abs(probs - expected).max())
+        agree = float((probs.argmax(1) == expected.argmax(1)).mean())
+        figures["checks"].append({"images": f"{len(variant_in)} {what}", "max_abs_prob_diff": diff,
+                                  "agreement": agree, "max_abs_sum_minus_1": float(np.abs(probs.sum(1) - 1.0).max())})
+        worst, agree_all, n = max(worst, diff), agree_all and agree == 1.0, n + len(variant_in)
+        if not diff <= atol:
+            failures.append(f"max |Δprob| {diff:.3g} > tolerance {atol:g} on {what}")
+        if agree < 1.0:
+            failures.append(f"argmax differs on {100 * (1 - agree):.1f}% of the {what}")
+    figures.update(n=n, max_abs_prob_diff=worst, agreement=1.0 if agree_all else 0.0)
+    return figures, failures
+
+
+# --------------------------------------------------------------------------- the exporter
+
+
+@dataclass
+class DeepStreamExport:
+    """What :func:`export_deepstream` wrote and how it was verified."""
+
+    output: Path
+    files: list[str]
+    metadata: Any  # emonext_edge.metadata.ArtifactMetadata
+    committed: bool
+
+    @property
+    def gate(self) -> Any:
+        return self.metadata.fidelity
+
+
+def _source_model(onnx_path: Optional[str | os.PathLike], checkpoint: Optional[str | os.PathLike],
+                  work: Path) -> tuple[Any, Callable[[np.ndarray], np.ndarray], dict[str, Any], Any]:
+    """(source ONNX model, reference logits function, source description, SourceModel or None)."""
+    if onnx_path is not None:
+        model = _load_onnx(onnx_path)
+        info = {"onnx": str(onnx_path), "onnx_sha256": sha256_file(onnx_path), "qdq": is_qdq(model)}
+        return model, _ort_fn(model.SerializeToString()), info, None
+    import torch
+
+    from .onnx import export_onnx
+
+    source = load_source(checkpoint)
+    path = work / "source_fp32.onnx"
+    export_onnx(source.model, path, source_info=source.info, verify_count=4)
+    torch_model = source.model.eval()
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return torch_model(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+
+    return _load_onnx(path), reference, dict(source.info, qdq=False), source
+
+
+def export_deepstream(output: str | os.PathLike, *, onnx_path: Optional[str | os.PathLike] = None,
+                      checkpoint: Optional[str | os.PathLike] = None, options: SgieOptions = SgieOptions(),
+                      calib: Optional[str | os.PathLike] = None, verify_data: Optional[str | os.PathLike] = None,
+                      verify_count: int = 16) -> DeepStreamExport:
+    """Write the nvinfer ONNX variant, SGIE/app/preprocess configs and labels into ``output``.
+
+    At most one of ``onnx_path`` / ``checkpoint`` (neither: the seeded default model). INT8
+    needs a Q/DQ ``onnx_path`` or ``calib`` (a calib.npz or data source). Follows the export
+    contract (``export/pipeline.py``): built in a stage inside ``output``, verified, then
+    committed with the sidecar ``emonext_sgie.json`` (metadata, gate result, ``artifact_sha256``
+    of every file) written last. Raises ``UsageError`` (bad arguments), ``VerificationError``
+    (numerics; nothing written) or ``ExportError``.
+    """
+    if onnx_path is not None and checkpoint is not None:
+        raise UsageError("give either --onnx or --checkpoint, not both")
+    if calib is not None and options.precision != "int8":
+        raise UsageError("--calib only makes sense with --precision int8")
+    with Stage(output) as stage:
+        work = stage.dir / "work"
+        work.mkdir()
+        source, reference, info, torch_source = _source_model(onnx_path, checkpoint, work)
+        if options.precision == "int8" and not info["qdq"]:
+            if calib is None:
+                raise UsageError("--precision int8 needs the Q/DQ ONNX made by `python -m export.tensorrt --int8` "
+                                 "(pass it with --onnx) or --calib calib.npz to quantize here")
+            from calibration import load_calibration
+
+            from .quantize_onnx import quantize_qdq
+
+            fp32_path = work / "source_fp32_for_qdq.onnx"
+            fp32_path.write_bytes(source.SerializeToString())
+            qdq_path = quantize_qdq(fp32_path, load_calibration(calib), work / "source_qdq.onnx", exclude_stn=True)
+            source = _load_onnx(qdq_path)
+            reference = _ort_fn(source.SerializeToString())  # the graph edit is checked against the Q/DQ model
+            info = dict(info, qdq=True, quantized_here_from=str(calib))
+        elif options.precision != "int8" and info["qdq"]:
+            raise UsageError(f"--onnx {onnx_path}: is a Q/DQ (INT8) ONNX; use --precision int8 with it")
+        source_meta = read_onnx_metadata(source)
+        labels = _labels(source, source_meta, torch_source)
+        variant = nvinfer_variant(source, gray=options.gray)
+        images, description = verification_batch(verify_data, verify_count)
+        figures, failures = verify_variant(variant, reference, images, gray=options.gray, quantized=info["qdq"])
+        reference_desc = ("softmax of ONNX Runtime on the Q/DQ source" if info["qdq"] else
+                          "softmax of ONNX Runtime on the source ONNX" if onnx_path is not None else
+                          "softmax of PyTorch FP32 (checkpoint)")
+        gate = GateResult(passed=not failures, reference=reference_desc, runtime="ONNX Runtime CPUExecutionProvider",
+                          data=description + ("" if options.gray or info["qdq"] else " + 6 synthetic colour images"),
+                          figures=figures, thresholds={"atol_prob": PROB_ATOL, "min_agreement": 1.0}, failures=failures)
+        log.info("nvinfer variant: %s", "passed" if gate.passed else "; ".join(failures))
+        names = _stage_files(stage, variant, options, labels)
+        meta = _metadata(source_meta, labels, options, info, gate, names)
+        if gate.passed:
+            stale = stage.out_dir / engine_file_name(MODEL_NAME, options.batch, options.gpu_id, options.precision)
+            if stale.exists():  # an engine built from the previous ONNX would be reused silently by nvinfer
+                log.warning("removing %s: it was built from the previous %s", stale, MODEL_NAME)
+                stale.unlink()
+        shutil.rmtree(work)
+        result = stage.commit(names, meta, embed=embed_onnx)
+    raise_if_failed([result])
+    return DeepStreamExport(stage.out_dir, [p.name for p in result.paths] + [result.sidecar.name if result.sidecar else ""],
+                            result.metadata, result.committed)
+
+
+def _labels(source: Any, source_meta: Any, torch_source: Any) -> tuple[str, ...]:
+    if torch_source is not None:
+        return tuple(torch_source.model.labels)
+    num_classes = int(source.graph.output[0].type.tensor_type.shape.dim[1].dim_value)
+    return labels_from(source_meta.to_dict() if source_meta else None, num_classes, "source ONNX")
+
+
+def _metadata(source_meta: Any, labels: Sequence[str], options: SgieOptions, info: Mapping[str, Any],
+              gate: Any, names: Sequence[str]) -> Any:
+    channels = 1 if options.gray else 3
+    base = source_meta if source_meta is not None else ArtifactMetadata(labels=list(labels))
+    upstream = dict(base.source)
+    deepstream = {
+        "element": "nvinfer secondary classifier (SGIE)",
+        "files": {"onnx": MODEL_NAME, "sgie_config": SGIE_CONFIG, "labels": LABELS_FILE, "app_config": APP_CONFIG,
+                  "preprocess_config": PREPROCESS_CONFIG, **({"int8_placeholder": INT8_PLACEHOLDER}
+                                                             if INT8_PLACEHOLDER in names else {})},
+        "options": asdict(options),
+        "engine_file": engine_file_name(MODEL_NAME, options.batch, options.gpu_id, options.precision),
+        "box_rewrite": f"emonext_edge.deepstream_boxes.rewrite_box(strategy={DEFAULT_STRATEGY!r}) before the SGIE",
+        "keys_checked_against": accepted_keys()["source"],
+    }
+    preprocessing = {
+        "where": "DeepStream nvinfer (not the Runtime: use the plain ONNX there)",
+        "crop": "object box (centre square of side min(w,h)*224/236 with the box rewrite) rounded to even pixels, "
+                "scaled straight to 224x224 (scaling-filter=1 bilinear)",
+        "color": "GRAY8 frame, 1 channel (model-color-format=2)" if options.gray else
+                 "RGB (model-color-format=0); ITU-R 601-2 luma computed in the graph, repeated to 3 channels",
+        "scale": f"net-scale-factor {NET_SCALE_FACTOR} (1/255), offsets 0",
+        "input_shape": ["batch", channels, 224, 224],
+        "output": "softmax probabilities ('probs')",
+    }
+    return base.replace(
+        format="onnx", precision="int8-qdq" if info["qdq"] else "fp32", labels=list(labels),
+        source={k: v for k, v in info.items() if k != "qdq"} | ({"upstream": upstream} if upstream else {}),
+        preprocessing=preprocessing, input_name=INPUT_NAME, output_name=OUTPUT_NAME,
+        input_shape=["batch", channels, 224, 224], batch="dynamic", fidelity=gate, artifact_sha256={},
+        extra=dict(base.extra, deepstream=deepstream),
+    )
+
+
+def _texts(options: SgieOptions, labels: Sequence[str]) -> dict[str, str]:
+    header = ("Generated by python -m export.deepstream (emonext-edge). Keys checked against the keys\n"
+              "DeepStream 6.2's parser accepts (export/deepstream_keys.json).")
+    sgie = sgie_config(options)
+    app = app_config(options)
+    pre = preprocess_config(options)
+    problems = check_keys(sgie, "nvinfer") + check_keys(app, "deepstream-app") + check_keys(pre, "nvdspreprocess")
+    if problems:  # our own bug: never write a config DeepStream would only warn about
+        raise ExportError("generated DeepStream configs use keys the parser does not accept: " + "; ".join(problems))
+    app_header = header + (
+        "\n[primary-gie] config-file: your face detector's nvinfer config (TAO FaceDetect / FaceNet from\n"
+        "NGC, or a YOLO-face ONNX with its custom parser); it must give faces the class id(s) in\n"
+        "operate-on-class-ids of [secondary-gie0]. deepstream-app itself cannot rewrite boxes: the\n"
+        "SGIE then sees the raw face box (measured cost in the README); a Python/C app rewrites them\n"
+        "with emonext_edge.deepstream_boxes.rewrite_object_meta in a probe before the SGIE.")
+    return {
+        SGIE_CONFIG: render_ini(sgie, header, SGIE_COMMENTS),
+        LABELS_FILE: labels_line(labels),
+        APP_CONFIG: render_ini(app, app_header),
+        PREPROCESS_CONFIG: render_ini(pre, header + "\nOptional: nvdspreprocess before the SGIE (set input-tensor-meta=1 there)."),
+    }
+
+
+def _stage_files(stage: Any, variant: Any, options: SgieOptions, labels: Sequence[str]) -> list[str]:
+    """Write every file into the stage; return the names in commit order (the ONNX last)."""
+    import onnx
+
+    texts = _texts(options, labels)
+    for name, text in texts.items():
+        stage.file(name).write_text(text)
+    names = list(texts)
+    if options.precision == "int8":
+        stage.file(INT8_PLACEHOLDER).write_bytes(b"")
+        names.append(INT8_PLACEHOLDER)
+    onnx.save(variant, str(stage.file(MODEL_NAME)))
+    return [*names, MODEL_NAME]
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:
+        raise UsageError(message)
+
+
+def _class_ids(text: str) -> tuple[int, ...]:
+    try:
+        ids = tuple(int(t) for t in re.split(r"[;,]", text) if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected class ids like '0' or '0;1', got {text!r}") from None
+    if not ids:
+        raise argparse.ArgumentTypeError(f"expected at least one class id, got {text!r}")
+    return ids
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m export.deepstream", description=__doc__.splitlines()[0])
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--onnx", help="EmoNeXt ONNX from python -m export.onnx (or its Q/DQ INT8 from export.tensorrt)")
+    src.add_argument("--checkpoint", help="EmoNeXt checkpoint (default with neither: seeded untrained EmoNeXt-Tiny)")
+    p.add_argument("--output", default="exports/deepstream", help="output directory (default exports/deepstream)")
+    p.add_argument("--gray", action="store_true", help="1-channel GRAY input (model-color-format=2) instead of RGB")
+    p.add_argument("--batch", type=int, default=16, help="SGIE batch size: faces per batch (default 16)")
+    p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp16")
+    p.add_argument("--calib", help="calib.npz (or a data source) to make the Q/DQ ONNX for --precision int8")
+    p.add_argument("--gie-id", type=int, default=2, help="gie-unique-id of the SGIE (default 2)")
+    p.add_argument("--operate-on-gie-id", type=int, default=1, help="gie-unique-id of the face detector (default 1)")
+    p.add_argument("--operate-on-class-ids", type=_class_ids, default=(0,), help="face class id(s), e.g. '0' or '0;1'")
+    p.add_argument("--reinfer-interval", type=int, default=15,
+                   help="re-classify tracked faces every N frames (default 15; nvinfer's default never does)")
+    p.add_argument("--threshold", type=float, default=0.0, help="classifier-threshold (default 0: always label)")
+    p.add_argument("--gpu-id", type=int, default=0)
+    p.add_argument("--verify-data", help="FER2013-layout folder or face images for the numeric check (default synthetic)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+@exporter_cli
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    set_verbosity(args.verbose)
+    options = SgieOptions(gray=args.gray, batch=args.batch, precision=args.precision, gie_id=args.gie_id,
+                          operate_on_gie_id=args.operate_on_gie_id, operate_on_class_ids=args.operate_on_class_ids,
+                          reinfer_interval=args.reinfer_interval, threshold=args.threshold, gpu_id=args.gpu_id)
+    for flag, value in (("--onnx", args.onnx), ("--checkpoint", args.checkpoint), ("--verify-data", args.verify_data),
+                        ("--calib", args.calib)):
+        if value is not None and not Path(value).exists():
+            raise UsageError(f"{flag} {value}: no such file or directory")
+    if args.onnx is None and args.checkpoint is None:
+        print("note: neither --onnx nor --checkpoint given; exporting the seeded untrained EmoNeXt-Tiny")
+    result = export_deepstream(args.output, onnx_path=args.onnx, checkpoint=args.checkpoint, options=options,
+                               calib=args.calib, verify_data=args.verify_data)
+    g = result.gate
+    print(f"verified {MODEL_NAME} vs {g.reference} on {g.data}: max |Δprob| {g.figures['max_abs_prob_diff']:.3g} "
+          f"(tolerance {PROB_ATOL:g}), argmax identical")
+    if args.verbose:
+        for check in g.figures["checks"]:
+            print(f"  {check}")
+    print(f"wrote {', '.join(result.files)} in {result.output}")
+    print(f"engine: nvinfer builds and saves "
+          f"{engine_file_name(MODEL_NAME, options.batch, options.gpu_id, options.precision)} at its first start on the device")
+    print(f"next, on the Jetson: put your face detector's config in config_infer_primary_face.txt, then "
+          f"deepstream-app -c {APP_CONFIG}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main(None))

@@ -1,0 +1,382 @@
+"""export.deepstream (nvinfer ONNX variant, SGIE/app configs, labels, key check) and the box rewrite."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from emonext_edge import deepstream_boxes as boxes
+
+REPO = Path(__file__).resolve().parents[1]
+
+pytest.importorskip("onnxruntime")
+
+
+def _ort(path_or_bytes):
+    import onnxruntime as ort
+
+    src = str(path_or_bytes) if isinstance(path_or_bytes, Path) else path_or_bytes
+    session = ort.InferenceSession(src, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+def _softmax(z):
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def exports(onnx_path, tmp_path_factory):
+    """The official fixture model's ONNX exported for nvinfer, RGB (fp16) and gray (fp32, batch 4)."""
+    from export.deepstream import SgieOptions, export_deepstream
+
+    root = tmp_path_factory.mktemp("deepstream")
+    color = export_deepstream(root / "color", onnx_path=onnx_path, options=SgieOptions())
+    gray = export_deepstream(root / "gray", onnx_path=onnx_path,
+                             options=SgieOptions(gray=True, batch=4, precision="fp32", gpu_id=1))
+    return {"color": color, "gray": gray}
+
+
+# --------------------------------------------------------------------------- ONNX variant numerics
+
+
+def test_gray_variant_matches_softmax_of_source(exports, onnx_path):
+    from emonext_edge.preprocess import preprocess
+    from export.common import synthetic_faces
+
+    x = preprocess(list(synthetic_faces(5, seed=11)))
+    source = _ort(onnx_path)
+    variant = _ort(exports["gray"].output / "emonext_sgie.onnx")
+    probs = variant(x[:, :1])
+    assert probs.shape == (5, 7)
+    expected = _softmax(source(x).astype(np.float64))
+    assert np.abs(probs - expected).max() <= 1e-5
+    assert (probs.argmax(1) == expected.argmax(1)).all()
+
+
+def test_color_variant_computes_pil_luma_in_rgb_order(exports, onnx_path):
+    from export.deepstream import color_test_images, luma
+
+    rgb = color_test_images(4, seed=5)
+    source = _ort(onnx_path)
+    variant = _ort(exports["color"].output / "emonext_sgie.onnx")
+    probs = variant(rgb)
+    assert np.abs(probs - _softmax(source(luma(rgb)).astype(np.float64))).max() <= 1e-5
+    # channel order matters (model-color-format=0 is RGB): BGR input gives another luma
+    swapped = variant(rgb[:, ::-1].copy())
+    assert np.abs(swapped - probs).max() > 1e-4
+
+
+def test_variant_graph_io(exports):
+    import onnx
+
+    for kind, channels in (("color", 3), ("gray", 1)):
+        model = onnx.load(str(exports[kind].output / "emonext_sgie.onnx"))
+        dims = [[d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim] for v in model.graph.input]
+        assert dims == [["batch", channels, 224, 224]]
+        assert [o.name for o in model.graph.output] == ["probs"]
+        assert model.graph.node[-1].op_type == "Softmax"
+        meta = {p.key: p.value for p in model.metadata_props}
+        assert json.loads(meta["emonext.deepstream"])["options"]["gray"] is (kind == "gray")
+        assert json.loads(meta["emonext.input_shape"]) == ["batch", channels, 224, 224]
+        assert json.loads(meta["emonext.fidelity"])["passed"] is True
+        assert "emonext.labels" in meta  # the source metadata travels along
+
+
+def test_checkpoint_source_and_cli(official_checkpoint, tmp_path, capsys):
+    from export.deepstream import main
+
+    out = tmp_path / "ds"
+    assert main(["--checkpoint", str(official_checkpoint), "--output", str(out), "--gray", "--batch", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "PyTorch FP32 (checkpoint)" in text and "emonext_sgie.onnx_b2_gpu0_fp16.engine" in text
+    manifest = json.loads((out / "emonext_sgie.json").read_text())
+    assert manifest["fidelity"]["passed"] and manifest["fidelity"]["figures"]["max_abs_prob_diff"] <= 1e-5
+    assert manifest["source"]["weights"] == "ema" and manifest["output_name"] == "probs"
+    assert set(manifest["artifact_sha256"]) == {"emonext_sgie.onnx", "config_infer_secondary_emonext.txt",
+                                                 "labels_emonext.txt", "deepstream_app_emonext.txt",
+                                                 "config_preprocess_emonext.txt"}
+    from emonext_edge.fileio import sha256_file
+
+    for name, digest in manifest["artifact_sha256"].items():
+        assert sha256_file(out / name) == digest
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_wrong_channel_order_fails_verification_with_exit_1(onnx_path, tmp_path, monkeypatch, capsys):
+    """A BGR luma in the graph (a real bug class) must be caught on the colour images: exit 1, no files."""
+    import export.deepstream as ds
+
+    monkeypatch.setattr(ds, "LUMA_WEIGHTS", tuple(reversed(ds.LUMA_WEIGHTS)))
+    out = tmp_path / "bad"
+    assert ds.main(["--onnx", str(onnx_path), "--output", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "fidelity gate failed" in err and "colour images" in err
+    assert not (out / "emonext_sgie.onnx").exists() and not (out / "config_infer_secondary_emonext.txt").exists()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--precision", "int8"], "Q/DQ ONNX"),
+    (["--calib", "x.npz"], "--calib only makes sense"),
+    (["--gie-id", "1"], "equals --operate-on-gie-id"),
+    (["--threshold", "1.5"], "--threshold"),
+    (["--operate-on-class-ids", "a"], "class ids"),
+])
+def test_bad_usage_exits_2(onnx_path, tmp_path, capsys, argv, fragment):
+    from export.deepstream import main
+
+    (tmp_path / "x.npz").write_bytes(b"")
+    argv = [str(tmp_path / a) if a == "x.npz" else a for a in argv]
+    assert main(["--onnx", str(onnx_path), "--output", str(tmp_path / "o"), *argv]) == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_qdq_source_gives_int8_config(onnx_path, tmp_path):
+    """A Q/DQ ONNX (as export.tensorrt --int8 makes) -> network-mode=1, an existing int8-calib-file, _int8 engine."""
+    from emonext_edge.preprocess import preprocess
+    from export.common import synthetic_faces
+    from export.deepstream import SgieOptions, export_deepstream, parse_ini
+    from export.quantize_onnx import quantize_qdq
+
+    qdq = quantize_qdq(onnx_path, preprocess(list(synthetic_faces(8, seed=2))), tmp_path / "m.int8.qdq.onnx",
+                       method="ort")
+    out = export_deepstream(tmp_path / "ds", onnx_path=qdq, options=SgieOptions(precision="int8", batch=8)).output
+    prop = parse_ini((out / "config_infer_secondary_emonext.txt").read_text())["property"]
+    assert prop["network-mode"] == "1"
+    assert prop["model-engine-file"] == "emonext_sgie.onnx_b8_gpu0_int8.engine"
+    assert (out / prop["int8-calib-file"]).is_file()
+    import onnx
+
+    assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(out / "emonext_sgie.onnx")).graph.node)
+
+
+# --------------------------------------------------------------------------- configs, keys, labels, engine name
+
+
+def test_sgie_config_values(exports):
+    from export.deepstream import parse_ini
+
+    color = parse_ini((exports["color"].output / "config_infer_secondary_emonext.txt").read_text())["property"]
+    expected = {
+        "network-type": "1", "process-mode": "2", "operate-on-gie-id": "1", "operate-on-class-ids": "0",
+        "net-scale-factor": "0.0039215697906911373", "offsets": "0;0;0", "model-color-format": "0",
+        "scaling-filter": "1", "secondary-reinfer-interval": "15", "classifier-async-mode": "0",
+        "classifier-threshold": "0.0", "labelfile-path": "labels_emonext.txt", "onnx-file": "emonext_sgie.onnx",
+        "model-engine-file": "emonext_sgie.onnx_b16_gpu0_fp16.engine", "network-mode": "2", "batch-size": "16",
+        "output-blob-names": "probs",
+    }
+    assert {k: color.get(k) for k in expected} == expected
+    gray = parse_ini((exports["gray"].output / "config_infer_secondary_emonext.txt").read_text())["property"]
+    assert (gray["model-color-format"], gray["offsets"], gray["network-mode"], gray["gpu-id"]) == ("2", "0", "0", "1")
+    assert gray["model-engine-file"] == "emonext_sgie.onnx_b4_gpu1_fp32.engine"
+    assert "int8-calib-file" not in gray
+
+
+def test_generated_configs_pass_the_key_check(exports):
+    from export.deepstream import APP_CONFIG, PREPROCESS_CONFIG, SGIE_CONFIG, check_config_file
+
+    for result in exports.values():
+        assert check_config_file(result.output / SGIE_CONFIG, "nvinfer") == []
+        assert check_config_file(result.output / APP_CONFIG, "deepstream-app") == []
+        assert check_config_file(result.output / PREPROCESS_CONFIG, "nvdspreprocess") == []
+
+
+def test_key_check_catches_a_planted_typo(exports, tmp_path):
+    from export.deepstream import SGIE_CONFIG, check_config_file
+
+    text = (exports["color"].output / SGIE_CONFIG).read_text()
+    planted = tmp_path / "typo.txt"
+    planted.write_text(text.replace("secondary-reinfer-interval=", "secondary-reinfer-intervall="))
+    problems = check_config_file(planted, "nvinfer")
+    assert len(problems) == 1 and "secondary-reinfer-intervall" in problems[0]
+    assert "'secondary-reinfer-interval'" in problems[0]  # the suggestion
+    planted.write_text(text + "\n[propertty]\nbatch-size=1\n")
+    assert any("[propertty]" in p for p in check_config_file(planted, "nvinfer"))
+
+
+def test_key_check_groups_of_the_app_config(exports):
+    from export.deepstream import APP_CONFIG, check_keys, parse_ini
+
+    app = parse_ini((exports["color"].output / APP_CONFIG).read_text())
+    assert {"source0", "primary-gie", "tracker", "secondary-gie0", "osd", "sink0"} <= set(app)
+    assert app["secondary-gie0"]["config-file"] == "config_infer_secondary_emonext.txt"
+    assert app["primary-gie"]["gie-unique-id"] == app["secondary-gie0"]["operate-on-gie-id"]
+    app["sink0"]["synk"] = "1"
+    assert check_keys(app, "deepstream-app") == [
+        "deepstream-app: key 'synk' in [sink0] is not accepted (group sink<N>); did you mean 'sync'?"]
+
+
+def test_accepted_keys_carry_their_source():
+    from export.deepstream import accepted_keys
+
+    data = accepted_keys()
+    assert len(data["source"]["commit"]) == 40 and "gstnvinfer_property_parser.cpp" in " ".join(data["source"]["files"]["nvinfer"])
+    prop = set(data["groups"]["nvinfer"]["property"])
+    assert {"secondary-reinfer-interval", "classifier-async-mode", "scaling-filter", "onnx-file"} <= prop
+    assert "is-classifier" not in prop  # legacy key, translated before parsing
+
+
+def test_engine_file_name():
+    from export.deepstream import engine_file_name
+
+    assert engine_file_name("emonext_sgie.onnx", 16, 0, "fp16") == "emonext_sgie.onnx_b16_gpu0_fp16.engine"
+    assert engine_file_name("m.onnx", 1, 0, "int8") == "m.onnx_b1_gpu0_int8.engine"
+    assert engine_file_name("m.onnx", 4, 1, "fp32") == "m.onnx_b4_gpu1_fp32.engine"
+    assert engine_file_name("m.onnx", 2, 0, "fp16", dla_core=1) == "m.onnx_b2_dla1_fp16.engine"
+
+
+def test_labels_file_format(exports, onnx_path):
+    from emonext_edge.errors import UsageError
+    from export.deepstream import labels_line
+
+    raw = (exports["color"].output / "labels_emonext.txt").read_bytes()
+    assert raw == b"Angry;Disgust;Fear;Happy;Neutral;Sad;Surprise\n"
+    assert raw.count(b"\n") == 1
+    with pytest.raises(UsageError):
+        labels_line(["a;b", "c"])
+    with pytest.raises(UsageError):
+        labels_line([])
+
+
+# --------------------------------------------------------------------------- box rewrite
+
+
+def test_nvinfer_crop_rounding_and_min_size():
+    assert boxes.nvinfer_crop(11.3, 10.7, 101.9, 50.0) == (12, 10, 100, 50)
+    assert boxes.nvinfer_crop(0.0, 1.0, 17.0, 16.0) == (0, 2, 16, 16)
+    assert boxes.nvinfer_crop(5, 5, 15.9, 40) is None
+    assert boxes.nvinfer_crop(5, 5, 40, 15.99) is None
+    assert boxes.nvinfer_crop(5, 5, 40, 30, min_size=32) is None
+
+
+def test_rewrite_centre_square_geometry():
+    x, y, w, h = boxes.rewrite_box(101.0, 53.0, 236.0, 280.0, 1920, 1080)
+    assert (x, y, w, h) == (108, 82, 224, 224)  # centre (219, 193), side 236 * 224/236; ties round up
+    assert boxes.nvinfer_crop(x, y, w, h) == (x, y, w, h)  # nvinfer's rounding keeps it
+    assert boxes.rewrite_box(100.0, 50.0, 80.0, 60.0, 640, 480, "center_square_full") == (110, 50, 60, 60)
+    assert boxes.rewrite_box(11.0, 21.0, 33.0, 45.0, 640, 480, "raw") == (12, 22, 32, 44)
+
+
+def test_rewrite_clamps_inside_the_frame():
+    assert boxes.rewrite_box(-30.0, -10.0, 100.0, 100.0, 640, 480) == (0, 0, 96, 96)  # side 94.9, edges -28..68
+    x, y, w, h = boxes.rewrite_box(600.0, 440.0, 100.0, 120.0, 640, 480)
+    assert (x, y, w, h) == (544, 384, 96, 96)  # shifted inwards, size kept
+    assert boxes.rewrite_box(0.0, 0.0, 900.0, 900.0, 641, 479) == (162, 0, 478, 478)  # shrunk to the frame, square, inside
+    with pytest.raises(ValueError):
+        boxes.rewrite_box(0.0, 0.0, 0.0, 10.0, 640, 480)
+    with pytest.raises(ValueError):
+        boxes.rewrite_box(float("nan"), 0.0, 10.0, 10.0, 640, 480)
+    with pytest.raises(ValueError):
+        boxes.rewrite_box(0.0, 0.0, 10.0, 10.0, 640, 480, "squarish")
+
+
+def test_rewrite_properties():
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+
+    @hypothesis.settings(max_examples=300, deadline=None)
+    @hypothesis.given(
+        fw=st.integers(32, 4000), fh=st.integers(32, 4000), fx=st.floats(0, 1), fy=st.floats(0, 1),
+        bw=st.floats(16, 3000), bh=st.floats(16, 3000), strategy=st.sampled_from(boxes.STRATEGIES),
+    )
+    def check(fw, fh, fx, fy, bw, bh, strategy):
+        left, top = fx * fw - bw / 2, fy * fh - bh / 2
+        x, y, w, h = boxes.rewrite_box(left, top, bw, bh, fw, fh, strategy)
+        assert all(v % 2 == 0 for v in (x, y, w, h)) and w >= 2 and h >= 2
+        assert 0 <= x and x + w <= fw and 0 <= y and y + h <= fh
+        if strategy != "raw":
+            assert abs(w - h) <= 2
+        ratio = boxes.TRAINING_CROP_RATIO if strategy == "center_square" else 1.0
+        target_w = min(bw, bh) * ratio if strategy != "raw" else bw
+        if target_w <= min(fw, fh) - 2 and (strategy != "raw" or bh <= fh - 2):
+            assert abs(w - target_w) <= 2  # each edge within 1 px of the exact box
+            inside_x = left + bw / 2 - target_w / 2 >= 0 and left + bw / 2 + target_w / 2 <= fw
+            if inside_x:
+                assert abs(x + w / 2 - (left + bw / 2)) <= 1.0  # centre kept
+
+    check()
+
+
+def test_rewrite_object_meta_on_a_pyds_like_object():
+    rect = SimpleNamespace(left=101.0, top=53.0, width=236.0, height=280.0)
+    obj = SimpleNamespace(rect_params=rect)
+    assert boxes.rewrite_object_meta(obj, 1920, 1080) is True
+    assert (rect.left, rect.top, rect.width, rect.height) == (108.0, 82.0, 224.0, 224.0)
+    tiny = SimpleNamespace(rect_params=SimpleNamespace(left=10.0, top=10.0, width=14.0, height=30.0))
+    assert boxes.rewrite_object_meta(tiny, 640, 480) is False  # 14 * 224/236 -> 12 px: nvinfer would skip it
+    assert tiny.rect_params.width == 14.0  # unchanged when skipped
+
+
+def test_on_device_module_imports_no_tools():
+    import subprocess
+    import sys
+
+    code = ("import sys, emonext_edge.deepstream_boxes; "
+            "bad = [m for m in ('torch', 'export', 'onnx', 'numpy') if m in sys.modules]; print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out in ("[]", "['numpy']")  # numpy may come with emonext_edge's own __init__
+    assert "torch" not in out and "export" not in out
+
+
+# --------------------------------------------------------------------------- preprocessing simulation
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_ds_preprocess", REPO / "benchmarks" / "deepstream_preprocess.py")
+    module = importlib.util.module_from_spec(spec)
+    import sys
+
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_simulation_is_exact_when_geometry_allows(fer_val_faces):
+    """A 236 x 280 box at even coordinates: Resize(236) is the identity and the centre-square rewrite
+    crops the same 224 x 224 pixels, so nvinfer's input equals the training input (to the 1/255 rounding)."""
+    from emonext_edge.preprocess import load_image, to_gray
+
+    bench = _bench()
+    import cv2
+
+    face = cv2.resize(to_gray(load_image(fer_val_faces[0][0])), (236, 236), interpolation=cv2.INTER_CUBIC)
+    frame = np.full((400, 500), 90, np.uint8)
+    frame[60:296, 100:336] = face
+    scene = bench.Scene(frame, (100.0, 38.0, 236.0, 280.0), 0, shrunk=False)
+    ref = bench.reference_input(scene)
+    square = bench.nvinfer_input(frame, scene.box, bench.CANDIDATES[2])
+    assert np.abs(square - ref).max() < 1e-5
+    raw = bench.nvinfer_input(frame, scene.box, bench.CANDIDATES[0])
+    assert np.abs(raw - ref).mean() * 255 > 5  # the raw box squeezes 236 x 280 into 224 x 224
+
+
+def test_simulation_on_real_faces(fer_val_faces, reference_model):
+    """On real FER2013 faces placed in frames, the centre-square rewrite is closer to training than the raw box."""
+    import torch
+
+    bench = _bench()
+    from emonext_edge.preprocess import load_image, to_gray
+
+    paths, labels = fer_val_faces
+    rng = np.random.default_rng(0)
+    scenes = [bench.make_scene(to_gray(load_image(p)), int(y), rng) for p, y in zip(paths[:21], labels[:21])]
+
+    def predict(x):
+        with torch.no_grad():
+            return reference_model(torch.from_numpy(x)).numpy()
+
+    picked = [c for c in bench.CANDIDATES if c.name in ("raw box, bilinear", "centre square 224/236, bilinear")]
+    results = bench.measure(scenes, predict, picked)
+    raw, square = results["raw box, bilinear"]["all"], results["centre square 224/236, bilinear"]["all"]
+    assert raw["n"] == square["n"] == 21
+    assert square["mean_abs_dpixel"] < raw["mean_abs_dpixel"] / 2
+    assert square["mean_abs_dprob"] < raw["mean_abs_dprob"]
+    assert square["agreement"] >= raw["agreement"]
