@@ -252,7 +252,11 @@ def _m(owner: str, name: str, args: int = 0, returns: Optional[str] = None, when
     return ApiUse(owner, name, "method", args, keywords, returns, when)
 
 
-#: every TensorRT name this code touches (see :class:`ApiUse`); tests keep it equal to the code
+#: every TensorRT name this code touches (see :class:`ApiUse`); tests keep it equal to the code.
+#: The source scan (tests/test_tensorrt_audit.py) knows TensorRT objects by their names: ``trt``,
+#: ``builder``, ``network``, ``parser``, ``config``, ``layer``, ``profile``, ``cache``, ``runtime``,
+#: ``engine``, ``context`` and the backend's ``self._engine/_context/_runtime/_logger`` — keep
+#: those names for TensorRT objects (and only for them) in the four TensorRT modules.
 API_USES: tuple[ApiUse, ...] = (
     ApiUse("tensorrt", "__version__", "value", returns="str"),
     # logger, builder, network, parser
