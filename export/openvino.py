@@ -64,9 +64,6 @@ DEFAULT_INT8_INFERENCE_PRECISION = "f32"
 #: max |Δlogit| of the FP32 IR against its source ONNX
 DEFAULT_IR_ATOL = 1e-3
 
-Runner = Any
-
-
 def set_ir_metadata(model: Any, meta: Mapping[str, Any]) -> None:
     """0.2 name: store ``meta`` in an in-memory ``ov.Model``'s rt_info (``emonext/<key>``)."""
     set_ov_model_metadata(model, meta)
@@ -83,49 +80,6 @@ def read_ir_metadata(xml_path: str | os.PathLike) -> Optional[dict[str, Any]]:
 
 
 _require_openvino = require_openvino
-
-
-def compile_runner(
-    model: Any, *, threads: Optional[int] = None, inference_precision: str = "f32", hint: str = "LATENCY"
-) -> Runner:
-    """A callable float32 batch -> logits running ``model`` (ov.Model or .xml path) on the CPU."""
-    ov = _require_openvino()
-    core = ov.Core()
-    config: dict[str, Any] = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": inference_precision}
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = int(threads)
-    if isinstance(model, (str, os.PathLike)):
-        model = core.read_model(str(model))
-    compiled = core.compile_model(model, "CPU", config)
-    request = compiled.create_infer_request()
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        return np.array(request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})[0], dtype=np.float32)
-
-    return run
-
-
-def fidelity(
-    candidate: Runner,
-    reference: Runner,
-    images: np.ndarray,
-    labels: Optional[np.ndarray] = None,
-    min_agreement: float = 0.99,
-    max_drop_pp: float = 0.5,
-) -> Any:
-    """``calibration.fidelity.fidelity_gate`` of two runners (returns its ``FidelityReport``)."""
-    from calibration import fidelity_gate
-
-    return fidelity_gate(
-        candidate,
-        reference,
-        images,
-        labels=None if labels is None else labels.tolist(),
-        min_agreement=min_agreement,
-        max_drop_pp=max_drop_pp,
-    )
-
-
 
 
 @dataclass(frozen=True)
@@ -268,7 +222,8 @@ def export_ir(
         with Runtime(src.onnx_path, backend="onnxruntime", providers=["CPUExecutionProvider"]) as onnx_rt:
             fp32_gate = gate_artifact(
                 stage.file(fp32_names[-1]), onnx_rt.run, images, labels, opts.fidelity,
-                reference_desc=f"source ONNX {src.onnx_path.name} (ONNX Runtime CPU)", data_desc=data_desc,
+                reference_desc=(f"source ONNX {src.onnx_path.name}" if onnx is not None else "the checkpoint's ONNX export")
+                + " (ONNX Runtime CPU)", data_desc=data_desc,
                 runtime_options={**runtime_options, "precision": "f32"}, atol=opts.ir_atol,
             )
         finish("fp32", fp32_names, fp32_meta, fp32_gate, {"inference_precision": "f32"})

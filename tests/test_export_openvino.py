@@ -129,7 +129,7 @@ def test_accuracy_controlled_int8_meets_its_drop_bound(tmp_path, reference_check
     assert int8["verified_on"] == 140
     assert int8["drop_pp"] <= 0.5 + 1e-9, int8["gate"]
     meta = read_ir_metadata(int8["path"])
-    assert meta["quantization"]["accuracy_control"] is True and meta["quantization"]["stn_in_float"]
+    assert meta["quantization"]["options"]["accuracy_control"] is True and meta["quantization"]["stn_in_float"]
 
 
 def test_cli_fp32_from_onnx(tmp_path, capsys):
