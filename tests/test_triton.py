@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -30,7 +29,7 @@ _ARTIFACTS: dict[str, Path] = {}  # one export per test session, shared with tes
 
 @pytest.fixture(scope="session")
 def atto_onnx(reference_checkpoint, tmp_path_factory) -> Path:
-    """The reference FER2013 model (atto) exported with a dynamic batch, plus a fixed-batch copy."""
+    """The reference FER2013 model (atto) exported with a dynamic batch."""
     key = str(tmp_path_factory.getbasetemp())
     if key not in _ARTIFACTS:
         from emonext_edge.checkpoint import load_model
@@ -39,9 +38,19 @@ def atto_onnx(reference_checkpoint, tmp_path_factory) -> Path:
         d = tmp_path_factory.mktemp("triton_artifacts")
         model = load_model(reference_checkpoint)
         export_onnx(model, d / "atto.onnx", verify_count=2)
-        export_onnx(model, d / "atto_b1.onnx", batch=1, verify_count=2)
         _ARTIFACTS[key] = d / "atto.onnx"
     return _ARTIFACTS[key]
+
+
+@pytest.fixture(scope="session")
+def atto_b1_onnx(reference_checkpoint, atto_onnx) -> Path:
+    """The same model exported with a fixed batch of 1."""
+    from emonext_edge.checkpoint import load_model
+    from export.onnx import export_onnx
+
+    path = atto_onnx.with_name("atto_b1.onnx")
+    export_onnx(load_model(reference_checkpoint), path, batch=1, verify_count=2)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +58,9 @@ def atto_ir(atto_onnx) -> Path:
     ov = pytest.importorskip("openvino")
     xml = atto_onnx.with_name("atto_ir.xml")
     ov.save_model(ov.convert_model(str(atto_onnx)), str(xml), compress_to_fp16=False)
-    shutil.copy(atto_onnx.with_suffix(".json"), xml.with_suffix(".json"))
+    meta = json.loads(atto_onnx.with_suffix(".json").read_text())
+    meta.pop("artifact_sha256", None)  # the ONNX file's hashes; the IR's files are others
+    xml.with_suffix(".json").write_text(json.dumps(meta))
     return xml
 
 
@@ -149,8 +160,8 @@ def test_python_backend_and_ensemble(atto_onnx, tmp_path):
         assert (repo / name / "1" / "model.py").is_file()
 
 
-def test_fixed_batch_onnx(atto_onnx, tmp_path):
-    fixed = atto_onnx.with_name("atto_b1.onnx")
+def test_fixed_batch_onnx(atto_onnx, atto_b1_onnx, tmp_path):
+    fixed = atto_b1_onnx
     with pytest.raises(UsageError, match="first dimension to be -1"):
         write_repository([fixed], tmp_path / "repo")
     assert not (tmp_path / "repo").exists()  # nothing half-written
@@ -195,8 +206,8 @@ def test_parse_config_catches_typos():
         parse_config('name: "emonext"\ninstance_group { kind: KIND_TPU }\n', "x/config.pbtxt")
 
 
-def test_cli_exit_codes(atto_onnx, tmp_path, capsys):
-    assert triton_main(["--artifact", str(atto_onnx.with_name("atto_b1.onnx")), "--output", str(tmp_path / "r")]) == 2
+def test_cli_exit_codes(atto_onnx, atto_b1_onnx, tmp_path, capsys):
+    assert triton_main(["--artifact", str(atto_b1_onnx), "--output", str(tmp_path / "r")]) == 2
     assert "first dimension to be -1" in capsys.readouterr().err
     assert triton_main(["--artifact", str(tmp_path / "missing.onnx"), "--output", str(tmp_path / "r")]) == 2
     assert triton_main(["--artifact", str(atto_onnx), "--output", str(tmp_path / "r"), "--preprocess"]) == 0

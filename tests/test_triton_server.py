@@ -9,6 +9,7 @@ created (no package registry). A server that fails to start otherwise is a failu
 
 from __future__ import annotations
 
+import json
 import platform
 import threading
 import time
@@ -193,9 +194,34 @@ def test_server_start_failure_reports_log(tmp_path, triton_env):
     (repo / "emonext" / "1").mkdir(parents=True)
     (repo / "emonext" / "config.pbtxt").write_text('name: "emonext"\nbackend: "python"\nmax_batch_size: 1\n')
     started = time.monotonic()
-    server = TritonServer(repo, env=triton_env, ready_timeout=8)
+    server = TritonServer(repo, env=triton_env, ready_timeout=5)
     # measured: a stub that fails to start leaves this server "loading" for good; the hard timeout ends it
-    with pytest.raises(ServerError, match=r"(exited with code|not ready after 8 s)(.|\n)*model\.py"):
+    with pytest.raises(ServerError, match=r"(exited with code|not ready after 5 s)(.|\n)*model\.py"):
         server.start()
-    assert time.monotonic() - started < 8 + 35  # readiness timeout + SIGTERM grace + SIGKILL
+    assert time.monotonic() - started < 5 + 35  # readiness timeout + SIGTERM grace + SIGKILL
     assert server.process is None
+
+
+def test_ir_served_and_not_ready(atto_onnx, triton_env, faces, tmp_path):  # noqa: F811
+    """An OpenVINO IR through the python backend; before it is loaded the client says it is not ready."""
+    ov = pytest.importorskip("openvino")
+
+    xml = tmp_path / "atto_ir.xml"
+    ov.save_model(ov.convert_model(str(atto_onnx)), str(xml), compress_to_fp16=False)
+    meta = json.loads(atto_onnx.with_suffix(".json").read_text())
+    meta.pop("artifact_sha256", None)  # the ONNX file's hashes; the IR's files are others
+    xml.with_suffix(".json").write_text(json.dumps(meta))
+    repo = tmp_path / "repo"
+    write_repository([xml], repo, RepositoryOptions(python_backend=True, backend_options={"threads": 1}))
+    with TritonServer(repo, env=triton_env, ready_timeout=120, extra_args=["--model-control-mode=explicit"]) as server:
+        url = f"{server.grpc_url}/emonext"
+        with pytest.raises(BackendUnavailableError, match="model 'emonext' is not available .in the repository, not loaded"):
+            Runtime(url)
+        client = grpcclient.InferenceServerClient(server.grpc_url.split("://")[1])
+        client.load_model("emonext", client_timeout=120)
+        client.close()
+        with Runtime(url) as rt, Runtime(xml) as local_ir:
+            served, ref = rt.predict_batch(faces[:8]), local_ir.predict_batch(faces[:8])
+            assert [p.label for p in served] == [p.label for p in ref]
+            assert max(float(np.abs(a.logits - b.logits).max()) for a, b in zip(served, ref)) <= 1e-4
+            assert rt.metadata["triton"]["platform"] == "python"

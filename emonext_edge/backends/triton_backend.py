@@ -173,7 +173,11 @@ class TritonBackend(Backend):
         rows = [m for m in self._index() if m.get("name") == self.model]
         if not rows:
             return "not in the server's repository index"
-        return "; ".join(f"version {m.get('version', '?')}: {m.get('state', '?')} {m.get('reason', '')}".strip() for m in rows)
+        parts = []
+        for m in rows:  # a model the server knows but never loaded has no version/state in the index
+            where = f"version {m['version']}: " if m.get("version") else ""
+            parts.append(f"{where}{m.get('state') or 'in the repository, not loaded'} {m.get('reason', '')}".strip())
+        return "; ".join(parts)
 
     def _unknown_or_unready(self, exc: BaseException) -> Exception:
         text = _first_line(exc)
