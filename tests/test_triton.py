@@ -160,6 +160,22 @@ def test_python_backend_and_ensemble(atto_onnx, tmp_path):
         assert (repo / name / "1" / "model.py").is_file()
 
 
+def test_versions(atto_onnx, tmp_path):
+    summary = write_repository([atto_onnx, atto_onnx], tmp_path / "repo")
+    assert summary["versions"] == [1, 2]
+    config = read_config(tmp_path / "repo" / "emonext")
+    assert config.version_policy.HasField("all")
+    assert all((tmp_path / "repo" / "emonext" / v / "model.onnx").is_file() for v in ("1", "2"))
+    # rewriting an existing repository replaces it whole
+    write_repository([atto_onnx], tmp_path / "repo")
+    assert not (tmp_path / "repo" / "emonext" / "2").exists()
+    assert not read_config(tmp_path / "repo" / "emonext").HasField("version_policy")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "keep.txt").write_text("x")
+    with pytest.raises(UsageError, match="not an empty folder or a repository"):
+        write_repository([atto_onnx], tmp_path / "other")
+
+
 def test_fixed_batch_onnx(atto_onnx, atto_b1_onnx, tmp_path):
     fixed = atto_b1_onnx
     with pytest.raises(UsageError, match="first dimension to be -1"):

@@ -189,6 +189,25 @@ def test_client_errors(served, faces):
         backend.close()
 
 
+def test_serve_cli(served, triton_env):
+    """python -m export.triton serve: ready, answers, stops by itself (--duration) with exit 0."""
+    import subprocess
+    import sys
+
+    from export.triton.server import free_port
+
+    ports = [str(free_port()) for _ in range(3)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "export.triton", "serve", str(served.repository), "--http-port", ports[0],
+         "--grpc-port", ports[1], "--metrics-port", ports[2], "--env", str(triton_env), "--duration", "1"],
+        capture_output=True, text=True, timeout=150, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"serving emonext, emonext_pipeline, emonext_postprocess, emonext_preprocess: http://127.0.0.1:{ports[0]}" \
+        in proc.stdout
+    assert "stopped (tritonserver exit code 0)" in proc.stdout
+
+
 def test_server_start_failure_reports_log(tmp_path, triton_env):
     repo = tmp_path / "broken"
     (repo / "emonext" / "1").mkdir(parents=True)

@@ -461,7 +461,10 @@ def write_repository(artifacts: Sequence[str | os.PathLike], output: str | os.Pa
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        model_dir = _write_model(tmp, classifier_config(first, opts))
+        config = classifier_config(first, opts)
+        if len(infos) > 1:  # every version served, each addressable (grpc://host:8001/emonext/2)
+            config.version_policy.all.SetInParent()
+        model_dir = _write_model(tmp, config)
         (model_dir / LABELS_FILE).write_text("\n".join(first.labels) + "\n")
         (model_dir / METADATA_FILE).write_text(json.dumps(first.metadata, indent=2, sort_keys=True) + "\n")
         for number, info in enumerate(infos, start=opts.version):
