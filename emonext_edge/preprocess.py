@@ -463,7 +463,7 @@ def _crops(image: ImageInput, rgb: bool, name: str, ten_crop: bool) -> list[np.n
         image = load_image(image)
         rgb = False  # files are decoded by OpenCV, i.e. BGR
     image = check_image(image, name)
-    plan, offsets = _crop_plan(image.shape[0], image.shape[1], ten_crop)
+    plan, offsets = _crop_plan(image.shape[0], image.shape[1], ten_crop, PILLOW13_PASS_ORDER)
     region = plan(image, rgb)
     out = []
     for r0, c0, mirrored in offsets:
@@ -473,8 +473,9 @@ def _crops(image: ImageInput, rgb: bool, name: str, ten_crop: bool) -> list[np.n
 
 
 @lru_cache(maxsize=128)
-def _crop_plan(h: int, w: int, ten_crop: bool) -> tuple[_Plan, list[tuple[int, int, bool]]]:
-    """The resize plan for the rows/columns the crops keep, and each crop's offset in its result."""
+def _crop_plan(h: int, w: int, ten_crop: bool, pass_order: bool) -> tuple[_Plan, list[tuple[int, int, bool]]]:
+    """The resize plan for the rows/columns the crops keep, and each crop's offset in its result
+    (``pass_order``: the :data:`PILLOW13_PASS_ORDER` the plan was made with, part of the cache key)."""
     new_h, new_w = resized_size(h, w)
     boxes = _crop_boxes(new_h, new_w, ten_crop)
     rows = np.unique(np.concatenate([np.arange(t, t + CROP_SIZE) for t, _, _ in boxes]))

@@ -256,3 +256,17 @@ def test_stacks_and_single_images():
     assert preprocess(np.zeros((48, 48, 3), np.uint8)).shape == (1, 3, 224, 224)
     with pytest.raises(ImageError, match=r"stack of 5 images\? pass it to preprocess\(\)"):
         preprocess_one(gray_stack)
+
+
+def test_pass_order_switch_is_not_hidden_by_the_plan_cache(monkeypatch):
+    import importlib
+
+    pre = importlib.import_module("emonext_edge.preprocess")
+    gray = np.random.default_rng(5).integers(0, 256, (3001, 999), dtype=np.uint8)
+    monkeypatch.setattr(pre, "PILLOW13_PASS_ORDER", True)
+    newer = preprocess_one(gray)
+    monkeypatch.setattr(pre, "PILLOW13_PASS_ORDER", False)
+    older = preprocess_one(gray)
+    assert not np.array_equal(newer, older) and np.abs(newer - older).max() <= 1 / 255 + 1e-7
+    monkeypatch.setattr(pre, "PILLOW13_PASS_ORDER", True)
+    assert np.array_equal(preprocess_one(gray), newer)
