@@ -228,6 +228,19 @@ def _calibration_batch(calib_data: Optional[str], untrained: bool, count: int) -
     return preprocess(list(synthetic_faces(count, seed=1)))
 
 
+def _quiet_nncf() -> None:
+    """NNCF logs one INFO line per node it keeps in float; shown with -v only (set after its import)."""
+    if VERBOSE:
+        return
+    import logging
+
+    try:
+        import nncf  # noqa: F401  (its import sets the "nncf" logger to INFO)
+    except ImportError:
+        return
+    logging.getLogger("nncf").setLevel(logging.WARNING)
+
+
 def build_artifacts(checkpoint: Optional[Path], calib_data: Optional[str], quick: bool, cpu_flags: list[str],
                     cache_root: Path = DEFAULT_CACHE) -> tuple[list[Artifact], dict[str, Any]]:
     """Export (or reuse) every artifact this machine can run; returns them and the model description."""
@@ -236,6 +249,7 @@ def build_artifacts(checkpoint: Optional[Path], calib_data: Optional[str], quick
     from export.common import load_source
 
     cache, digest = _cache_dir(checkpoint, cache_root)
+    _quiet_nncf()
     progress(f"artifacts: cache {cache} (delete it to rebuild)")
     source = load_source(checkpoint)
     arch = source.model.architecture
@@ -886,7 +900,7 @@ def _plots(out: Path, report: dict[str, Any]) -> None:
     if not ok:
         return
     batches = sorted({r["batch"] for r in ok})
-    fig, axes = plt.subplots(1, len(batches), figsize=(6.5 * len(batches), 0.45 * len(ok) / len(batches) + 2.6),
+    fig, axes = plt.subplots(1, len(batches), figsize=(7.5 * len(batches), 0.45 * len(ok) / len(batches) + 2.8),
                              squeeze=False)
     s, m = report["settings"], report["machine"]
     for ax, b in zip(axes[0], batches):
@@ -898,11 +912,14 @@ def _plots(out: Path, report: dict[str, Any]) -> None:
             ax.text(r["ratio_max"] + 0.02, y, f"{r['ratio_to_baseline']:.3f}×  ({r['p50_ms']:.1f} ms)",
                     va="center", fontsize=8)
         ax.axvline(1.0, color="grey", lw=0.8, ls="--")
-        ax.set_xlim(0, max(r["ratio_max"] for r in sel) * 1.45)
-        ax.set_xlabel(f"latency ratio to baseline (median of {s['rounds']} rounds; whisker: min–max)")
+        ax.set_xlim(0, max(r["ratio_max"] for r in sel) * 1.75)
+        ax.set_xlabel(f"latency / baseline (median of {s['rounds']} rounds, whisker min–max)")
         ax.set_title(f"batch {b}, model only")
+    others = [r["other_cores"] for r in report["load"]["rounds"] if r.get("other_cores") is not None]
+    load = (f"\nother processes used up to {max(others):.2f} cores: ratios unreliable" if others and
+            max(others) > OTHER_CORES_WARN else "")
     fig.suptitle(f"{report['model']['name']}; baseline {s['baseline']}\n{m['cpu']}, {s['threads']} threads, "
-                 f"{s['rounds']} interleaved rounds, {report['created'][:10]}", fontsize=9)
+                 f"{s['rounds']} interleaved rounds, {report['created'][:10]}{load}", fontsize=9)
     fig.tight_layout()
     fig.savefig(out / "latency.png", dpi=110)
     plt.close(fig)
