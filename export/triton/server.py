@@ -20,6 +20,7 @@ environment (``<env>/src``) at every start, so the server runs the same code as 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -52,6 +53,8 @@ SERVER_REQUIREMENTS = (
     "opencv-python-headless>=4.6,<4.12",  # 4.12+ wheels require numpy 2
 )
 ENV_MARKER = "emonext-triton-env.json"
+#: where the python models find the server's copy of emonext_edge
+SRC_VAR = "EMONEXT_TRITON_SRC"
 
 
 class ServerError(EmoNeXtError):
@@ -93,6 +96,15 @@ def ensure_env(path: Optional[str | os.PathLike] = None, timeout: float = 900.0,
     env = env_path(path)
     if env_ready(env):
         return env
+    env.parent.mkdir(parents=True, exist_ok=True)
+    with open(env.parent / f".{env.name}.lock", "w") as lock:  # two test runs at once: one creates, one waits
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if env_ready(env):
+            return env
+        return _create_env(env, timeout, quiet)
+
+
+def _create_env(env: Path, timeout: float, quiet: bool) -> Path:
     log.info("creating the Triton server environment in %s (numpy<2, nvidia-pytriton, onnxruntime, openvino)", env)
     if env.exists():
         shutil.rmtree(env)
@@ -113,6 +125,7 @@ def ensure_env(path: Optional[str | os.PathLike] = None, timeout: float = 900.0,
             tail = "\n".join(((proc.stderr or "") + (proc.stdout or "")).strip().splitlines()[-5:])
             shutil.rmtree(env, ignore_errors=True)
             raise ServerError(f"creating {env} failed at `{' '.join(cmd[:5])} ...` (exit {proc.returncode}):\n{tail}")
+    ServerLayout.of(env)  # the backends folder with this Python's stub, made once here
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
     (env / ENV_MARKER).write_text(json.dumps({"requirements": list(SERVER_REQUIREMENTS), "python": version}))
     return env
@@ -155,30 +168,38 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def server_environment(layout: ServerLayout) -> dict[str, str]:
+def server_environment(layout: ServerLayout, staged: Optional[Path] = None) -> dict[str, str]:
     env = dict(os.environ)
+    if staged is not None:
+        env[SRC_VAR] = str(staged)
     libdir = sysconfig.get_config_var("LIBDIR") or ""
     paths = [str(layout.libs), libdir, env.get("LD_LIBRARY_PATH", "")]
     env["LD_LIBRARY_PATH"] = ":".join(p for p in paths if p)
     env["PATH"] = f"{layout.env / 'bin'}:{env.get('PATH', '')}"
     env["VIRTUAL_ENV"] = str(layout.env)
-    # the stub's embedded interpreter finds the env through PATH (env/bin/python3 first): its site-packages
-    # (numpy<2) and, through a .pth file, our package copy; PYTHONPATH/PYTHONHOME would only interfere
+    # the stub's embedded interpreter finds the env through PATH (env/bin/python3 first) and so its
+    # site-packages (numpy<2); it ignores PYTHONPATH, and PYTHONHOME would only interfere
     env.pop("PYTHONPATH", None)
     env.pop("PYTHONHOME", None)
     env.setdefault("OMP_NUM_THREADS", "1")
     return env
 
 
-def _stage_package(layout: ServerLayout) -> None:
+def _stage_package(layout: ServerLayout, tag: str) -> Path:
+    """Copy ``emonext_edge`` into ``<env>/src/<tag>`` for one server; our python models put it on sys.path
+    (``$EMONEXT_TRITON_SRC``: the stub's embedded interpreter ignores ``PYTHONPATH`` but sees the environment).
+    One folder per server, so servers of several processes never share (or delete) each other's copy."""
     import emonext_edge
 
+    stale = time.time() - 86400
+    for old in layout.src.glob("*"):  # copies left by servers that were killed (removed on a clean stop)
+        if old.is_dir() and old.stat().st_mtime < stale:
+            shutil.rmtree(old, ignore_errors=True)
+    staged = layout.src / tag
+    shutil.rmtree(staged, ignore_errors=True)
     src = Path(emonext_edge.__file__).resolve().parent
-    dst = layout.src / "emonext_edge"
-    shutil.rmtree(layout.src, ignore_errors=True)
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    # the stub's embedded interpreter ignores PYTHONPATH but reads .pth files of the env's site-packages
-    (_site_packages(layout.env) / "emonext_edge_src.pth").write_text(str(layout.src) + "\n")
+    shutil.copytree(src, staged / "emonext_edge", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return staged
 
 
 @dataclass
@@ -200,6 +221,7 @@ class TritonServer:
     log_file: Optional[Path] = None
     extra_args: Sequence[str] = ()
     process: Optional[subprocess.Popen[bytes]] = field(default=None, init=False, repr=False)
+    staged: Optional[Path] = field(default=None, init=False, repr=False)
 
     @property
     def http_url(self) -> str:
@@ -230,7 +252,6 @@ class TritonServer:
             raise ServerError(f"{self.repository}: no such model repository")
         env = self.env if self.env is not None and env_ready(Path(self.env)) else ensure_env(self.env)
         layout = ServerLayout.of(env)
-        _stage_package(layout)
         self.http_port = self.http_port or free_port(self.host)
         self.grpc_port = self.grpc_port or free_port(self.host)
         self.metrics_port = self.metrics_port or free_port(self.host)
@@ -238,10 +259,11 @@ class TritonServer:
             self.log_file = env / "logs" / f"tritonserver-{os.getpid()}-{self.http_port}.log"
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         cmd = self.command(layout)
+        self.staged = _stage_package(layout, f"{os.getpid()}-{self.http_port}")
         log.debug("starting %s", " ".join(cmd))
         with open(self.log_file, "wb") as out:
             self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            env=server_environment(layout), start_new_session=True)
+                                            env=server_environment(layout, self.staged), start_new_session=True)
         try:
             self.wait_ready(self.ready_timeout)
         except BaseException:
@@ -278,6 +300,7 @@ class TritonServer:
         proc, self.process = self.process, None
         if proc is None:
             return None
+        staged, self.staged = self.staged, None
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -292,6 +315,9 @@ class TritonServer:
             return proc.wait(10)
         except subprocess.TimeoutExpired:
             return None
+        finally:
+            if staged is not None:
+                shutil.rmtree(staged, ignore_errors=True)
 
     def __enter__(self) -> TritonServer:  # noqa: PYI034
         return self.start()

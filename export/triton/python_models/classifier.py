@@ -8,9 +8,15 @@ JSON). Every request of a dynamic batch is stacked into one array and run in one
 
 import json
 import os
+import sys
 
 import numpy as np
 import triton_python_backend_utils as pb_utils  # only inside Triton's python-backend stub
+
+# The local bundled server (export.triton.server) names its copy of emonext_edge here; in NVIDIA's
+# container emonext_edge is pip-installed instead.
+if os.environ.get("EMONEXT_TRITON_SRC") and os.environ["EMONEXT_TRITON_SRC"] not in sys.path:
+    sys.path.insert(0, os.environ["EMONEXT_TRITON_SRC"])
 
 
 class TritonPythonModel:

@@ -5,8 +5,16 @@ preprocessing is ``emonext_edge.preprocess.preprocess_one``, the project's one i
 (PIL-exact grayscale, resize, center crop).
 """
 
+import os
+import sys
+
 import numpy as np
 import triton_python_backend_utils as pb_utils  # only inside Triton's python-backend stub
+
+# The local bundled server (export.triton.server) names its copy of emonext_edge here; in NVIDIA's
+# container emonext_edge is pip-installed instead.
+if os.environ.get("EMONEXT_TRITON_SRC") and os.environ["EMONEXT_TRITON_SRC"] not in sys.path:
+    sys.path.insert(0, os.environ["EMONEXT_TRITON_SRC"])
 
 
 class TritonPythonModel:
