@@ -13,7 +13,7 @@ Writes into DIR:
   computes ``net-scale-factor * (x - offsets)``, so the gray conversion EmoNeXt was trained
   with happens inside the graph: the default input is RGB (``model-color-format=0``) turned
   into PIL's ITU-R 601-2 luma (weights 19595/38470/7471 / 65536, as ``emonext_edge.preprocess``)
-  by a 1x1 convolution, repeated to 3 channels; with ``--gray`` the input has 1 channel
+  computed as ``G + wR (R - G) + wB (B - G)`` (exactly G on gray frames), repeated to 3 channels; with ``--gray`` the input has 1 channel
   (``model-color-format=2``) and is repeated to 3 channels in the graph.
   Verified with ONNX Runtime on CPU against the source model (probabilities vs softmax of the
   source logits within 1e-5, same argmax) before anything is written; otherwise exit 1.
@@ -53,13 +53,14 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
 from emonext_edge.deepstream_boxes import DEFAULT_STRATEGY, NVINFER_MIN_OBJECT_SIZE
 from emonext_edge.errors import ExportError, ModelFileError
 from emonext_edge.fileio import sha256_file
 from emonext_edge.metadata import ArtifactMetadata, GateResult, labels_from, read_onnx_metadata
 
 from .common import UsageError, load_source, synthetic_faces, verification_batch
-from .pipeline import Stage, embed_onnx, exporter_cli, raise_if_failed, set_verbosity
+from .pipeline import Stage, embed_onnx, exporter_cli, gate_line, raise_if_failed, set_verbosity
 
 log = logging.getLogger(__name__)
 
@@ -419,11 +420,22 @@ def nvinfer_variant(source: Any, *, gray: bool, where: str = "source ONNX") -> A
     if gray:
         prefix = [helper.make_node("Concat", [INPUT_NAME] * 3, [gray3], axis=1, name="emonext_gray_to_3ch")]
         channels = 1
-    else:
-        weight = np.tile(np.asarray(LUMA_WEIGHTS, dtype=np.float32).reshape(1, 3, 1, 1), (3, 1, 1, 1))
-        graph.initializer.append(numpy_helper.from_array(weight, "emonext_luma_weight"))
-        prefix = [helper.make_node("Conv", [INPUT_NAME, "emonext_luma_weight"], [gray3], kernel_shape=[1, 1],
-                                   name="emonext_rgb_to_luma")]
+    else:  # luma = G + wR (R - G) + wB (B - G): exactly G when R = G = B (no rounding on gray input)
+        w_r, _, w_b = (np.asarray([w], dtype=np.float32) for w in LUMA_WEIGHTS)
+        graph.initializer.extend([numpy_helper.from_array(np.asarray([1, 1, 1], dtype=np.int64), "emonext_rgb_split"),
+                                  numpy_helper.from_array(w_r, "emonext_luma_wr"),
+                                  numpy_helper.from_array(w_b, "emonext_luma_wb")])
+        r, g, b = "emonext_r", "emonext_g", "emonext_b"
+        prefix = [
+            helper.make_node("Split", [INPUT_NAME, "emonext_rgb_split"], [r, g, b], axis=1, name="emonext_rgb_split"),
+            helper.make_node("Sub", [r, g], ["emonext_r_minus_g"], name="emonext_r_minus_g"),
+            helper.make_node("Sub", [b, g], ["emonext_b_minus_g"], name="emonext_b_minus_g"),
+            helper.make_node("Mul", ["emonext_r_minus_g", "emonext_luma_wr"], ["emonext_wr_term"], name="emonext_wr_term"),
+            helper.make_node("Mul", ["emonext_b_minus_g", "emonext_luma_wb"], ["emonext_wb_term"], name="emonext_wb_term"),
+            helper.make_node("Add", [g, "emonext_wr_term"], ["emonext_luma_partial"], name="emonext_luma_partial"),
+            helper.make_node("Add", ["emonext_luma_partial", "emonext_wb_term"], ["emonext_luma"], name="emonext_luma"),
+            helper.make_node("Concat", ["emonext_luma"] * 3, [gray3], axis=1, name="emonext_luma_to_3ch"),
+        ]
         channels = 3
     suffix = helper.make_node("Softmax", [logits], [OUTPUT_NAME], axis=1, name="emonext_softmax")
     nodes = prefix + list(graph.node) + [suffix]
@@ -498,13 +510,15 @@ def verify_variant(variant: Any, reference: Callable[[np.ndarray], np.ndarray], 
     elif not gray:
         from onnx import numpy_helper
 
-        weight = next(numpy_helper.to_array(t) for t in variant.graph.initializer if t.name == "emonext_luma_weight")
-        off = float(np.abs(weight.reshape(3, 3) - np.asarray(ITU_R_601_2)[None, :]).max())
+        consts = {t.name: float(numpy_helper.to_array(t).reshape(-1)[0]) for t in variant.graph.initializer
+                  if t.name in ("emonext_luma_wr", "emonext_luma_wb")}
+        weights = (consts["emonext_luma_wr"], 1.0 - consts["emonext_luma_wr"] - consts["emonext_luma_wb"],
+                   consts["emonext_luma_wb"])
+        off = float(np.abs(np.asarray(weights) - np.asarray(ITU_R_601_2)).max())
         figures["checks"].append({"images": "none: luma weights checked directly (Q/DQ source)",
                                   "max_abs_weight_vs_itu_r_601_2": off})
         if not off <= 1e-4:
-            failures.append(f"the graph's RGB->luma weights {weight.reshape(3, 3)[0].tolist()} are not "
-                            f"ITU-R 601-2 R, G, B {ITU_R_601_2}")
+            failures.append(f"the graph's RGB->luma weights {weights} are not ITU-R 601-2 R, G, B {ITU_R_601_2}")
     worst, agree_all, n = 0.0, True, 0
     for what, variant_in, reference_in in feeds:
         probs = run(variant_in)
@@ -544,12 +558,12 @@ class DeepStreamExport:
 
 
 def _source_model(onnx_path: Optional[str | os.PathLike], checkpoint: Optional[str | os.PathLike],
-                  work: Path) -> tuple[Any, Callable[[np.ndarray], np.ndarray], dict[str, Any], Any]:
-    """(source ONNX model, reference logits function, source description, SourceModel or None)."""
+                  work: Path) -> tuple[Any, Path, Callable[[np.ndarray], np.ndarray], dict[str, Any], Any]:
+    """(source ONNX model, its path, reference logits function, source description, SourceModel or None)."""
     if onnx_path is not None:
         model = _load_onnx(onnx_path)
         info = {"onnx": str(onnx_path), "onnx_sha256": sha256_file(onnx_path), "qdq": is_qdq(model)}
-        return model, _ort_fn(model.SerializeToString()), info, None
+        return model, Path(onnx_path), _ort_fn(model.SerializeToString()), info, None
     import torch
 
     from .onnx import export_onnx
@@ -563,17 +577,18 @@ def _source_model(onnx_path: Optional[str | os.PathLike], checkpoint: Optional[s
         with torch.no_grad():
             return torch_model(torch.from_numpy(np.ascontiguousarray(x))).numpy()
 
-    return _load_onnx(path), reference, dict(source.info, qdq=False), source
+    return _load_onnx(path), path, reference, dict(source.info, qdq=False), source
 
 
 def export_deepstream(output: str | os.PathLike, *, onnx_path: Optional[str | os.PathLike] = None,
                       checkpoint: Optional[str | os.PathLike] = None, options: SgieOptions = SgieOptions(),
                       calib: Optional[str | os.PathLike] = None, verify_data: Optional[str | os.PathLike] = None,
-                      verify_count: int = 16) -> DeepStreamExport:
+                      verify_count: int = 16, fidelity: Optional[FidelityOptions] = None) -> DeepStreamExport:
     """Write the nvinfer ONNX variant, SGIE/app/preprocess configs and labels into ``output``.
 
     At most one of ``onnx_path`` / ``checkpoint`` (neither: the seeded default model). INT8
-    needs a Q/DQ ``onnx_path`` or ``calib`` (a calib.npz or data source). Follows the export
+    needs a Q/DQ ``onnx_path`` or ``calib`` (a calib.npz or data source; the Q/DQ ONNX made from
+    it goes through the shared fidelity gate ``fidelity`` against the FP32 ONNX). Follows the export
     contract (``export/pipeline.py``): built in a stage inside ``output``, verified, then
     committed with the sidecar ``emonext_sgie.json`` (metadata, gate result, ``artifact_sha256``
     of every file) written last. Raises ``UsageError`` (bad arguments), ``VerificationError``
@@ -586,21 +601,22 @@ def export_deepstream(output: str | os.PathLike, *, onnx_path: Optional[str | os
     with Stage(output) as stage:
         work = stage.dir / "work"
         work.mkdir()
-        source, reference, info, torch_source = _source_model(onnx_path, checkpoint, work)
+        source, source_path, reference, info, torch_source = _source_model(onnx_path, checkpoint, work)
         if options.precision == "int8" and not info["qdq"]:
             if calib is None:
                 raise UsageError("--precision int8 needs the Q/DQ ONNX made by `python -m export.tensorrt --int8` "
                                  "(pass it with --onnx) or --calib calib.npz to quantize here")
             from calibration import load_calibration
 
-            from .quantize_onnx import quantize_qdq
+            from .quantize_onnx import export_qdq_onnx
 
-            fp32_path = work / "source_fp32_for_qdq.onnx"
-            fp32_path.write_bytes(source.SerializeToString())
-            qdq_path = quantize_qdq(fp32_path, load_calibration(calib), work / "source_qdq.onnx", exclude_stn=True)
-            source = _load_onnx(qdq_path)
+            # gated against the FP32 ONNX with the shared fidelity gate (VerificationError -> exit 1)
+            qdq = export_qdq_onnx(source_path, load_calibration(calib, num=None), work / "source.int8.qdq.onnx",
+                                  fidelity, calibration_desc=str(calib))
+            log.info("Q/DQ ONNX: %s", gate_line(qdq.metadata.fidelity))
+            source = _load_onnx(qdq.path)
             reference = _ort_fn(source.SerializeToString())  # the graph edit is checked against the Q/DQ model
-            info = dict(info, qdq=True, quantized_here_from=str(calib))
+            info = dict(info, qdq=True, int8_gate=qdq.metadata.fidelity.to_dict(), quantized_here_from=str(calib))
         elif options.precision != "int8" and info["qdq"]:
             raise UsageError(f"--onnx {onnx_path}: is a Q/DQ (INT8) ONNX; use --precision int8 with it")
         source_meta = read_onnx_metadata(source)
@@ -623,7 +639,7 @@ def export_deepstream(output: str | os.PathLike, *, onnx_path: Optional[str | os
                 log.warning("removing %s: it was built from the previous %s", stale, MODEL_NAME)
                 stale.unlink()
         shutil.rmtree(work)
-        result = stage.commit(names, meta, embed=embed_onnx)
+        result = stage.commit(names, meta, embed=embed_onnx, keep_failed=bool(fidelity and fidelity.keep_failed))
     raise_if_failed([result])
     return DeepStreamExport(stage.out_dir, [p.name for p in result.paths] + [result.sidecar.name if result.sidecar else ""],
                             result.metadata, result.committed)
@@ -745,6 +761,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-id", type=int, default=0)
     p.add_argument("--verify-data", help="FER2013-layout folder or face images for the numeric check (default synthetic)")
     p.add_argument("-v", "--verbose", action="store_true")
+    add_fidelity_arguments(p)  # the gate of the Q/DQ ONNX made with --calib (INT8 vs the FP32 ONNX)
     return p
 
 
@@ -762,8 +779,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.onnx is None and args.checkpoint is None:
         print("note: neither --onnx nor --checkpoint given; exporting the seeded untrained EmoNeXt-Tiny")
     result = export_deepstream(args.output, onnx_path=args.onnx, checkpoint=args.checkpoint, options=options,
-                               calib=args.calib, verify_data=args.verify_data)
+                               calib=args.calib, verify_data=args.verify_data, fidelity=gate_from_args(args))
     g = result.gate
+    if "int8_gate" in result.metadata.source:
+        print(f"Q/DQ INT8 ONNX (made here from --calib) vs the FP32 ONNX: "
+              f"{gate_line(GateResult(**result.metadata.source['int8_gate']))}")
     print(f"verified {MODEL_NAME} vs {g.reference} on {g.data}: max |Δprob| {g.figures['max_abs_prob_diff']:.3g} "
           f"(tolerance {PROB_ATOL:g}), argmax identical")
     if args.verbose:

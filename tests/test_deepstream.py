@@ -158,6 +158,24 @@ def test_qdq_source_gives_int8_config(onnx_path, tmp_path):
     assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(out / "emonext_sgie.onnx")).graph.node)
 
 
+@pytest.mark.slow
+def test_int8_from_calib_goes_through_the_qdq_gate(onnx_path, fer2013_root, tmp_path, capsys):
+    """--precision int8 --calib: the Q/DQ ONNX made here passes the shared gate vs FP32 before the SGIE files."""
+    from calibration.calib_file import build_calibration
+    from export.deepstream import main
+
+    build_calibration(fer2013_root, num=16, split="train", out=tmp_path / "calib.npz")
+    out = tmp_path / "ds"
+    assert main(["--onnx", str(onnx_path), "--output", str(out), "--precision", "int8", "--calib",
+                 str(tmp_path / "calib.npz"), "--fidelity-data", str(fer2013_root), "--fidelity-images", "35",
+                 "--min-agreement", "0.9", "--max-drop", "10"]) == 0
+    text = capsys.readouterr().out
+    assert "Q/DQ INT8 ONNX (made here from --calib) vs the FP32 ONNX: gate PASSED" in text
+    manifest = json.loads((out / "emonext_sgie.json").read_text())
+    assert manifest["precision"] == "int8-qdq" and manifest["source"]["int8_gate"]["passed"]
+    assert (out / "emonext_sgie_qdq.calib").read_bytes() == b""
+
+
 # --------------------------------------------------------------------------- configs, keys, labels, engine name
 
 
