@@ -8,8 +8,11 @@ EmoNeXt-atto of ../shared/models exported by export.onnx (ONNX Runtime).
 
 from __future__ import annotations
 
+import functools
+import http.server
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -184,3 +187,27 @@ def test_absent_camera_and_wrong_types():
         open_source(3.5)
     with pytest.raises(VideoSourceError, match="sequence of frames"):
         open_source(np.zeros((4, 4), np.uint8))
+
+
+def test_http_url_source_on_loopback(rt, three_faces_clip):
+    """A video served over HTTP on 127.0.0.1 (FFmpeg reads it like any stream URL)."""
+    path, _ = three_faces_clip
+    handler = functools.partial(_QuietHandler, directory=str(path.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{path.name}"
+        stream = rt.stream(url, live=False, open_timeout=5, detect_every=4)
+        assert stream.live is False and stream.source == url
+        results = list(stream)
+        assert [r.index for r in results] == list(range(12)) and all(len(r.faces) == 3 for r in results)
+        assert rt.stream(url, open_timeout=5, detector=lambda f: []).live  # URLs are live by default
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # keep the test output clean
+        pass
