@@ -23,8 +23,4 @@ if [[ ",$extras," == *",export,"* ]]; then
 fi
 say "emonext-edge: pip install -e .[$extras]"
 "$py" -m pip install --quiet -e ".[$extras]"
-if [[ ",$extras," == *",dev,"* ]]; then
-    # type check of the TensorRT code only; without dependencies (it depends on the real tensorrt)
-    "$py" -m pip install --quiet --no-deps tensorrt-stubs==10.13.0.35.1
-fi
 say "done ($("$py" -c 'import sys; print(sys.executable)'))"
