@@ -185,8 +185,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         for c in levels:
             before = server_counts(url)
             row = level(url, c, args.requests, args.warmup, inputs, args.timeout)
-            time.sleep(0.3)  # the server updates its statistics just after answering
+            expected = before[0] + c * (args.requests + args.warmup)
+            deadline = time.monotonic() + 10  # the server updates its statistics just after answering
             after = server_counts(url)
+            while after[0] < expected and time.monotonic() < deadline:
+                time.sleep(0.1)
+                after = server_counts(url)
             row["inferences"], row["executions"] = after[0] - before[0], after[1] - before[1]
             rows.append(row)
             print(f"  {c} client(s): {row['mean_ms']:.1f} ms mean, {row['throughput_rps']:.1f} req/s, "

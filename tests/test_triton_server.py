@@ -244,3 +244,25 @@ def test_ir_served_and_not_ready(atto_onnx, triton_env, faces, tmp_path):  # noq
             assert [p.label for p in served] == [p.label for p in ref]
             assert max(float(np.abs(a.logits - b.logits).max()) for a, b in zip(served, ref)) <= 1e-4
             assert rt.metadata["triton"]["platform"] == "python"
+
+
+def test_served_benchmark(served, tmp_path):
+    """benchmarks/served.py against the session's server: rows per concurrency and the batching counts."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "served.json"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "served.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--url", f"{served.grpc_url}/emonext", "--concurrency", "1,3",
+         "--requests", "4", "--warmup", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["concurrency"] for r in rows] == [1, 3]
+    assert [r["requests"] for r in rows] == [4, 12]
+    assert [r["inferences"] for r in rows] == [5, 15]  # timed + warm-up requests, counted by the server
+    assert all(0 < r["executions"] <= r["inferences"] and r["mean_ms"] > 0 for r in rows)
+    assert "| 3 | 12 |" in proc.stdout
