@@ -39,8 +39,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emonext_edge import Runtime  # noqa: E402
-from emonext_edge.cli_support import cli_entry  # noqa: E402
+from emonext_edge import Runtime
+from emonext_edge.cli_support import cli_entry
 
 
 def synthetic_batch(n: int, seed: int = 0) -> np.ndarray:
