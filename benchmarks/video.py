@@ -172,12 +172,14 @@ def _markdown(rows: list[dict[str, Any]]) -> str:
         fps = [r["fps"] for r in runs]
         cpu = {k: statistics.mean(r["cpu_ms_per_frame"][k] for r in runs) for k in runs[0]["cpu_ms_per_frame"]}
         estimates = [_estimate(r) for r in runs]
+        single = row.get("threads") == 1  # CPU-bound figures hold only for single-threaded stages
         lines.append(
             f"| {row['name']} | {row['faces']} | {row['detect_every']} | {row['detect_scale']:g} | "
             f"{statistics.median(fps):.1f} ({', '.join(f'{v:.1f}' for v in fps)}) | "
             f"{cpu['detect']:.1f} | {cpu['preprocess']:.1f} | {cpu['infer']:.1f} | {cpu['draw']:.1f} | "
             f"{statistics.mean(m for m, _ in estimates):.1f} | {cpu['decode']:.1f} | "
-            f"{statistics.median(e for _, e in estimates):.1f} ({', '.join(f'{e:.1f}' for _, e in estimates)}) |"
+            + (f"{statistics.median(e for _, e in estimates):.1f} ({', '.join(f'{e:.1f}' for _, e in estimates)}) |"
+               if single else "n/a (multi-threaded stages) |")
         )
     lines += [
         "",
@@ -244,7 +246,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                           file=sys.stderr, flush=True)
                 if runs:
                     rows.append({"name": name, "artifact": str(path), "faces": n, "detect_every": every,
-                                 "detect_scale": scale, "runs": runs})
+                                 "detect_scale": scale, "threads": args.threads, "runs": runs})
     result = {
         "clip": f"{FRAME_W}x{FRAME_H} MJPEG, {args.frames} frames, FER2013 val faces at {FACE_SIZE} px, smoothing 0.5 s",
         "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "cpus": os.cpu_count(), "rows": rows,
