@@ -443,7 +443,7 @@ def read_onnx_metadata(model_or_path: Any) -> Optional[ArtifactMetadata]:
     return ArtifactMetadata.from_dict(data, where) if data and data.get("labels") else None
 
 
-def _ir_root(path: Path) -> ET.ElementTree:
+def _ir_root(path: Path) -> Any:
     if not path.is_file():
         raise ModelFileError(f"{path}: no such OpenVINO IR file")
     try:

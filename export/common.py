@@ -98,7 +98,7 @@ def load_source(checkpoint: Optional[str | os.PathLike], prefer_ema: bool = True
     from emonext_edge.checkpoint import load_model
 
     model = load_model(checkpoint, prefer_ema=prefer_ema)
-    info = model.checkpoint_info
+    info: dict[str, Any] = getattr(model, "checkpoint_info", {})
     return SourceModel(
         model,
         {"checkpoint": str(checkpoint), "sha256": info["sha256"], "weights": info["weights"]},

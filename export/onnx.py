@@ -324,7 +324,7 @@ def export_onnx(
     """
     started = time.perf_counter()
     opts = options or OnnxExportOptions()
-    overrides = {k: v for k, v in (("opset", opset), ("stn", stn), ("batch", batch), ("force", force),
+    overrides: dict[str, Any] = {k: v for k, v in (("opset", opset), ("stn", stn), ("batch", batch), ("force", force),
                                    ("atol", atol), ("block_layout", block_layout)) if v is not None}
     gate_opts = opts.fidelity
     if verify_data is not None:

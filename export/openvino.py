@@ -141,7 +141,7 @@ def export_ir(
     if isinstance(options, QuantizeOptions):
         options = IRExportOptions(quantize=options)
     opts = options or IRExportOptions()
-    gate_changes = {k: overrides.pop(k) for k in ("min_agreement", "keep_failed") if k in overrides}
+    gate_changes: dict[str, Any] = {k: overrides.pop(k) for k in ("min_agreement", "keep_failed") if k in overrides}
     if "max_drop_pp" in overrides:
         gate_changes["max_drop_pp"] = overrides.pop("max_drop_pp")
     if "precisions" in overrides:
@@ -215,6 +215,7 @@ def export_ir(
             report["artifacts"][precision] = entry
 
         # FP32: checked numerically against the ONNX it was converted from
+        assert src.onnx_path is not None
         fp32_meta = metadata("fp32", inference_precision="f32")
         fp32_names = _save_ir(src.model, stage, opts.name, fp32_meta)
         from emonext_edge.runtime import Runtime

@@ -259,7 +259,7 @@ def gate_artifact(
     artifact: str | os.PathLike,
     reference: Predictor,
     images: np.ndarray,
-    labels: Optional[Sequence[int]],
+    labels: Optional[Sequence[int] | np.ndarray],
     options: Any,
     *,
     reference_desc: str,
@@ -286,7 +286,8 @@ def gate_artifact(
             outputs.append(out)
             return out
 
-        report = fidelity_gate(candidate, reference, images, labels, options.min_agreement, options.max_drop_pp)
+        y = None if labels is None else [int(v) for v in labels]
+        report = fidelity_gate(candidate, reference, images, y, options.min_agreement, options.max_drop_pp)
         info = rt.info
     runtime = ", ".join(str(v) for v in (info.get("backend"), info.get("provider"), info.get("device"),
                                           info.get("precision")) if v)
