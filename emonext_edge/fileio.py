@@ -87,11 +87,23 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+_LEGACY_IR_DIR = re.compile(r"^\.(.+)\.[A-Za-z0-9_]{8}$")
+
+
+def _legacy_ir_dir(entry: Path) -> bool:
+    """A 0.2 ``save_ir`` folder: ``.<stem>.XXXXXXXX`` holding ``<stem>.xml``/``.bin`` (or nothing yet)."""
+    match = _LEGACY_IR_DIR.match(entry.name)
+    if not match or not entry.is_dir() or entry.is_symlink():
+        return False
+    stem = match.group(1)
+    return all(child.name.startswith(stem + ".") for child in entry.iterdir())
+
+
 def clean_stale_temps(directory: str | os.PathLike) -> list[Path]:
     """Remove temporaries that killed runs left in ``directory``; return what was removed.
 
     ``.emonext-tmp-<pid>-*`` entries whose process is gone are removed at once; 0.2-style
-    ``.*.tmp`` files older than :data:`LEGACY_STALE_SECONDS` too. Entries of live processes
+    ``.*.tmp`` files and ``.<stem>.XXXXXXXX`` IR folders older than :data:`LEGACY_STALE_SECONDS` too. Entries of live processes
     (another export running into the same directory) are left alone.
     """
     root = Path(directory)
@@ -104,7 +116,7 @@ def clean_stale_temps(directory: str | os.PathLike) -> list[Path]:
         match = _TEMP_RE.match(name)
         if match:
             stale = not _pid_alive(int(match.group(1)))
-        elif name.startswith(".") and name.endswith(".tmp"):
+        elif (name.startswith(".") and name.endswith(".tmp")) or _legacy_ir_dir(entry):
             try:
                 stale = now - entry.lstat().st_mtime > LEGACY_STALE_SECONDS
             except OSError:

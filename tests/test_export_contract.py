@@ -130,6 +130,25 @@ def test_stale_temporaries_of_live_processes_are_kept(tmp_path):
     assert mine.is_dir() and not dead.exists()
 
 
+def test_0_2_leftovers_are_removed_once_old(tmp_path):
+    """0.2 left `.m.onnx.XXXX.tmp` files and `.emonext.XXXXXXXX` IR folders that nothing removed."""
+    old_file = tmp_path / ".m.onnx.ab12cd34.tmp"
+    old_file.write_bytes(b"half an onnx")
+    old_dir = tmp_path / ".emonext.k2j4h5g6"
+    old_dir.mkdir()
+    (old_dir / "emonext.xml").write_text("<net/>")
+    fresh = tmp_path / ".n.onnx.zz99yy88.tmp"  # could be a 0.2 run still writing: left alone
+    fresh.write_bytes(b"x")
+    keep = tmp_path / ".config"  # an unrelated hidden folder
+    keep.mkdir()
+    (keep / "settings").write_text("x")
+    past = 3600 * 2
+    for p in (old_file, old_dir):
+        os.utime(p, (p.stat().st_atime - past, p.stat().st_mtime - past))
+    assert sorted(clean_stale_temps(tmp_path)) == sorted([old_file, old_dir])
+    assert fresh.exists() and keep.is_dir()
+
+
 # --------------------------------------------------------------------------- export.openvino
 
 
