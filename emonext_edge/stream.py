@@ -328,7 +328,7 @@ class VideoStream:
     (:class:`~emonext_edge.tracking.WindowSmoother`, ...). ``detector`` / ``min_size`` /
     ``margin``: as in :func:`emonext_edge.faces.detect_faces` and ``crop_face``; a
     callable ``detector(frame) -> [(x, y, w, h), ...]`` plugs in any other detector.
-    ``detect_scale``: run the detector on frames resized by this factor (0.5: about 3x
+    ``detect_scale``: run the detector on frames resized by this factor (0.5: about 2x
     faster Haar detection; faces must then be at least 48 px). ``tracker``: a configured :class:`FaceTracker`. ``max_frames``: stop after reading
     that many frames from the source. ``draw``: annotate ``result.frame`` in place.
     """

@@ -42,7 +42,7 @@ def add_video_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detect-every", type=int, default=3, metavar="N",
                    help="run the face detector on every N-th frame, track in between (default 3; 1 = every frame)")
     p.add_argument("--detect-scale", type=float, default=1.0, metavar="FACTOR",
-                   help="run the detector on frames resized by FACTOR (0 < FACTOR <= 1; 0.5: about 3x faster "
+                   help="run the detector on frames resized by FACTOR (0 < FACTOR <= 1; 0.5: about 2x faster "
                         "Haar detection, faces from 48 px); default 1")
     p.add_argument("--smoothing", type=float, default=0.5, metavar="SECONDS",
                    help="per-face smoothing: half-life (or window) in seconds; 0 = off (default 0.5)")
