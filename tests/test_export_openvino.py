@@ -222,3 +222,20 @@ def test_wrong_calibration_data_is_rejected(tmp_path, capsys):
     assert main(["--onnx", str(tmp_path / "x.onnx"), "--output", str(tmp_path), "--int8", "--calib", str(bad)]) == 2
     assert "calib.npz" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.xml"))
+
+
+def test_tiny_foreign_onnx_is_refused_even_when_trusted(tmp_path, capsys):
+    """A two-node model is not an EmoNeXt: refused by shape before OpenVINO converts anything."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["h"]), helper.make_node("Neg", ["h"], ["y"])], "g", [x], [y])
+    tiny = tmp_path / "tiny.onnx"
+    onnx.save(helper.make_model(graph), str(tiny))
+    for extra in ([], ["--trust-foreign"]):
+        assert main(["--onnx", str(tiny), "--output", str(tmp_path / "out"), *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "tiny.onnx" in err[0] and "expected one [N, 3, 224, 224] input" in err[0]
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
