@@ -153,6 +153,13 @@ def test_pipeline_ensemble(served, faces, local):
         assert float(np.abs(result.as_numpy("logits")[0] - ref.logits).max()) <= 1e-4
         assert result.as_numpy("label")[0, 0].decode() == ref.label
         assert abs(float(result.as_numpy("score")[0, 0]) - ref.score) <= 1e-5
+    # a bad image is answered with the preprocessing's own error, naming the model
+    from tritonclient.utils import InferenceServerException
+
+    bad = grpcclient.InferInput("image", [1, 40, 40, 2], "UINT8")
+    bad.set_data_from_numpy(np.zeros((1, 40, 40, 2), np.uint8))
+    with pytest.raises(InferenceServerException, match="emonext_preprocess: .*2"):
+        client.infer("emonext_pipeline", [bad], client_timeout=60)
     # the classification extension returns label strings from labels.txt
     item = grpcclient.InferInput("input", [1, 3, 224, 224], "FP32")
     from emonext_edge.preprocess import preprocess_one
