@@ -273,3 +273,44 @@ def test_derived_onnx_gate_failure_raises_and_writes_nothing(verified_onnx, offi
 def test_sidecar_is_valid_json_with_schema_version(verified_onnx):
     data = json.loads(verified_onnx.with_suffix(".json").read_text())
     assert data["schema_version"] == 2 and data["format"] == "onnx" and data["fidelity"]["passed"] is True
+
+
+@pytest.mark.parametrize("raised, code, text", [
+    (None, 0, ""),
+    (VerificationError("fidelity gate failed: m.onnx not written"), 1, "error: fidelity gate failed"),
+    (FileNotFoundError("x.pt: checkpoint not found"), 2, "error: x.pt: checkpoint not found"),
+    ("missing", 3, "next, on the target device: python -m export.tensorrt --onnx exports/m.onnx"),
+])
+def test_exit_code_contract(raised, code, text, capsys):
+    from export.pipeline import TargetRuntimeMissing, exporter_cli
+
+    @exporter_cli
+    def main(argv=None):
+        if raised == "missing":
+            raise TargetRuntimeMissing("TensorRT is not installed here", ["exports/m.onnx"],
+                                       "python -m export.tensorrt --onnx exports/m.onnx")
+        if raised is not None:
+            raise raised
+        return 0
+
+    assert main([]) == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (err == []) if code == 0 else (len(err) == 1 and text in err[0])
+
+
+def test_openvino_missing_exits_3(monkeypatch, tmp_path, capsys):
+    """Without OpenVINO the IR exporter says so with exit code 3 (simulated: the import fails)."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_openvino(name, *args, **kwargs):
+        if name == "openvino" or name.startswith("openvino."):
+            raise ImportError("No module named 'openvino'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_openvino)
+    from export.openvino import main
+
+    assert main(["--output", str(tmp_path / "ir")]) == 3
+    assert "OpenVINO is not installed" in capsys.readouterr().err
