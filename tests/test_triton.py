@@ -200,6 +200,11 @@ def test_engine_refusals(tmp_path):
         write_repository([dummy_engine(tmp_path)], tmp_path / "r4", RepositoryOptions(triton_release="99.01"))
     with pytest.raises(UsageError, match="python-backend variant runs ONNX Runtime or OpenVINO"):
         write_repository([dummy_engine(tmp_path)], tmp_path / "r5", RepositoryOptions(python_backend=True))
+    # a fixed-batch engine is served as it is with --max-batch 0 (dims then carry the batch)
+    write_repository([dummy_engine(tmp_path, lo=4, hi=4)], tmp_path / "fixed", RepositoryOptions(max_batch=0))
+    config = read_config(tmp_path / "fixed" / "emonext")
+    assert config.max_batch_size == 0 and list(config.input[0].dims) == [4, 3, 224, 224]
+    assert list(config.output[0].dims) == [4, 7]
     bare = tmp_path / "bare.plan"
     bare.write_bytes(b"x")
     with pytest.raises(ModelFileError, match="no TensorRT manifest"):

@@ -219,7 +219,7 @@ def check_engine_release(info: ArtifactInfo, release: Optional[str], max_batch: 
     profile = _profile(info.metadata)
     lo, hi = int(profile["min"][0]), int(profile["max"][0])
     needed_hi = max(max_batch, 1)
-    if lo > 1 or hi < needed_hi:
+    if max_batch > 0 and (lo > 1 or hi < needed_hi):  # max_batch_size 0: a fixed profile, served as it is
         raise UsageError(
             f"--artifact {info.path}: the engine's optimization profile covers batch {lo}..{hi}, but "
             f"max_batch_size {max_batch} needs 1..{needed_hi}; rebuild with --min-batch 1 --max-batch {needed_hi} "
