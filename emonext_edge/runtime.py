@@ -82,7 +82,8 @@ class Runtime:
     """Load an EmoNeXt artifact and classify faces with it.
 
     ``model_path``: ``.onnx`` (ONNX Runtime), ``.xml`` + ``.bin`` (OpenVINO), ``.engine`` /
-    ``.plan`` (TensorRT) or ``.pt`` / ``.pth`` / ``.safetensors`` (PyTorch reference).
+    ``.plan`` (TensorRT) or ``.pt`` / ``.pth`` / ``.safetensors`` (PyTorch reference), or a model served
+    by Triton: ``"grpc://host:8001/emonext"`` / ``"http://host:8000/emonext"`` (option ``timeout=``).
     ``backend``: "auto" (by suffix) or a backend name. ``device``, ``precision``, ``threads``
     and ``**backend_options`` (e.g. ``providers=`` for ONNX Runtime, ``hint=`` /
     ``num_requests=`` for OpenVINO) go to the backend; ``None`` leaves its default.

@@ -76,6 +76,10 @@ def test_served_metadata(served):
             assert rt.metadata["architecture"]["name"] == "atto"
             assert rt.metadata["triton"]["platform"] == "python"
             assert (rt.info["backend"], rt.info["min_batch"], rt.info["max_batch"]) == ("triton", 1, 8)
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{served.metrics_port}/metrics", timeout=10) as response:
+        assert 'nv_inference_count{model="emonext",version="1"}' in response.read().decode()
 
 
 def test_concurrent_clients_equal_local_runtime(served, faces, local):
