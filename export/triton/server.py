@@ -257,6 +257,10 @@ class TritonServer:
         self.metrics_port = self.metrics_port or free_port(self.host)
         if self.log_file is None:
             self.log_file = env / "logs" / f"tritonserver-{os.getpid()}-{self.http_port}.log"
+            week_ago = time.time() - 7 * 86400
+            for old in (env / "logs").glob("tritonserver-*.log"):  # one log per start; keep a week of them
+                if old.stat().st_mtime < week_ago:
+                    old.unlink(missing_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         cmd = self.command(layout)
         self.staged = _stage_package(layout, f"{os.getpid()}-{self.http_port}")
