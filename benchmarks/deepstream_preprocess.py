@@ -57,6 +57,8 @@ class Candidate:
     interpolation: str  # linear | nearest | area | area_down (area only when shrinking)
     gray_source: str = "luma"  # luma: RGB frame, luma in graph (R=G=B here); limited_y: GRAY8 = limited-range Y
     note: str = ""
+    offset: float = 0.0  # nvinfer offsets
+    scale: float = float(NET_SCALE_FACTOR)  # nvinfer net-scale-factor
 
 
 CANDIDATES = (
@@ -69,6 +71,8 @@ CANDIDATES = (
     Candidate("centre square full side, bilinear", "center_square_full", "linear", note="no 224/236 margin"),
     Candidate("centre square 224/236, bilinear, GRAY8 = limited-range Y", "center_square", "linear", "limited_y",
               note="--gray on an NV12 stream if GRAY8 is taken from limited-range luma"),
+    Candidate("centre square 224/236, bilinear, limited-range Y, offsets=16, net-scale-factor=1/219", "center_square",
+              "linear", "limited_y", note="the same, compensated in the config", offset=16.0, scale=1.0 / 219.0),
 )
 
 
@@ -131,7 +135,7 @@ def nvinfer_input(frame: np.ndarray, box: Sequence[float], candidate: Candidate)
         mode = "area" if min(w, h) > 224 else "linear"
     flag = {"linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST, "area": cv2.INTER_AREA}[mode]
     scaled = cv2.resize(crop, (224, 224), interpolation=flag)
-    x01 = scaled.astype(np.float32) * NET_SCALE_FACTOR
+    x01 = np.float32(candidate.scale) * (scaled.astype(np.float32) - np.float32(candidate.offset))
     return np.repeat(x01[None], 3, axis=0)  # RGB variant: luma of R=G=B is the gray value itself
 
 
@@ -249,6 +253,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write the figures as JSON")
     p.add_argument("--markdown", help="write the table as Markdown")
+    p.add_argument("--only", action="append", metavar="NAME", help="run only the candidates whose name starts so")
     args = p.parse_args(argv)
     from emonext_edge.preprocess import load_image, to_gray
 
@@ -258,7 +263,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     scenes = [make_scene(to_gray(load_image(path)), label, rng) for path, label in items]
     with tempfile.TemporaryDirectory(prefix="emonext-ds-") as tmp:
         predict = onnx_predictor(_model(args, Path(tmp)))
-        results = measure(scenes, predict)
+        chosen = [c for c in CANDIDATES if not args.only or any(c.name.startswith(o) for o in args.only)]
+        results = measure(scenes, predict, chosen)
     table = markdown(results, len(scenes))
     print(f"{len(scenes)} FER2013 val faces (seed {args.seed}), {sum(s.shrunk for s in scenes)} boxes shrunk by the resize, "
           f"{time.perf_counter() - started:.0f} s")

@@ -75,6 +75,8 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "probs"
 #: NVIDIA's customary 1/255 (float32 of 0.00392157; 2.4e-7 relative above 1/255)
 NET_SCALE_FACTOR = "0.0039215697906911373"
+#: 1/219: video-range luma (16..235) back to [0, 1] with offsets=16
+LIMITED_RANGE_SCALE = "0.0045662100456621"
 #: PIL 'L' conversion weights in the graph (the fixed-point ones of emonext_edge.preprocess.to_gray), R, G, B
 LUMA_WEIGHTS = (19595 / 65536, 38470 / 65536, 7471 / 65536)
 #: the definition the verification uses instead (ITU-R 601-2 as PREPROCESSING_SPEC states it), kept apart
@@ -83,6 +85,8 @@ ITU_R_601_2 = (0.299, 0.587, 0.114)
 PRECISIONS = {"fp32": 0, "int8": 1, "fp16": 2}  # network-mode values (nvdsinfer NvDsInferNetworkMode)
 #: scaling-filter values (nvbufsurftransform.h NvBufSurfTransform_Inter)
 SCALING_FILTERS = {"nearest": 0, "bilinear": 1, "algo1": 2, "algo2": 3, "algo3": 4, "algo4": 5, "default": 6}
+#: --gray-range: (net-scale-factor, offset) mapping the GRAY8 values to the training range [0, 1]
+GRAY_RANGES = {"full": (NET_SCALE_FACTOR, 0), "limited": (LIMITED_RANGE_SCALE, 16)}
 PROB_ATOL = 1e-5
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
@@ -95,6 +99,7 @@ class SgieOptions:
     """What the SGIE config says (CLI flags map one to one)."""
 
     gray: bool = False
+    gray_range: str = "full"  # "limited": GRAY8 frames hold video-range luma 16..235 (--gray only)
     batch: int = 16
     precision: str = "fp16"
     gie_id: int = 2
@@ -123,12 +128,21 @@ class SgieOptions:
             raise UsageError(f"--operate-on-class-ids must be integers >= 0, got {self.operate_on_class_ids!r}")
         if not 0.0 <= self.threshold < 1.0:
             raise UsageError(f"--threshold must be in [0, 1), got {self.threshold!r}")
+        if self.gray_range not in GRAY_RANGES:
+            raise UsageError(f"--gray-range must be one of {', '.join(GRAY_RANGES)}, got {self.gray_range!r}")
+        if self.gray_range != "full" and not self.gray:
+            raise UsageError("--gray-range only applies with --gray (the RGB input is converted by nvinfer at full range)")
         if self.scaling_filter not in SCALING_FILTERS:
             raise UsageError(f"scaling_filter must be one of {', '.join(SCALING_FILTERS)}, got {self.scaling_filter!r}")
 
     @property
     def network_mode(self) -> int:
         return PRECISIONS[self.precision]
+
+    @property
+    def scale_and_offset(self) -> tuple[str, int]:
+        """(net-scale-factor, offset): x / 255, or (y - 16) / 219 for limited-range gray."""
+        return GRAY_RANGES[self.gray_range]
 
 
 def engine_file_name(onnx_file: str, batch: int, gpu_id: int = 0, precision: str = "fp16",
@@ -181,8 +195,8 @@ def sgie_config(opts: SgieOptions, *, onnx_file: str = MODEL_NAME, labels_file: 
         "labelfile-path": labels_file,
         "batch-size": opts.batch,
         "network-mode": opts.network_mode,
-        "net-scale-factor": NET_SCALE_FACTOR,
-        "offsets": [0] if opts.gray else [0, 0, 0],
+        "net-scale-factor": opts.scale_and_offset[0],
+        "offsets": [opts.scale_and_offset[1]] if opts.gray else [0, 0, 0],
         "model-color-format": 2 if opts.gray else 0,
         "network-input-order": 0,  # NCHW
         "output-blob-names": OUTPUT_NAME,
@@ -204,7 +218,8 @@ SGIE_COMMENTS = {
     "network-type": "1 = classifier: the output must be probabilities (the ONNX ends in Softmax)",
     "model-engine-file": "the name nvinfer saves the engine under, so it is reused after the first start",
     "network-mode": "0 fp32, 1 int8 (Q/DQ ONNX), 2 fp16",
-    "net-scale-factor": "1/255, as the training ToTensor(); nvinfer computes net-scale-factor * (x - offsets)",
+    "net-scale-factor": "1/255 as the training ToTensor() (1/219 with offsets 16 for limited-range gray); "
+                        "nvinfer computes net-scale-factor * (x - offsets)",
     "model-color-format": "0 RGB (luma computed in the graph), 2 GRAY (1-channel input)",
     "scaling-filter": "1 bilinear (the default 0 is nearest); the box is scaled straight to 224x224",
     "secondary-reinfer-interval": "re-classify a tracked face every N frames (default: never, label frozen)",
@@ -266,7 +281,8 @@ def preprocess_config(opts: SgieOptions) -> Groups:
             "custom-lib-path": "/opt/nvidia/deepstream/deepstream/lib/gst-plugins/libcustom2d_preprocess.so",
             "custom-tensor-preparation-function": "CustomTensorPreparation",
         }.items()},
-        "user-configs": {"pixel-normalization-factor": NET_SCALE_FACTOR, "offsets": _fmt([0] * channels)},
+        "user-configs": {"pixel-normalization-factor": opts.scale_and_offset[0],
+                         "offsets": _fmt([opts.scale_and_offset[1]] * channels)},
         "group-0": {k: _fmt(v) for k, v in {
             "src-ids": [-1], "operate-on-class-ids": list(opts.operate_on_class_ids),
             "custom-input-transformation-function": "CustomAsyncTransformation",
@@ -673,7 +689,7 @@ def _metadata(source_meta: Any, labels: Sequence[str], options: SgieOptions, inf
                 "scaled straight to 224x224 (scaling-filter=1 bilinear)",
         "color": "GRAY8 frame, 1 channel (model-color-format=2)" if options.gray else
                  "RGB (model-color-format=0); ITU-R 601-2 luma computed in the graph, repeated to 3 channels",
-        "scale": f"net-scale-factor {NET_SCALE_FACTOR} (1/255), offsets 0",
+        "scale": "net-scale-factor {}, offsets {}".format(*options.scale_and_offset),
         "input_shape": ["batch", channels, 224, 224],
         "output": "softmax probabilities ('probs')",
     }
@@ -749,6 +765,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--checkpoint", help="EmoNeXt checkpoint (default with neither: seeded untrained EmoNeXt-Tiny)")
     p.add_argument("--output", default="exports/deepstream", help="output directory (default exports/deepstream)")
     p.add_argument("--gray", action="store_true", help="1-channel GRAY input (model-color-format=2) instead of RGB")
+    p.add_argument("--gray-range", choices=tuple(GRAY_RANGES), default="full",
+                   help="with --gray: 'limited' when the GRAY8 frames hold video-range luma 16..235 "
+                        "(offsets=16, net-scale-factor=1/219); default full")
     p.add_argument("--batch", type=int, default=16, help="SGIE batch size: faces per batch (default 16)")
     p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp16")
     p.add_argument("--calib", help="calib.npz (or a data source) to make the Q/DQ ONNX for --precision int8")
@@ -769,7 +788,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     set_verbosity(args.verbose)
-    options = SgieOptions(gray=args.gray, batch=args.batch, precision=args.precision, gie_id=args.gie_id,
+    options = SgieOptions(gray=args.gray, gray_range=args.gray_range, batch=args.batch, precision=args.precision, gie_id=args.gie_id,
                           operate_on_gie_id=args.operate_on_gie_id, operate_on_class_ids=args.operate_on_class_ids,
                           reinfer_interval=args.reinfer_interval, threshold=args.threshold, gpu_id=args.gpu_id)
     for flag, value in (("--onnx", args.onnx), ("--checkpoint", args.checkpoint), ("--verify-data", args.verify_data),

@@ -198,6 +198,19 @@ def test_sgie_config_values(exports):
     assert "int8-calib-file" not in gray
 
 
+def test_limited_range_gray_config():
+    from emonext_edge.errors import UsageError
+    from export.deepstream import SgieOptions, check_keys, preprocess_config, sgie_config
+
+    prop = sgie_config(SgieOptions(gray=True, gray_range="limited"))["property"]
+    assert (prop["net-scale-factor"], prop["offsets"], prop["model-color-format"]) == ("0.0045662100456621", "16", "2")
+    assert abs((235 - 16) * float(prop["net-scale-factor"]) - 1.0) < 1e-7  # video range back to [0, 1]
+    pre = preprocess_config(SgieOptions(gray=True, gray_range="limited"))
+    assert pre["user-configs"]["offsets"] == "16" and check_keys(pre, "nvdspreprocess") == []
+    with pytest.raises(UsageError, match="--gray-range only applies with --gray"):
+        SgieOptions(gray_range="limited")
+
+
 def test_generated_configs_pass_the_key_check(exports):
     from export.deepstream import APP_CONFIG, PREPROCESS_CONFIG, SGIE_CONFIG, check_config_file
 
