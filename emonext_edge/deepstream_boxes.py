@@ -1,4 +1,4 @@
-"""Face-box rewrite for EmoNeXt as a DeepStream secondary classifier (pure Python, no numpy needed).
+"""Face-box rewrite for EmoNeXt as a DeepStream secondary classifier (pure Python arithmetic, no torch).
 
 ``nvinfer`` (and ``nvdspreprocess``) feed a secondary classifier by scaling the object's box
 straight to the network size (224x224): no "shorter side to 236, centre crop 224" as EmoNeXt
