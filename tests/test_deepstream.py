@@ -158,6 +158,20 @@ def test_qdq_source_gives_int8_config(onnx_path, tmp_path):
     assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(out / "emonext_sgie.onnx")).graph.node)
 
 
+def test_stale_engine_is_removed_on_re_export(onnx_path, tmp_path):
+    """nvinfer reuses model-engine-file if it exists: an engine from a previous ONNX must not survive."""
+    from export.deepstream import SgieOptions, export_deepstream
+
+    out = tmp_path / "ds"
+    out.mkdir()
+    stale = out / "emonext_sgie.onnx_b2_gpu0_fp16.engine"
+    other = out / "emonext_sgie.onnx_b4_gpu0_fp16.engine"  # another batch size: not this config's engine
+    stale.write_bytes(b"old plan")
+    other.write_bytes(b"old plan")
+    export_deepstream(out, onnx_path=onnx_path, options=SgieOptions(batch=2))
+    assert not stale.exists() and other.exists()
+
+
 @pytest.mark.slow
 def test_int8_from_calib_goes_through_the_qdq_gate(onnx_path, fer2013_root, tmp_path, capsys):
     """--precision int8 --calib: the Q/DQ ONNX made here passes the shared gate vs FP32 before the SGIE files."""
