@@ -30,8 +30,10 @@ Writes into DIR:
 INT8: nvinfer builds INT8 from a Q/DQ ONNX (made here from ``--calib`` with
 ``export/quantize_onnx.py``, or given with ``--onnx`` as made by ``python -m export.tensorrt
 --int8``). DeepStream 6.2 only sets TensorRT's INT8 flag when ``int8-calib-file`` names an
-existing file, otherwise it falls back to FP16 with a warning; for a Q/DQ network TensorRT
-does not use the calibrator, so an empty placeholder file is written and named there.
+existing file, otherwise it falls back to FP16 with a warning (a Q/DQ network needs that flag,
+NVIDIA/TensorRT#4021); for a Q/DQ network TensorRT does not use the calibrator ("Calibrator
+won't be used in explicit precision mode", NVIDIA/TensorRT#1837), so an empty placeholder file
+is written and named there.
 
 The engine itself is built by nvinfer on the device at first start and saved as
 ``<onnx-file>_b<batch>_gpu<id>_<mode>.engine`` (``nvdsinfer_model_builder.cpp``); the config's
