@@ -118,3 +118,12 @@ def test_readme_commands_leave_a_fresh_clone_clean(tmp_path, official_checkpoint
     assert ignored <= {"exports", "__pycache__", "emonext_edge", "export", "calibration", "benchmarks", "tests"}, ignored
     stray = [p.name for p in clone.iterdir() if p.name not in {".git", "exports"} and not _git(clone, "ls-files", p.name)]
     assert stray == [], f"files outside exports/: {stray}"
+
+
+def test_readme_data_and_output_paths_are_gitignored():
+    """The README tells users to extract FER2013/ and keep runs/emonext.pt in the checkout; tools write exports/."""
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("needs git and a git checkout")
+    paths = ["FER2013/val/Happy/x.jpg", "runs/emonext.pt", "exports/emonext.onnx", "exports/cache/latency/x"]
+    proc = subprocess.run(["git", "check-ignore", *paths], cwd=REPO, capture_output=True, text=True, check=False)
+    assert proc.stdout.split() == paths
