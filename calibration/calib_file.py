@@ -95,7 +95,7 @@ def save_calibration(path: str | os.PathLike, tensors: np.ndarray, manifest: dic
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a calib file is ordinary data
-    log.info("wrote %s: %d tensors, sha256 %s", path, tensors.shape[0], manifest["tensor_sha256"][:16])
+    log.debug("wrote %s: %d tensors, sha256 %s", path, tensors.shape[0], manifest["tensor_sha256"][:16])
     return manifest
 
 

@@ -119,7 +119,7 @@ def _save_ir(model: Any, stage: Stage, name: str, meta: ArtifactMetadata, compre
 
 def export_ir(
     checkpoint: Optional[str | os.PathLike] = None,
-    output_dir: str | os.PathLike = "exports",
+    output_dir: str | os.PathLike = "exports/ir",
     options: Optional[IRExportOptions | QuantizeOptions] = None,
     *,
     onnx: Optional[str | os.PathLike] = None,
@@ -296,7 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --onnx: comma-separated class names in output order (accepts a model without EmoNeXt metadata)")
     p.add_argument("--trust-foreign", action="store_true",
                    help="with --onnx: convert a model that is not a verified EmoNeXt export")
-    p.add_argument("--output", default="exports", help="output directory, created if missing (default: exports)")
+    p.add_argument("--output", default="exports/ir",
+                   help="output directory, created if missing (default: exports/ir, apart from the ONNX export's exports/emonext.json)")
     p.add_argument("--name", default=DEFAULT_NAME, help=f"artifact base name (default: {DEFAULT_NAME})")
     p.add_argument("--fp16", action="store_true", help="also write <name>_fp16.xml (FP16-compressed weights)")
     p.add_argument("--int8", action="store_true", help="also write <name>_int8.xml (NNCF post-training INT8)")

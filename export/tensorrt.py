@@ -38,6 +38,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from calibration.calib_file import DEFAULT_CALIBRATION_SIZE
 from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
 from emonext_edge import tensorrt_compat as compat
 from emonext_edge.errors import BackendUnavailableError, ExportError, UsageError
@@ -66,7 +67,7 @@ class EngineOptions:
     int8_mode: str = "explicit"
     quantizer: str = "nncf"
     calib: Optional[str] = None  # calib.npz or a data source
-    calib_num: int = 256
+    calib_num: int = DEFAULT_CALIBRATION_SIZE
     trt_version: Optional[str] = None  # plan for this version (default: the installed one)
     workspace_gb: float = 1.0
     profile: tuple[int, int, int] = (1, 1, 8)
@@ -152,7 +153,7 @@ def _calibration(options: EngineOptions) -> tuple[np.ndarray, str]:
     if options.calib:
         from calibration import load_calibration
 
-        return load_calibration(options.calib, num=options.calib_num), str(options.calib)
+        return load_calibration(options.calib, num=options.calib_num, option="--calib-num"), str(options.calib)
     from calibration.synthetic import synthetic_faces
     from emonext_edge.preprocess import preprocess
 
@@ -403,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8", action="store_true")
     p.add_argument("--int8-mode", choices=compat.INT8_MODES, default="explicit")
     p.add_argument("--calib", help="calib.npz from python -m calibration build, or a data source to calibrate on")
-    p.add_argument("--calib-num", type=int, default=256)
+    p.add_argument("--calib-num", type=int, default=DEFAULT_CALIBRATION_SIZE)
     p.add_argument("--quantizer", choices=("nncf", "ort"), default="nncf", help="Q/DQ library (explicit INT8)")
     p.add_argument("--trt-version", help="plan for this TensorRT version (default: the installed one, else "
                                          f"{DEFAULT_TARGET}); known: {', '.join(compat.KNOWN_VERSIONS)}")
