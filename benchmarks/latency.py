@@ -874,6 +874,34 @@ def prepare_out_dir(out: Path) -> Path:
     return out
 
 
+def served_rows(artifact: str, requests: int, threads: int, out: Path, timeout: float) -> dict[str, Any]:
+    """The served row: ``benchmarks/served.py`` in its own process (it starts and stops the local
+    Triton server); its JSON lands in ``out/served.json``. A server that cannot start here is
+    recorded as such, not fatal to the rest of the run."""
+    cmd = [sys.executable, str(Path(__file__).with_name("served.py")), "--artifact", str(artifact),
+           "--requests", str(requests), "--server-threads", str(threads), "--json", str(out / "served.json")]
+    progress("served: " + " ".join(cmd[1:]))
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"benchmarks/served.py took more than {timeout:.0f} s"}
+    if proc.returncode != 0 or not (out / "served.json").is_file():
+        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return {"error": f"benchmarks/served.py exit {proc.returncode}: {last}"}
+    return json.loads((out / "served.json").read_text())
+
+
+def served_table(served: dict[str, Any]) -> str:
+    if "error" in served:
+        return f"Served (Triton): not measured: {served['error']}"
+    lines = [f"Served (Triton, {served['url']}; client and server share this machine's cores):", "",
+             "| clients | mean ms | p95 ms | req/s | server inferences / executions |", "|---|---:|---:|---:|---:|"]
+    for r in served["rows"]:
+        ratio = f"{r['inferences']} / {r['executions']}" if r.get("executions") else "—"
+        lines.append(f"| {r['concurrency']} | {r['mean_ms']:.1f} | {r['p95_ms']:.1f} | {r['throughput_rps']:.1f} | {ratio} |")
+    return "\n".join(lines)
+
+
 def write_outputs(out: Path, report: dict[str, Any]) -> None:
     (out / "results.json").write_text(json.dumps(report, indent=2))
     with open(out / "results.csv", "w", newline="") as f:
@@ -881,6 +909,8 @@ def write_outputs(out: Path, report: dict[str, Any]) -> None:
         writer.writeheader()
         writer.writerows(report["rows"])
     text = header_text(report) + "\n\n" + markdown_table(report["rows"], report["model"]["untrained"])
+    if "served" in report:
+        text += "\n\n" + served_table(report["served"])
     (out / "results.md").write_text(text + "\n")
     print(text)
     _plots(out, report)
@@ -982,6 +1012,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE,
                    help=f"exported artifacts of the default/--checkpoint model (default {DEFAULT_CACHE})")
     p.add_argument("--timeout", type=float, default=600, help="seconds a worker may take to answer")
+    p.add_argument("--served", metavar="ARTIFACT",
+                   help="also serve this .onnx/.xml from the local Triton server (benchmarks/served.py) and add "
+                        "client latency/throughput at concurrency 1/4/8 with the server's inferences/executions")
+    p.add_argument("--served-requests", type=int, default=50, help="timed requests per client for --served")
     p.add_argument("-v", "--verbose", action="store_true", help="show the workers' own output")
     p.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -995,7 +1029,9 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     _positive_int("--threads", args.threads)
     if args.timeout <= 0:
         raise BadInput(f"--timeout must be positive, got {args.timeout}")
+    _positive_int("--served-requests", args.served_requests)
     for option, p in [("--checkpoint", args.checkpoint), ("--accuracy", args.accuracy),
+                      *([("--served", Path(args.served))] if args.served else []),
                       *[("--artifacts", Path(a)) for a in args.artifacts or []]]:
         if p is not None and not Path(p).is_file():
             raise BadInput(f"{option} {p}: no such file")
@@ -1069,6 +1105,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         "load": load,
         "rows": rows,
     }
+    if args.served:
+        report["served"] = served_rows(args.served, args.served_requests, args.threads, out, args.timeout)
     write_outputs(out, report)
     progress(f"results: {out}")
     failed = [w.art.name for w in workers if not w.alive]

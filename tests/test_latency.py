@@ -162,6 +162,8 @@ BAD_INPUTS = [
     (["--artifacts", "nope.onnx"], "nope.onnx"),
     (["--checkpoint", "nope.pt"], "nope.pt"),
     (["--no-such-option"], "--no-such-option"),
+    (["--served", "nope.onnx"], "nope.onnx"),
+    (["--served-requests", "0"], "--served-requests"),
 ]
 
 
@@ -205,3 +207,22 @@ def test_per_batch_artifact_is_compiled_for_each_measured_batch(ir_path):
             assert len(times) == 2 and all(t > 0 for t in times)
         finally:
             assert session.finish()["peak_rss_mb"] > 0
+
+
+@pytest.mark.slow
+def test_served_row_from_the_local_triton_server(tmp_path, small_onnx):
+    """--served runs benchmarks/served.py against the real bundled server and adds its rows."""
+    pytest.importorskip("tritonclient.grpc", reason="tritonclient is not installed (pip install -e '.[triton]')")
+    proc = _run("--artifacts", str(small_onnx), "--served", str(small_onnx), "--served-requests", "3",
+                "--batch-sizes", "1", "--rounds", "1", "--iterations", "2", "--warmup", "0",
+                "--out", str(tmp_path / "res"), cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    served = json.loads((tmp_path / "res" / "results.json").read_text())["served"]
+    if "error" in served and ("environment" in served["error"] or "Linux x86-64" in served["error"]):
+        pytest.skip(f"the local Triton server cannot run here: {served['error']}")
+    assert "error" not in served, served
+    by_level = {r["concurrency"]: r for r in served["rows"]}
+    assert set(by_level) == {"local", 1, 4, 8}
+    assert by_level[8]["inferences"] == 8 * (3 + 5)  # timed + warm-up requests per client all reached the server
+    assert 0 < by_level[8]["executions"] <= by_level[8]["inferences"]
+    assert "Served (Triton" in (tmp_path / "res" / "results.md").read_text()
