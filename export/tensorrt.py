@@ -27,6 +27,7 @@ device with the file to carry there. Exit codes: 0 done, 1 a gate failed, 2 bad 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
 import sys
@@ -42,6 +43,7 @@ from calibration.calib_file import DEFAULT_CALIBRATION_SIZE
 from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
 from emonext_edge import tensorrt_compat as compat
 from emonext_edge.errors import BackendUnavailableError, ExportError, UsageError
+from emonext_edge.fileio import sha256_file
 from emonext_edge.metadata import ArtifactMetadata, Quantization, TensorRTInfo, read_metadata
 
 from . import trt_opcheck
@@ -60,7 +62,7 @@ ONNX_PRECISION = {"fp32": "fp32", "fp16": "fp16-mixed", "int8-qdq": "int8-qdq", 
 class EngineOptions:
     """Everything :func:`export_engine` needs (the CLI maps its flags onto this one-to-one)."""
 
-    output: Path = Path("exports/emonext.engine")
+    output: Path = Path("exports/tensorrt/emonext.engine")
     onnx: Optional[Path] = None  # FP32 ONNX, or an ONNX this exporter prepared for the plan's path
     checkpoint: Optional[Path] = None  # None and no onnx: the seeded untrained default model
     precision: str = "fp32"  # fp32 | fp16 | int8 | fp16+int8
@@ -305,12 +307,17 @@ def export_engine(options: EngineOptions, say: Callable[[str], None] = print) ->
         result.build_onnx = build_onnx
 
         if installed is None:
-            cmd = (f"python -m export.tensorrt --onnx {build_onnx.name} --{options.precision.replace('+', ' --')}"
-                   + (" --int8-mode calibrator" if path.calibrator else "")
-                   + f" --output {options.output.name}")
+            flags = [] if options.precision == "fp32" else ["--" + p for p in options.precision.split("+")]
+            carry = f"{build_onnx} (and its .json)"
+            if path.calibrator:
+                flags += ["--int8-mode", "calibrator"]
+                if options.calib:  # the calibrator runs on the device: the calibration data travels too
+                    flags += ["--calib", Path(options.calib).name]
+                    carry += f" and {options.calib}"
+            cmd = " ".join(["python -m export.tensorrt --onnx", build_onnx.name, *flags, "--output", options.output.name])
             raise TargetRuntimeMissing(
-                f"TensorRT is not installed here: copy {build_onnx} (and its .json) to the device with "
-                f"TensorRT {plan.label}", committed=result.committed, next_command=cmd)
+                f"TensorRT is not installed here: copy {carry} to the device with TensorRT {plan.label}",
+                committed=result.committed, next_command=cmd)
         _build_and_gate(plan, path, build_onnx, fp32_meta, options, stage, untrained, say, result)
     return result
 
@@ -335,7 +342,11 @@ def _build_and_gate(plan: compat.ApiPlan, path: compat.PrecisionPath, build_onnx
                 from calibration.trt_calibrator import make_entropy_calibrator
 
                 calib, _ = _calibration(options)
-                calibrator = make_entropy_calibrator(plan, trt, calib, options.output.with_suffix(".calib.cache"))
+                # the cache is keyed by what determines the scales (the ONNX built from and the data), so a new
+                # checkpoint or calibration set never reuses stale scales
+                key = hashlib.sha256(sha256_file(build_onnx).encode() + np.ascontiguousarray(calib).tobytes()).hexdigest()
+                calibrator = make_entropy_calibrator(plan, trt, calib,
+                                                     options.output.with_suffix(f".{key[:12]}.calib.cache"))
             cache_path = options.timing_cache
             build = compat.BuildOptions(
                 path=path, workspace_bytes=int(options.workspace_gb * (1 << 30)), profile=options.profile,
@@ -415,7 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dla-core", type=int, default=None)
     p.add_argument("--device", type=int, default=0, help="CUDA device index")
     p.add_argument("--timing-cache", help="timing cache file (read if present, updated after the build)")
-    p.add_argument("--output", default="exports/emonext.engine")
+    p.add_argument("--output", default="exports/tensorrt/emonext.engine",
+                   help="engine path (default exports/tensorrt/emonext.engine; its manifest is <stem>.json beside it)")
     p.add_argument("--check-only", action="store_true", help="print the plan and the operator check, build nothing")
     p.add_argument("-v", "--verbose", action="store_true", help="per-node operator check, builder progress")
     add_fidelity_arguments(p)

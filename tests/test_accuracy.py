@@ -150,7 +150,8 @@ def test_reference_card_center_crop_on_full_val(reference_checkpoint, reference_
     report = accuracy.evaluate([str(reference_checkpoint)], str(fer2013_root), "val", progress=False)
     result = report["results"][0]
     assert report["data"]["images"] == sum(map(sum, reference_info["val_confusion_center"]))
-    assert 100 * result["accuracy"] == pytest.approx(reference_info["accuracy_percent"]["val/center"], abs=0.3)
+    # the card rounds to 0.01 pp; one image is 0.028 pp: this is the card's figure to the image
+    assert 100 * result["accuracy"] == pytest.approx(reference_info["accuracy_percent"]["val/center"], abs=0.005)
     assert result["per_class_recall"] == {  # cheap to check, and catches a permuted label order at once
         name: pytest.approx(row[i] / sum(row), abs=0.02)
         for i, (name, row) in enumerate(zip(reference_info["labels"], reference_info["val_confusion_center"]))

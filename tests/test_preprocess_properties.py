@@ -95,12 +95,14 @@ def _pillow_pass_order():
 @settings(max_examples=150, deadline=10_000, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(image=images())
 def test_preprocess_classifies_or_raises_image_error(image):
+    items = list(image) if image.ndim == 4 or (image.ndim == 3 and image.shape[-1] > 4) else [image]
     started = time.perf_counter()
     try:
         out = preprocess(image)
     except ImageError as exc:
         message = str(exc)
         assert message and "\n" not in message
+        assert not items or not all(_accepted_alone(i) for i in items), f"refused an acceptable input: {message}"
         event("refused")
         return
     finally:
@@ -108,7 +110,6 @@ def test_preprocess_classifies_or_raises_image_error(image):
     event("classified")
     assert out.dtype == np.float32 and out.ndim == 4 and out.shape[1:] == (3, 224, 224)
     assert np.isfinite(out).all() and out.min() >= 0.0 and out.max() <= 1.0
-    items = list(image) if image.ndim == 4 or (image.ndim == 3 and image.shape[-1] > 4) else [image]
     assert len(out) == len(items) and all(_accepted_alone(i) for i in items)
     first = items[0]
     if first.ndim == 2 or first.shape[2] == 1:  # gray: compare with PIL directly
@@ -138,6 +139,7 @@ def test_runtime_predict_classifies_or_raises_image_error(tiny_runtime, image, r
         pred = tiny_runtime.predict(image, rgb=rgb)
     except ImageError as exc:
         assert str(exc) and "\n" not in str(exc)
+        assert not _accepted_alone(image), f"refused an acceptable image: {exc}"
         return
     assert pred.label in tiny_runtime.labels and 0.0 < pred.score <= 1.0
     assert _accepted_alone(image)

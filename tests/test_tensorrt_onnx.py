@@ -165,13 +165,13 @@ def test_cli_without_tensorrt_exits_3_with_the_file_for_the_device(official_chec
 def test_tensorrt_engine_builds_and_matches_onnxruntime(official_checkpoint, official_io, tmp_path):
     """Where TensorRT and a GPU exist: build an FP32 engine, run it through the Runtime, compare with ORT."""
     pytest.importorskip("pycuda", reason="needs pycuda and an NVIDIA GPU")
-    from emonext_edge.errors import BackendUnavailableError
+    import importlib.util
+
     from emonext_edge.tensorrt_compat import import_tensorrt
 
-    try:
-        import_tensorrt()
-    except BackendUnavailableError as exc:
-        pytest.skip(f"needs TensorRT: {exc}")
+    if importlib.util.find_spec("tensorrt") is None:
+        pytest.skip("needs TensorRT (no 'tensorrt' module installed)")
+    import_tensorrt()  # installed but broken (library mismatch, missing symbol): a failure, not a skip
     import numpy as np
     import onnxruntime as ort
 
