@@ -882,7 +882,7 @@ def served_rows(artifact: str, requests: int, threads: int, out: Path, timeout: 
            "--requests", str(requests), "--server-threads", str(threads), "--json", str(out / "served.json")]
     progress("served: " + " ".join(cmd[1:]))
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return {"error": f"benchmarks/served.py took more than {timeout:.0f} s"}
     if proc.returncode != 0 or not (out / "served.json").is_file():

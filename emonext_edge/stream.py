@@ -412,7 +412,11 @@ class VideoStream:
             self._grabber.stop()
             if self._grabber.is_alive():
                 self._grabber.join(timeout=5)
-            self.reader.release()
+            if self._grabber.is_alive():  # stuck inside read() (e.g. a stalled RTSP stream): capture objects
+                # are not thread-safe, so releasing it under the grabber could crash; it ends with the process
+                log.warning("%s: the capture thread is still blocked in read(); the source is left open", self.source)
+            else:
+                self.reader.release()
 
     def __enter__(self) -> VideoStream:  # noqa: PYI034 (Python 3.9: no typing.Self)
         return self

@@ -651,13 +651,13 @@ def export_deepstream(output: str | os.PathLike, *, onnx_path: Optional[str | os
         log.info("nvinfer variant: %s", "passed" if gate.passed else "; ".join(failures))
         names = _stage_files(stage, variant, options, labels)
         meta = _metadata(source_meta, labels, options, info, gate, names)
-        if gate.passed:
-            stale = stage.out_dir / engine_file_name(MODEL_NAME, options.batch, options.gpu_id, options.precision)
-            if stale.exists():  # an engine built from the previous ONNX would be reused silently by nvinfer
-                log.warning("removing %s: it was built from the previous %s", stale, MODEL_NAME)
-                stale.unlink()
         shutil.rmtree(work)
         result = stage.commit(names, meta, embed=embed_onnx, keep_failed=bool(fidelity and fidelity.keep_failed))
+        stale = stage.out_dir / engine_file_name(MODEL_NAME, options.batch, options.gpu_id, options.precision)
+        if gate.passed and result.committed and stale.exists():
+            # only once the new ONNX is in place: an engine built from the previous one would be reused by nvinfer
+            log.warning("removing %s: it was built from the previous %s", stale, MODEL_NAME)
+            stale.unlink()
     raise_if_failed([result])
     return DeepStreamExport(stage.out_dir, [p.name for p in result.paths] + [result.sidecar.name if result.sidecar else ""],
                             result.metadata, result.committed)

@@ -98,8 +98,12 @@ class TritonBackend(Backend):
         self._clients: list[Any] = []
         self._lock = threading.Lock()
 
-        config = self._connect()
-        self._read_config(config)
+        try:
+            config = self._connect()
+            self._read_config(config)
+        except BaseException:
+            self.close()  # no client left open behind a failed construction
+            raise
 
     # -- connection ---------------------------------------------------------------------------
     def _client(self) -> Any:
