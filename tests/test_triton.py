@@ -166,9 +166,12 @@ def test_versions(atto_onnx, tmp_path):
     config = read_config(tmp_path / "repo" / "emonext")
     assert config.version_policy.HasField("all")
     assert all((tmp_path / "repo" / "emonext" / v / "model.onnx").is_file() for v in ("1", "2"))
-    # rewriting an existing repository replaces it whole
+    # rewriting an existing repository replaces it whole; what a killed run left beside it is removed
+    stale = tmp_path / ".emonext-tmp-999999999-repo.abc"  # no such process
+    (stale / "emonext").mkdir(parents=True)
     write_repository([atto_onnx], tmp_path / "repo")
     assert not (tmp_path / "repo" / "emonext" / "2").exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".emonext-tmp-")]
     assert not read_config(tmp_path / "repo" / "emonext").HasField("version_policy")
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "keep.txt").write_text("x")

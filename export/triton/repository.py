@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from emonext_edge.errors import BackendUnavailableError, ModelFileError, UsageError
+from emonext_edge.fileio import TEMP_PREFIX, clean_stale_temps
 from emonext_edge.labels import DEFAULT_LABELS
 from emonext_edge.metadata import read_metadata
 from emonext_edge.preprocess import INPUT_SHAPE
@@ -459,7 +460,8 @@ def write_repository(artifacts: Sequence[str | os.PathLike], output: str | os.Pa
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not (out / CLASSIFIER / "config.pbtxt").is_file():
         raise UsageError(f"--output {out}: exists and is not an empty folder or a repository written by this tool")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    clean_stale_temps(out.parent)  # what a killed earlier run left beside it
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-{out.name}.", dir=out.parent))
     try:
         config = classifier_config(first, opts)
         if len(infos) > 1:  # every version served, each addressable (grpc://host:8001/emonext/2)
@@ -489,9 +491,13 @@ def write_repository(artifacts: Sequence[str | os.PathLike], output: str | os.Pa
             pipe = _write_model(tmp, pipeline_config(first, opts.max_batch))
             (pipe / "1").mkdir()
             models += [PREPROCESS, POSTPROCESS, PIPELINE]
-        if out.exists():
-            shutil.rmtree(out)
+        old = None
+        if out.exists():  # swap by two renames (no window of a half-written repository; the old one goes last)
+            old = out.parent / f"{TEMP_PREFIX}{os.getpid()}-{out.name}.old"
+            os.replace(out, old)
         os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
