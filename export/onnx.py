@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import copy
 import io
 import logging
 import os
@@ -263,17 +264,22 @@ def _simplify_and_check(proto: bytes, *, stn: str, opset: int, batch: int | None
     return slim
 
 
+def _official_forward(model: Any) -> Any:
+    """``model`` itself when it runs the native grid_sample (the official semantics), else a copy
+    that does: the caller's model is never switched."""
+    if model.stn_mode == "native":
+        return model
+    native = copy.deepcopy(model)
+    native.stn_mode = "native"
+    return native
+
+
 def _reference_logits(model: Any, images: np.ndarray) -> np.ndarray:
-    """PyTorch logits with the native grid_sample (the official semantics), whatever mode was exported."""
+    """PyTorch logits of ``model`` (pass it through :func:`_official_forward` first)."""
     import torch
 
-    saved = model.stn_mode
-    try:
-        model.stn_mode = "native"
-        with torch.no_grad():
-            return model(torch.from_numpy(np.ascontiguousarray(images))).numpy()
-    finally:
-        model.stn_mode = saved
+    with torch.no_grad():
+        return model(torch.from_numpy(np.ascontiguousarray(images))).numpy()
 
 
 @dataclass(frozen=True)
@@ -345,14 +351,11 @@ def export_onnx(
     with Stage(path.parent) as stage:  # creates/checks the directory, removes stale temporaries
         images, labels, description = gate_opts.load_images()
 
-        saved_mode, saved_layout, was_training = model.stn_mode, model.block_layout, model.training
-        try:
-            model.eval()
-            model.stn_mode, model.block_layout = opts.stn, opts.block_layout
-            raw = _torch_export(model, resolved_opset)
-        finally:
-            model.stn_mode, model.block_layout = saved_mode, saved_layout
-            model.train(was_training)
+        # the export form is fixed on a private copy: the caller's (possibly shared) model is never switched
+        export_model = copy.deepcopy(model).eval()
+        export_model.stn_mode, export_model.block_layout = opts.stn, opts.block_layout
+        raw = _torch_export(export_model, resolved_opset)
+        del export_model
         num_classes = model.architecture.num_classes
         graph = _simplify_and_check(raw, stn=opts.stn, opset=resolved_opset, batch=fixed_batch, num_classes=num_classes)
         counts = op_counts(graph)
@@ -379,15 +382,17 @@ def export_onnx(
         staged = stage.file(path.name)
         staged.write_bytes(graph.SerializeToString())
 
+        reference = _official_forward(model)
+        was_training = reference.training
         try:
-            model.eval()
+            reference.eval()
             gate = gate_artifact(
                 staged,
-                lambda batch_: _reference_logits(model, batch_),
+                lambda batch_: _reference_logits(reference, batch_),
                 images,
                 labels,
                 gate_opts,
-                reference_desc=f"PyTorch FP32 (native grid_sample, {saved_layout} blocks), CPU",
+                reference_desc=f"PyTorch FP32 (native grid_sample, {model.block_layout} blocks), CPU",
                 data_desc=description,
                 runtime_options={"backend": "onnxruntime", "providers": ["CPUExecutionProvider"]},
                 atol=opts.atol,
@@ -397,12 +402,12 @@ def export_onnx(
 
                 with Runtime(staged, backend="onnxruntime", providers=["CPUExecutionProvider"]) as rt:
                     single = rt.run(np.ascontiguousarray(images[:1]))
-                diff = float(np.abs(single - _reference_logits(model, images[:1])).max())
+                diff = float(np.abs(single - _reference_logits(reference, images[:1])).max())
                 if not diff <= opts.atol:
                     gate.passed = False
                     gate.failures.append(f"batch of 1 on the dynamic axis: max |Δlogit| {diff:.3g} > {opts.atol:g}")
         finally:
-            model.train(was_training)
+            reference.train(was_training)
         meta.fidelity = gate
         result = stage.commit([path.name], meta, embed=embed_onnx, keep_failed=gate_opts.keep_failed)
 

@@ -311,3 +311,19 @@ def test_output_where_no_file_can_be_written_fails_before_torch_is_imported():
     assert done.returncode == 2, (done.returncode, done.stderr)  # 12: it imported torch (seconds) before failing
     err = done.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --output /proc/x.onnx: output directory /proc is not writable")
+
+
+def test_export_works_on_a_copy_never_on_the_callers_model(official_model, tmp_path, monkeypatch):
+    """The export form (decomposed STN, channels-first blocks) is fixed on a private copy: the caller's
+    model, possibly shared with other threads, is never switched, not even temporarily."""
+    import export.onnx as onnx_export
+
+    before = (official_model.stn_mode, official_model.block_layout, official_model.training)
+    seen = []
+    real = onnx_export._torch_export
+    monkeypatch.setattr(onnx_export, "_torch_export",
+                        lambda m, opset: (seen.append((m is official_model, m.stn_mode, m.block_layout)), real(m, opset))[1])
+    onnx_export.export_onnx(official_model, tmp_path / "m.onnx", stn="decomposed", block_layout="channels_first",
+                            verify_count=2)
+    assert seen == [(False, "decomposed", "channels_first")]
+    assert (official_model.stn_mode, official_model.block_layout, official_model.training) == before
