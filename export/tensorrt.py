@@ -372,16 +372,18 @@ def _build_and_gate(plan: compat.ApiPlan, path: compat.PrecisionPath, build_onnx
     finally:
         cuda_context.close()
     lo, mid, hi = options.profile
-    meta = meta_in.replace(
+    # the record of the ONNX the engine was built from (the prepared FP16 / Q/DQ one carries the quantization)
+    built = read_metadata(build_onnx) or meta_in
+    meta = built.replace(
         format="tensorrt-engine", precision=path.engine_precision, inference_precision=path.engine_precision,
-        artifact_sha256={}, batch="dynamic", opset=meta_in.opset,
+        artifact_sha256={}, batch="dynamic", opset=built.opset,
         tensorrt=TensorRTInfo(
             version=str(trt.__version__), gpu=gpu, compute_capability=cc,
             profile_shapes={"min": [lo, 3, 224, 224], "opt": [mid, 3, 224, 224], "max": [hi, 3, 224, 224]},
             details={"precision": path.engine_precision, "requested": path.precision, "int8_mode": path.int8_mode,
                      "strongly_typed": path.strongly_typed, "builder_flags": list(path.builder_flags),
                      "stn": path.stn, "built_from": build_onnx.name,
-                     "built_from_sha256": meta_in.artifact_sha256.get(build_onnx.name),
+                     "built_from_sha256": sha256_file(build_onnx),
                      "dla_core": options.dla_core, "jetpack": compat.jetpack_release()}),
     )
     # the manifest (without the gate yet) beside the staged engine, so the gate's Runtime checks it
