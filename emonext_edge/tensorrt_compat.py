@@ -24,6 +24,15 @@ Generations:
   builder flags; the STN is pinned to FP32 with layer precisions +
   ``OBEY_PRECISION_CONSTRAINTS``; ``IInt8EntropyCalibrator2``; no ``IProgressMonitor``;
   ``LayerNormalization`` parses from 8.6 (8.5 gets opset 16).
+* 8.5 (JetPack 5.1.x: 8.5.2) — the same calls as 8.6 (the named-tensor API, ``set_input_shape``,
+  ``set_tensor_address``, ``execute_async_v3``, ``get_tensor_profile_shape`` all appeared in
+  8.5; ``set_memory_pool_limit`` in 8.4); its ONNX parser imports ``GridSample`` natively but
+  has no ``LayerNormalization`` importer (onnx-tensorrt ``release/8.5-GA`` ``docs/operators.md``:
+  "GridSample | Y | FP32, FP16", "LayerNormalization | N", opsets up to 17), so the plan exports
+  opset 16, where ``torch.onnx`` decomposes LayerNorm into ReduceMean/Sub/Pow/Sqrt/Div. No
+  ``IProgressMonitor``, no ``STRONGLY_TYPED`` (10.x). No 8.5 binding module can be obtained from
+  a package index (PyPI's ``tensorrt``/``tensorrt-bindings`` start at 8.6.1), so the audit
+  checks 8.5 against the 8.6.1 bindings minus the names 8.6 added (:data:`ADDED_IN_8_6`).
 * 10.x — explicit batch is implicit (the flag is deprecated and not set); weakly typed builds
   as on 8.x (``STRONGLY_TYPED`` exists but is not used: the FP16 flag path keeps one ONNX);
   ``IProgressMonitor``; calibrators deprecated from 10.1 (reachable only below 10.1 here).
@@ -58,6 +67,25 @@ log = logging.getLogger(__name__)
 MIN_VERSION = (8, 5)
 #: TensorRT versions whose real bindings the test suite audits, one per generation/JetPack line
 KNOWN_VERSIONS = ("8.6.1", "10.3.0", "10.13.3", "11.4.0")
+#: every version ``--trt-version`` names in its help and the tests plan for: the audited ones and
+#: 8.5.2 (JetPack 5.1.x, DeepStream 6.2/6.3), audited by proxy (the 8.6.1 bindings minus ADDED_IN_8_6)
+TARGET_VERSIONS = ("8.5.2", *KNOWN_VERSIONS)
+#: Python-API names of 8.6 that 8.5 lacks (TensorRT 8.6.0 EA/8.6.1 release notes: version-compatible
+#: and hardware-compatible engines, builder optimization level, INormalizationLayer). None of them is
+#: in API_USES; the 8.5 proxy audit removes them from the 8.6.1 dump so a future use of one fails there.
+ADDED_IN_8_6: tuple[tuple[str, str], ...] = (
+    ("tensorrt", "INormalizationLayer"),
+    ("INetworkDefinition", "add_normalization"),
+    ("tensorrt", "HardwareCompatibilityLevel"),
+    ("IBuilderConfig", "hardware_compatibility_level"),
+    ("IBuilderConfig", "builder_optimization_level"),
+    ("BuilderFlag", "VERSION_COMPATIBLE"),
+    ("BuilderFlag", "EXCLUDE_LEAN_RUNTIME"),
+    ("IBuilderConfig", "plugins_to_serialize"),
+    ("IBuilderConfig", "max_aux_streams"),
+    ("Runtime", "engine_host_code_allowed"),
+    ("Runtime", "load_runtime"),
+)
 PRECISIONS = ("fp32", "fp16", "int8", "fp16+int8")
 INT8_MODES = ("explicit", "calibrator")
 
@@ -131,6 +159,11 @@ class ApiPlan:
     def label(self) -> str:
         return ".".join(str(v) for v in self.version)
 
+    @property
+    def layernorm_op(self) -> bool:
+        """Whether the FP32 export may hold ``LayerNormalization`` nodes (opset 17, parsed from 8.6)."""
+        return self.onnx_opset >= 17
+
     def path(self, precision: str, int8_mode: str = "explicit") -> PrecisionPath:
         """The build for ``precision``; :class:`UsageError` naming the option where this version cannot."""
         from .errors import UsageError
@@ -197,7 +230,8 @@ def describe(plan: ApiPlan, precision: str, int8_mode: str = "explicit") -> list
     return [
         f"TensorRT {plan.label}: {precision}" + (f" ({p.int8_mode} INT8)" if p.int8_mode else ""),
         (f"  builds from:    {ONNX_KINDS[p.onnx][1]} (<stem>{ONNX_KINDS[p.onnx][0]}), opset {p.onnx_opset}, "
-         f"STN {plan.stn_mode}"),
+         f"STN {plan.stn_mode}, LayerNorm " + ("LayerNormalization op" if p.onnx_opset >= 17 else
+                                              "decomposed (no LayerNormalization importer before 8.6)")),
         f"  network:        {'strongly typed' if p.strongly_typed else 'weakly typed'}"
         + (", EXPLICIT_BATCH flag" if plan.explicit_batch_flag else ""),
         f"  builder flags:  {', '.join(p.builder_flags) or 'none'}"

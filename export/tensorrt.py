@@ -284,6 +284,9 @@ def export_engine(options: EngineOptions, say: Callable[[str], None] = print) ->
             result.opcheck = trt_opcheck.report(fp32, [plan])
         for line in trt_opcheck.format_report(result.opcheck, verbose=options.verbose):
             say(line)
+        if options.onnx is not None and any(result.opcheck.values()):
+            say(f"  hint: TensorRT {plan.label} builds from an opset {plan.onnx_opset} export (STN {plan.stn_mode}): "
+                f"python -m export.onnx --opset {plan.onnx_opset}, then pass that file with --onnx")
         return result
 
     with Stage(options.output.parent) as stage:
@@ -420,7 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-num", type=int, default=DEFAULT_CALIBRATION_SIZE)
     p.add_argument("--quantizer", choices=("nncf", "ort"), default="nncf", help="Q/DQ library (explicit INT8)")
     p.add_argument("--trt-version", help="plan for this TensorRT version (default: the installed one, else "
-                                         f"{DEFAULT_TARGET}); known: {', '.join(compat.KNOWN_VERSIONS)}")
+                                         f"{DEFAULT_TARGET}); known: {', '.join(compat.TARGET_VERSIONS)} "
+                                         "(8.5.2: JetPack 5.1.x, opset 16)")
     p.add_argument("--workspace", type=float, default=1.0, help="builder workspace in GB (keep small on Jetson)")
     p.add_argument("--min-batch", type=int, default=1)
     p.add_argument("--opt-batch", type=int, default=1)

@@ -51,6 +51,25 @@ def test_plan_fields():
         compat.parse_version("ten")
 
 
+def test_85_plan_is_the_86_calls_on_an_opset_16_export():
+    """JetPack 5.1 (TensorRT 8.5.2): same calls and builds as 8.6, but no LayerNormalization op in the ONNX."""
+    p85, p86 = compat.plan_for("8.5.2"), compat.plan_for("8.6.1")
+    assert "8.5.2" in compat.TARGET_VERSIONS and set(compat.KNOWN_VERSIONS) < set(compat.TARGET_VERSIONS)
+    assert (p85.onnx_opset, p85.stn_mode, p85.layernorm_op) == (16, "native", False)
+    assert p86.layernorm_op and not compat.plan_for("10.3.0").onnx_opset < 17
+    assert p85.explicit_batch_flag and p85.calibrator and p85.layer_precision and p85.precision_flags
+    assert not p85.progress_monitor and not p85.strongly_typed
+    assert p85.api_uses() == p86.api_uses()
+    for precision in compat.PRECISIONS:
+        a, b = p85.path(precision), p86.path(precision)
+        assert (a.onnx, a.builder_flags, a.pin_stn_fp32, a.engine_precision) == \
+            (b.onnx, b.builder_flags, b.pin_stn_fp32, b.engine_precision)
+        assert a.onnx_opset == 16
+    assert any("LayerNorm decomposed" in line for line in compat.describe(p85, "fp16"))
+    assert any("LayerNorm LayerNormalization op" in line for line in compat.describe(p86, "fp16"))
+    assert not {n for _, n in compat.ADDED_IN_8_6} & {u.name for u in p85.api_uses()}
+
+
 def test_jetpack_release(tmp_path):
     f = tmp_path / "nv_tegra_release"
     f.write_text("# R36 (release), REVISION: 4.0, GCID: 37537400, BOARD: generic, EABI: aarch64\n")
@@ -97,12 +116,23 @@ def small_onnx(official_model, tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("version", compat.KNOWN_VERSIONS)
-def test_check_only_prints_the_plan_and_operator_check(small_onnx, version, tmp_path, monkeypatch, capsys):
+@pytest.fixture(scope="module")
+def small_onnx16(official_model, tmp_path_factory):
+    from export.onnx import export_onnx
+
+    path = tmp_path_factory.mktemp("trt_plan16") / "official16.onnx"
+    export_onnx(official_model, path, opset=16, force=True)
+    return path
+
+
+@pytest.mark.parametrize("version", compat.TARGET_VERSIONS)
+def test_check_only_prints_the_plan_and_operator_check(small_onnx, small_onnx16, version, tmp_path, monkeypatch,
+                                                       capsys):
     from export.tensorrt import main
 
     monkeypatch.chdir(tmp_path)
-    rc = main(["--onnx", str(small_onnx), "--check-only", "--trt-version", version, "--fp16", "--int8"])
+    onnx_path = small_onnx16 if compat.plan_for(version).onnx_opset < 17 else small_onnx
+    rc = main(["--onnx", str(onnx_path), "--check-only", "--trt-version", version, "--fp16", "--int8"])
     out, err = capsys.readouterr()
     assert rc == 0, err
     plan = compat.plan_for(version)
@@ -114,6 +144,19 @@ def test_check_only_prints_the_plan_and_operator_check(small_onnx, version, tmp_
     assert f"engine:         {path.engine_precision}" in out
     assert f"operator check, TensorRT {plan.label}: all operators supported" in out
     assert list(tmp_path.iterdir()) == []  # a dry run writes nothing
+
+
+def test_check_only_85_refuses_an_opset_17_onnx_with_the_fix(small_onnx, tmp_path, monkeypatch, capsys):
+    """An opset 17 export holds LayerNormalization nodes, which TensorRT 8.5 cannot parse."""
+    from export.tensorrt import main
+
+    monkeypatch.chdir(tmp_path)
+    rc = main(["--onnx", str(small_onnx), "--check-only", "--trt-version", "8.5.2", "--fp16"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "operator check, TensorRT 8.5.2:" in out and "LayerNormalization x" in out
+    assert "(supported from TensorRT 8.6)" in out
+    assert "python -m export.onnx --opset 16" in out
 
 
 def test_export_engine_api_takes_typed_options(small_onnx, tmp_path):
