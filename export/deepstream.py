@@ -60,8 +60,11 @@ from emonext_edge.deepstream_boxes import DEFAULT_STRATEGY, NVINFER_MIN_OBJECT_S
 from emonext_edge.errors import ExportError, ModelFileError
 from emonext_edge.fileio import sha256_file
 from emonext_edge.metadata import ArtifactMetadata, GateResult, labels_from, read_onnx_metadata
+from emonext_edge.tensorrt_compat import ApiPlan, parse_version, plan_for
 
+from . import trt_opcheck
 from .common import UsageError, load_source, synthetic_faces, verification_batch
+from .trt_pinning import fp32_layer_names
 from .pipeline import Stage, embed_onnx, exporter_cli, gate_line, raise_if_failed, set_verbosity
 
 log = logging.getLogger(__name__)
@@ -91,6 +94,94 @@ SCALING_FILTERS = {"nearest": 0, "bilinear": 1, "algo1": 2, "algo2": 3, "algo3":
 GRAY_RANGES = {"full": (NET_SCALE_FACTOR, 0), "limited": (LIMITED_RANGE_SCALE, 16)}
 PROB_ATOL = 1e-5
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+
+# --------------------------------------------------------------------------- target versions
+
+
+@dataclass(frozen=True)
+class DeepStreamRelease:
+    """One DeepStream release and the TensorRT it builds engines with."""
+
+    version: str
+    jetpack: str  # the JetPack it runs on (Jetson)
+    jetson_tensorrt: str  # TensorRT of that JetPack
+    dgpu_tensorrt: str  # TensorRT of the x86 dGPU install / container
+
+
+#: DeepStream release -> JetPack and TensorRT. Sources: the JetPack each release supports is the one named
+#: by NVIDIA-AI-IOT/deepstream_python_apps at the tag of that release (bindings/README.md "Download the
+#: JetPack SDK": v1.1.6 = DS 6.2 -> JetPack 5.1, v1.1.8 = 6.3 -> 5.1.2, v1.1.10 = 6.4 -> 6.0 DP,
+#: v1.1.11 = 7.0 -> 6.0 GA, v1.2.0 = 7.1 -> 6.1); the TensorRT of each JetPack from NVIDIA's JetPack
+#: release notes (5.1 and 5.1.2: 8.5.2.2; 6.0 DP and 6.0 GA: 8.6.2.3; 6.1 and 6.2: 10.3.0.30, also
+#: stated by pytorch/TensorRT docsrc/getting_started/jetpack.rst). The dGPU column is the DeepStream
+#: dGPU setup table of each release's guide (not re-fetched here). Jetson and dGPU agree on
+#: TensorRT major.minor in every release, which is all the build plan depends on.
+DEEPSTREAM_RELEASES: dict[str, DeepStreamRelease] = {
+    "6.2": DeepStreamRelease("6.2", "5.1", "8.5.2.2", "8.5.2.2"),
+    "6.3": DeepStreamRelease("6.3", "5.1.2", "8.5.2.2", "8.5.3.1"),
+    "6.4": DeepStreamRelease("6.4", "6.0 DP", "8.6.2.3", "8.6.1.6"),
+    "7.0": DeepStreamRelease("7.0", "6.0", "8.6.2.3", "8.6.1.6"),
+    "7.1": DeepStreamRelease("7.1", "6.1 / 6.2", "10.3.0.30", "10.3.0.26"),
+}
+DEFAULT_DEEPSTREAM = "7.1"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the package is built for: a DeepStream release (or a bare TensorRT version) and its build plan."""
+
+    plan: ApiPlan
+    tensorrt: str
+    deepstream: Optional[DeepStreamRelease] = None
+
+    @property
+    def label(self) -> str:
+        if self.deepstream is None:
+            return f"TensorRT {self.tensorrt} (--trt-version)"
+        ds = self.deepstream
+        return f"DeepStream {ds.version} (JetPack {ds.jetpack}, TensorRT {ds.jetson_tensorrt}; dGPU TensorRT {ds.dgpu_tensorrt})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"deepstream": asdict(self.deepstream) if self.deepstream else None, "tensorrt": self.tensorrt,
+                "onnx_opset": self.plan.onnx_opset, "stn_mode": self.plan.stn_mode}
+
+
+def resolve_target(deepstream: Optional[str] = None, trt_version: Optional[str] = None) -> Target:
+    """``--deepstream X`` or ``--trt-version V`` (neither: DeepStream 7.1) -> :class:`Target`; ``UsageError`` otherwise."""
+    if deepstream is not None and trt_version is not None:
+        raise UsageError("give either --deepstream or --trt-version, not both")
+    if trt_version is not None:
+        try:
+            version = parse_version(trt_version)
+        except ValueError as exc:
+            raise UsageError(f"--trt-version: {exc}") from None
+        if version[:2] < (8, 5):
+            raise UsageError(f"--trt-version {trt_version}: TensorRT below 8.5 has no GridSample importer "
+                             "(the STN); DeepStream 6.2 / JetPack 5.1 is the oldest target")
+        return Target(plan_for(trt_version), trt_version)
+    key = DEFAULT_DEEPSTREAM if deepstream is None else str(deepstream).strip()
+    if key not in DEEPSTREAM_RELEASES:
+        raise UsageError(f"--deepstream {deepstream}: expected one of {', '.join(DEEPSTREAM_RELEASES)} "
+                         "(or --trt-version for another TensorRT)")
+    release = DEEPSTREAM_RELEASES[key]
+    return Target(plan_for(release.jetson_tensorrt), release.jetson_tensorrt, release)
+
+
+def check_buildable(model: Any, target: Target, where: str) -> None:
+    """``UsageError`` (exit 2) naming the operators ``target``'s TensorRT cannot parse; the fix in the same line."""
+    bad = trt_opcheck.check_model(model, target.plan)
+    if not bad:
+        return
+    ops: dict[str, int] = {}
+    for item in bad:
+        ops[item.op_type] = ops.get(item.op_type, 0) + 1
+    what = ", ".join(f"{op} x{n}" for op, n in ops.items())
+    since = sorted({f"{item.added_in[0]}.{item.added_in[1]}" if item.added_in else "never" for item in bad})
+    fix = (f"re-export it with python -m export.onnx --opset {target.plan.onnx_opset} (or pass --checkpoint)"
+           if "LayerNormalization" in ops else "this graph cannot be built there")
+    raise UsageError(f"{where}: {target.label} cannot build it: TensorRT {target.plan.label} does not parse {what} "
+                     f"(supported from TensorRT {', '.join(since)}); {fix}")
 
 
 # --------------------------------------------------------------------------- options
@@ -182,8 +273,9 @@ def _fmt(value: Any) -> str:
 
 
 def sgie_config(opts: SgieOptions, *, onnx_file: str = MODEL_NAME, labels_file: str = LABELS_FILE,
-                int8_calib_file: Optional[str] = None) -> Groups:
-    """The ``[property]`` group of the nvinfer SGIE config (values as written)."""
+                int8_calib_file: Optional[str] = None, fp32_layers: Sequence[str] = ()) -> Groups:
+    """The ``[property]`` group of the nvinfer SGIE config (values as written). ``fp32_layers``: layer
+    (= ONNX node) names pinned to FP32 with ``layer-device-precision`` (:mod:`export.trt_pinning`)."""
     prop: dict[str, Any] = {
         "gpu-id": opts.gpu_id,
         "gie-unique-id": opts.gie_id,
@@ -212,6 +304,11 @@ def sgie_config(opts: SgieOptions, *, onnx_file: str = MODEL_NAME, labels_file: 
     }
     if opts.precision == "int8":
         prop["int8-calib-file"] = int8_calib_file or INT8_PLACEHOLDER
+    if fp32_layers:
+        bad = [n for n in fp32_layers if not n or any(c in n for c in ":;\n=")]
+        if bad:
+            raise ExportError(f"layer names {bad[:3]} cannot be written in layer-device-precision (':' ';' '=' or empty)")
+        prop["layer-device-precision"] = [f"{name}:fp32:gpu" for name in fp32_layers]
     return {"property": {k: _fmt(v) for k, v in prop.items()}}
 
 
@@ -227,6 +324,8 @@ SGIE_COMMENTS = {
     "secondary-reinfer-interval": "re-classify a tracked face every N frames (default: never, label frozen)",
     "classifier-async-mode": "0: the label is attached to the frame it was computed on",
     "classifier-threshold": "a label is attached when its probability is above this",
+    "layer-device-precision": "the STN's layers (named after its ONNX nodes) stay FP32 in the FP16 engine, as "
+                              "export.tensorrt pins them (export/trt_pinning.py); nvinfer then sets STRICT_TYPES",
     "int8-calib-file": "empty placeholder: DeepStream sets TensorRT's INT8 flag only when this file exists; "
                        "a Q/DQ ONNX carries its own scales",
 }
@@ -576,7 +675,7 @@ class DeepStreamExport:
 
 
 def _source_model(onnx_path: Optional[str | os.PathLike], checkpoint: Optional[str | os.PathLike],
-                  work: Path) -> tuple[Any, Path, Callable[[np.ndarray], np.ndarray], dict[str, Any], Any]:
+                  work: Path, target: Target) -> tuple[Any, Path, Callable[[np.ndarray], np.ndarray], dict[str, Any], Any]:
     """(source ONNX model, its path, reference logits function, source description, SourceModel or None)."""
     if onnx_path is not None:
         model = _load_onnx(onnx_path)
@@ -588,7 +687,9 @@ def _source_model(onnx_path: Optional[str | os.PathLike], checkpoint: Optional[s
 
     source = load_source(checkpoint)
     path = work / "source_fp32.onnx"
-    export_onnx(source.model, path, source_info=source.info, verify_count=4)
+    # the form the target's TensorRT parses: opset 16 (decomposed LayerNorm) for 8.5, 17 from 8.6 (same plan as export.tensorrt)
+    export_onnx(source.model, path, stn=target.plan.stn_mode, opset=target.plan.onnx_opset, source_info=source.info,
+                verify_count=4)
     torch_model = source.model.eval()
 
     def reference(x: np.ndarray) -> np.ndarray:
@@ -601,7 +702,8 @@ def _source_model(onnx_path: Optional[str | os.PathLike], checkpoint: Optional[s
 def export_deepstream(output: str | os.PathLike, *, onnx_path: Optional[str | os.PathLike] = None,
                       checkpoint: Optional[str | os.PathLike] = None, options: SgieOptions = SgieOptions(),
                       calib: Optional[str | os.PathLike] = None, verify_data: Optional[str | os.PathLike] = None,
-                      verify_count: int = 16, fidelity: Optional[FidelityOptions] = None) -> DeepStreamExport:
+                      verify_count: int = 16, fidelity: Optional[FidelityOptions] = None,
+                      target: Optional[Target] = None) -> DeepStreamExport:
     """Write the nvinfer ONNX variant, SGIE/app/preprocess configs and labels into ``output``.
 
     At most one of ``onnx_path`` / ``checkpoint`` (neither: the seeded default model). INT8
@@ -609,9 +711,12 @@ def export_deepstream(output: str | os.PathLike, *, onnx_path: Optional[str | os
     it goes through the shared fidelity gate ``fidelity`` against the FP32 ONNX). Follows the export
     contract (``export/pipeline.py``): built in a stage inside ``output``, verified, then
     committed with the sidecar ``emonext_sgie.json`` (metadata, gate result, ``artifact_sha256``
-    of every file) written last. Raises ``UsageError`` (bad arguments), ``VerificationError``
-    (numerics; nothing written) or ``ExportError``.
+    of every file) written last. Raises ``UsageError`` (bad arguments, or an ONNX the ``target``'s
+    TensorRT cannot parse: :func:`check_buildable`), ``VerificationError`` (numerics; nothing
+    written) or ``ExportError``. ``target`` (default DeepStream 7.1, :func:`resolve_target`) decides the
+    export form of a checkpoint and which layers ``layer-device-precision`` pins to FP32.
     """
+    target = target or resolve_target()
     if onnx_path is not None and checkpoint is not None:
         raise UsageError("give either --onnx or --checkpoint, not both")
     if calib is not None and options.precision != "int8":
@@ -619,7 +724,8 @@ def export_deepstream(output: str | os.PathLike, *, onnx_path: Optional[str | os
     with Stage(output) as stage:
         work = stage.dir / "work"
         work.mkdir()
-        source, source_path, reference, info, torch_source = _source_model(onnx_path, checkpoint, work)
+        source, source_path, reference, info, torch_source = _source_model(onnx_path, checkpoint, work, target)
+        check_buildable(source, target, f"--onnx {onnx_path}" if onnx_path is not None else "the exported ONNX")
         if options.precision == "int8" and not info["qdq"]:
             if calib is None:
                 raise UsageError("--precision int8 needs the Q/DQ ONNX made by `python -m export.tensorrt --int8` "
@@ -640,6 +746,9 @@ def export_deepstream(output: str | os.PathLike, *, onnx_path: Optional[str | os
         source_meta = read_onnx_metadata(source)
         labels = _labels(source, source_meta, torch_source)
         variant = nvinfer_variant(source, gray=options.gray)
+        check_buildable(variant, target, MODEL_NAME)  # the file nvinfer builds from (our own bug if this fails)
+        build_path = target.plan.path(options.precision)
+        fp32_layers = fp32_layer_names(build_path, variant)
         images, description = verification_batch(verify_data, verify_count)
         figures, failures = verify_variant(variant, reference, images, gray=options.gray, quantized=info["qdq"])
         reference_desc = ("softmax of ONNX Runtime on the Q/DQ source" if info["qdq"] else
@@ -649,8 +758,8 @@ def export_deepstream(output: str | os.PathLike, *, onnx_path: Optional[str | os
                           data=description + ("" if options.gray or info["qdq"] else " + 6 synthetic colour images"),
                           figures=figures, thresholds={"atol_prob": PROB_ATOL, "min_agreement": 1.0}, failures=failures)
         log.info("nvinfer variant: %s", "passed" if gate.passed else "; ".join(failures))
-        names = _stage_files(stage, variant, options, labels)
-        meta = _metadata(source_meta, labels, options, info, gate, names)
+        names = _stage_files(stage, variant, options, labels, fp32_layers)
+        meta = _metadata(source_meta, labels, options, info, gate, names, target, build_path, fp32_layers)
         shutil.rmtree(work)
         result = stage.commit(names, meta, embed=embed_onnx, keep_failed=bool(fidelity and fidelity.keep_failed))
         stale = stage.out_dir / engine_file_name(MODEL_NAME, options.batch, options.gpu_id, options.precision)
@@ -671,7 +780,7 @@ def _labels(source: Any, source_meta: Any, torch_source: Any) -> tuple[str, ...]
 
 
 def _metadata(source_meta: Any, labels: Sequence[str], options: SgieOptions, info: Mapping[str, Any],
-              gate: Any, names: Sequence[str]) -> Any:
+              gate: Any, names: Sequence[str], target: Target, build_path: Any, fp32_layers: Sequence[str]) -> Any:
     channels = 1 if options.gray else 3
     base = source_meta if source_meta is not None else ArtifactMetadata(labels=list(labels))
     upstream = dict(base.source)
@@ -684,6 +793,12 @@ def _metadata(source_meta: Any, labels: Sequence[str], options: SgieOptions, inf
         "engine_file": engine_file_name(MODEL_NAME, options.batch, options.gpu_id, options.precision),
         "box_rewrite": f"emonext_edge.deepstream_boxes.rewrite_box(strategy={DEFAULT_STRATEGY!r}) before the SGIE",
         "keys_checked_against": accepted_keys()["source"],
+        "target": target.to_dict() | {
+            "operator_check": f"passed for TensorRT {target.plan.label} (export/trt_opcheck.py)",
+            "engine_precision": build_path.engine_precision,
+            "fp32_layers": list(fp32_layers),
+            "stn": ("FP32: layer-device-precision pins its layers" if fp32_layers else build_path.stn),
+        },
     }
     preprocessing = {
         "where": "DeepStream nvinfer (not the Runtime: use the plain ONNX there)",
@@ -704,10 +819,10 @@ def _metadata(source_meta: Any, labels: Sequence[str], options: SgieOptions, inf
     )
 
 
-def _texts(options: SgieOptions, labels: Sequence[str]) -> dict[str, str]:
+def _texts(options: SgieOptions, labels: Sequence[str], fp32_layers: Sequence[str] = ()) -> dict[str, str]:
     header = ("Generated by python -m export.deepstream (emonext-edge). Keys checked against the keys\n"
               "DeepStream 6.2's parser accepts (export/deepstream_keys.json).")
-    sgie = sgie_config(options)
+    sgie = sgie_config(options, fp32_layers=fp32_layers)
     app = app_config(options)
     pre = preprocess_config(options)
     problems = check_keys(sgie, "nvinfer") + check_keys(app, "deepstream-app") + check_keys(pre, "nvdspreprocess")
@@ -727,11 +842,12 @@ def _texts(options: SgieOptions, labels: Sequence[str]) -> dict[str, str]:
     }
 
 
-def _stage_files(stage: Any, variant: Any, options: SgieOptions, labels: Sequence[str]) -> list[str]:
+def _stage_files(stage: Any, variant: Any, options: SgieOptions, labels: Sequence[str],
+                 fp32_layers: Sequence[str] = ()) -> list[str]:
     """Write every file into the stage; return the names in commit order (the ONNX last)."""
     import onnx
 
-    texts = _texts(options, labels)
+    texts = _texts(options, labels, fp32_layers)
     for name, text in texts.items():
         stage.file(name).write_text(text)
     names = list(texts)
@@ -766,6 +882,11 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--onnx", help="EmoNeXt ONNX from python -m export.onnx (or its Q/DQ INT8 from export.tensorrt)")
     src.add_argument("--checkpoint", help="EmoNeXt checkpoint (default with neither: seeded untrained EmoNeXt-Tiny)")
     p.add_argument("--output", default="exports/deepstream", help="output directory (default exports/deepstream)")
+    tgt = p.add_mutually_exclusive_group()
+    tgt.add_argument("--deepstream", choices=tuple(DEEPSTREAM_RELEASES),
+                     help=f"target DeepStream release (default {DEFAULT_DEEPSTREAM}): decides the TensorRT version the "
+                          "package must build on (6.2/6.3: TensorRT 8.5, opset 16)")
+    tgt.add_argument("--trt-version", help="target TensorRT version instead of a DeepStream release, e.g. 8.5.2")
     p.add_argument("--gray", action="store_true", help="1-channel GRAY input (model-color-format=2) instead of RGB")
     p.add_argument("--gray-range", choices=tuple(GRAY_RANGES), default="full",
                    help="with --gray: 'limited' when the GRAY8 frames hold video-range luma 16..235 "
@@ -799,8 +920,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise UsageError(f"{flag} {value}: no such file or directory")
     if args.onnx is None and args.checkpoint is None:
         print("note: neither --onnx nor --checkpoint given; exporting the seeded untrained EmoNeXt-Tiny")
+    target = resolve_target(args.deepstream, args.trt_version)
+    print(f"target: {target.label}{' (default; --deepstream for another)' if not (args.deepstream or args.trt_version) else ''}: "
+          f"opset {target.plan.onnx_opset}, STN {target.plan.stn_mode}")
     result = export_deepstream(args.output, onnx_path=args.onnx, checkpoint=args.checkpoint, options=options,
-                               calib=args.calib, verify_data=args.verify_data, fidelity=gate_from_args(args))
+                               calib=args.calib, verify_data=args.verify_data, fidelity=gate_from_args(args),
+                               target=target)
     g = result.gate
     if "int8_gate" in result.metadata.source:
         print(f"Q/DQ INT8 ONNX (made here from --calib) vs the FP32 ONNX: "
@@ -810,6 +935,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.verbose:
         for check in g.figures["checks"]:
             print(f"  {check}")
+    tgt = result.metadata.extra["deepstream"]["target"]
+    print(f"{tgt['operator_check']}; engine {tgt['engine_precision']}; STN: {tgt['stn']}"
+          + (f" ({len(tgt['fp32_layers'])} layers)" if tgt["fp32_layers"] else ""))
     print(f"wrote {', '.join(result.files)} in {result.output}")
     print(f"engine: nvinfer builds and saves "
           f"{engine_file_name(MODEL_NAME, options.batch, options.gpu_id, options.precision)} at its first start on the device")

@@ -328,7 +328,7 @@ def export_engine(options: EngineOptions, say: Callable[[str], None] = print) ->
 def _build_and_gate(plan: compat.ApiPlan, path: compat.PrecisionPath, build_onnx: Path, meta_in: ArtifactMetadata,
                     options: EngineOptions, stage: Stage, untrained: bool, say: Callable[[str], None],
                     result: EngineResult) -> None:
-    from .quantize_onnx import stn_node_names
+    from .trt_pinning import fp32_layer_names
 
     trt = compat.import_tensorrt()
     try:
@@ -354,7 +354,7 @@ def _build_and_gate(plan: compat.ApiPlan, path: compat.PrecisionPath, build_onnx
             build = compat.BuildOptions(
                 path=path, workspace_bytes=int(options.workspace_gb * (1 << 30)), profile=options.profile,
                 dla_core=options.dla_core, calibrator=calibrator,
-                fp32_layer_names=tuple(stn_node_names(build_onnx)) if path.pin_stn_fp32 else (),
+                fp32_layer_names=fp32_layer_names(path, build_onnx),  # the rule export.deepstream shares
                 timing_cache=cache_path.read_bytes() if cache_path and cache_path.is_file() else None,
                 progress=say if options.verbose else None,
             )

@@ -91,12 +91,33 @@ def test_variant_graph_io(exports):
 
 
 def test_checkpoint_source_and_cli(official_checkpoint, tmp_path, capsys):
-    from export.deepstream import main
+    """--deepstream 6.3 (TensorRT 8.5): the checkpoint is exported at opset 16 (no LayerNormalization), the
+    operator check passes for 8.5, and the FP16 config pins the STN's layers to FP32."""
+    import onnx
+
+    from export import trt_opcheck
+    from export.deepstream import main, parse_ini
+    from export.stn_scope import onnx_stn_node_names
 
     out = tmp_path / "ds"
-    assert main(["--checkpoint", str(official_checkpoint), "--output", str(out), "--gray", "--batch", "2"]) == 0
+    assert main(["--checkpoint", str(official_checkpoint), "--output", str(out), "--gray", "--batch", "2",
+                 "--deepstream", "6.3"]) == 0
     text = capsys.readouterr().out
     assert "PyTorch FP32 (checkpoint)" in text and "emonext_sgie.onnx_b2_gpu0_fp16.engine" in text
+    assert "DeepStream 6.3" in text and "TensorRT 8.5.2.2" in text
+    model = onnx.load(str(out / "emonext_sgie.onnx"))
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) == 16
+    ops = {n.op_type for n in model.graph.node}
+    assert "LayerNormalization" not in ops and "GridSample" in ops
+    assert trt_opcheck.check_model(model, "8.5.2") == []
+    prop = parse_ini((out / "config_infer_secondary_emonext.txt").read_text())["property"]
+    pinned = [entry.split(":") for entry in prop["layer-device-precision"].split(";")]
+    assert all(len(e) == 3 and e[1:] == ["fp32", "gpu"] for e in pinned)
+    assert [e[0] for e in pinned] == onnx_stn_node_names(model)  # the rule export.tensorrt uses, on this file
+    grid = next(n.name for n in model.graph.node if n.op_type == "GridSample")
+    assert grid in {e[0] for e in pinned}
+    target = json.loads((out / "emonext_sgie.json").read_text())["deepstream"]["target"]
+    assert target["tensorrt"] == "8.5.2.2" and target["onnx_opset"] == 16 and target["deepstream"]["jetpack"] == "5.1.2"
     manifest = json.loads((out / "emonext_sgie.json").read_text())
     assert manifest["fidelity"]["passed"] and manifest["fidelity"]["figures"]["max_abs_prob_diff"] <= 1e-5
     assert manifest["source"]["weights"] == "ema" and manifest["output_name"] == "probs"
@@ -137,6 +158,60 @@ def test_bad_usage_exits_2(onnx_path, tmp_path, capsys, argv, fragment):
     argv = [str(tmp_path / a) if a == "x.npz" else a for a in argv]
     assert main(["--onnx", str(onnx_path), "--output", str(tmp_path / "o"), *argv]) == 2
     assert fragment in capsys.readouterr().err
+
+
+def test_opset17_onnx_is_refused_for_deepstream_6_3_with_exit_2(onnx_path, tmp_path, capsys):
+    """TensorRT 8.5 has no LayerNormalization importer: the opset 17 ONNX is refused before anything is written."""
+    from export.deepstream import main
+
+    out = tmp_path / "o"
+    assert main(["--onnx", str(onnx_path), "--output", str(out), "--deepstream", "6.3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "LayerNormalization x" in err[0] and "--opset 16" in err[0] and "8.5" in err[0]
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_default_target_is_deepstream_7_1_and_pins_the_stn(exports, onnx_path):
+    """The opset 17 ONNX builds on DeepStream 7.1 (TensorRT 10.3); FP16 pins the STN, FP32 pins nothing."""
+    import onnx
+
+    from export import trt_opcheck
+    from export.deepstream import parse_ini
+    from export.stn_scope import onnx_stn_node_names
+
+    color = exports["color"].output
+    model = onnx.load(str(color / "emonext_sgie.onnx"))
+    assert trt_opcheck.check_model(model, "10.3.0") == []
+    prop = parse_ini((color / "config_infer_secondary_emonext.txt").read_text())["property"]
+    names = [e.split(":")[0] for e in prop["layer-device-precision"].split(";")]
+    assert names == onnx_stn_node_names(model) and "emonext_luma" in names  # the in-graph luma feeds the STN
+    meta = json.loads((color / "emonext_sgie.json").read_text())["deepstream"]["target"]
+    assert meta["deepstream"]["version"] == "7.1" and meta["tensorrt"].startswith("10.3")
+    gray = parse_ini((exports["gray"].output / "config_infer_secondary_emonext.txt").read_text())["property"]
+    assert "layer-device-precision" not in gray  # precision fp32: nothing to pin
+
+
+@pytest.mark.parametrize("release, trt, opset", [("6.2", "8.5", 16), ("6.3", "8.5", 16), ("6.4", "8.6", 17),
+                                                 ("7.0", "8.6", 17), ("7.1", "10.3", 17)])
+def test_deepstream_release_table(release, trt, opset):
+    from export.deepstream import resolve_target
+
+    target = resolve_target(release)
+    assert target.tensorrt.startswith(trt + ".") and target.deepstream.dgpu_tensorrt.startswith(trt + ".")
+    assert target.plan.onnx_opset == opset and target.plan.stn_mode == "native"
+    assert target.plan.path("fp16").pin_stn_fp32 and not target.plan.path("fp32").pin_stn_fp32
+
+
+@pytest.mark.parametrize("kwargs, fragment", [({"deepstream": "6.1"}, "expected one of 6.2"),
+                                              ({"trt_version": "8.4.1"}, "below 8.5"),
+                                              ({"trt_version": "x"}, "--trt-version"),
+                                              ({"deepstream": "7.1", "trt_version": "10.3"}, "not both")])
+def test_bad_targets(kwargs, fragment):
+    from export.common import UsageError
+    from export.deepstream import resolve_target
+
+    with pytest.raises(UsageError, match=fragment):
+        resolve_target(**kwargs)
 
 
 def test_qdq_source_gives_int8_config(onnx_path, tmp_path):
