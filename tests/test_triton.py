@@ -64,15 +64,17 @@ def atto_ir(atto_onnx) -> Path:
     return xml
 
 
-def dummy_engine(directory: Path, version: str = "10.3.0.26", lo: int = 1, hi: int = 16) -> Path:
-    """An opaque plan file with the manifest python -m export.tensorrt writes (no TensorRT needed to serve-config it)."""
-    engine = directory / f"dummy_{version}_{lo}_{hi}.plan"
+def dummy_engine(directory: Path, version: str = "10.3.0.26", lo: int = 1, hi: int = 16, jetson: bool = False) -> Path:
+    """An opaque plan file with the manifest python -m export.tensorrt writes (no TensorRT needed to serve-config it);
+    ``jetson``: as built on a Jetson AGX Orin with JetPack (what export.tensorrt records there)."""
+    engine = directory / f"dummy_{version}_{lo}_{hi}{'_jetson' if jetson else ''}.plan"
     engine.write_bytes(b"not-a-real-plan")
     manifest = {
         "format": "tensorrt-engine", "precision": "fp16", "labels": LABELS,
         "architecture": {"num_classes": 7, "name": "atto"}, "input_name": "input", "output_name": "logits",
-        "tensorrt": {"version": version, "gpu": "NVIDIA A2", "compute_capability": "8.6",
-                     "profile_shapes": {"min": [lo, 3, 224, 224], "opt": [hi, 3, 224, 224], "max": [hi, 3, 224, 224]}},
+        "tensorrt": {"version": version, "gpu": "Orin" if jetson else "NVIDIA A2", "compute_capability": "8.7" if jetson else "8.6",
+                     "profile_shapes": {"min": [lo, 3, 224, 224], "opt": [hi, 3, 224, 224], "max": [hi, 3, 224, 224]},
+                     **({"jetpack": "R36 (release), REVISION: 4.0"} if jetson else {})},
         "artifact_sha256": {engine.name: hashlib.sha256(engine.read_bytes()).hexdigest()},
     }
     engine.with_suffix(".json").write_text(json.dumps(manifest))
@@ -108,18 +110,54 @@ def check_classifier(repo: Path, platform: str, backend: str, kind: str, files: 
 def test_onnx_repository_native(atto_onnx, tmp_path):
     summary = write_repository([atto_onnx], tmp_path / "repo")
     assert summary["models"] == ["emonext"] and summary["warnings"] == []
-    config = check_classifier(tmp_path / "repo", "onnxruntime_onnx", "", "KIND_CPU", ["model.onnx"])
+    config = check_classifier(tmp_path / "repo", "onnxruntime_onnx", "", "KIND_GPU", ["model.onnx"])
     assert config.input[0].name == "input" and config.output[0].name == "logits"
     assert mc.DataType.Name(config.input[0].data_type) == "TYPE_FP32"
+    assert not config.optimization.execution_accelerators.gpu_execution_accelerator
+    # a CPU-only server: --kind cpu
+    write_repository([atto_onnx], tmp_path / "cpu", RepositoryOptions(kind="KIND_CPU"))
+    assert read_config(tmp_path / "cpu" / "emonext").instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
+
+
+def test_onnx_repository_with_the_tensorrt_execution_provider(atto_onnx, tmp_path):
+    """onnxruntime_backend README: optimization { execution_accelerators { gpu_execution_accelerator: [{name: "tensorrt"}]}}."""
+    write_repository([atto_onnx], tmp_path / "repo", RepositoryOptions(tensorrt_ep="fp16"))
+    config = read_config(tmp_path / "repo" / "emonext")
+    (acc,) = config.optimization.execution_accelerators.gpu_execution_accelerator
+    assert acc.name == "tensorrt" and acc.parameters["precision_mode"] == "FP16"
+    assert "trt_engine_cache_enable" in acc.parameters and config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+    with pytest.raises(UsageError, match="needs GPU instances"):
+        write_repository([atto_onnx], tmp_path / "r2", RepositoryOptions(tensorrt_ep="fp32", kind="KIND_CPU"))
+    with pytest.raises(UsageError, match="ONNX Runtime backend"):
+        write_repository([atto_onnx], tmp_path / "r3", RepositoryOptions(tensorrt_ep="fp32", python_backend=True))
 
 
 def test_ir_repository_native(atto_ir, tmp_path):
-    write_repository([atto_ir], tmp_path / "repo", RepositoryOptions(instances=2))
+    """The form openvino_backend's own tests use (tests/configs/dynamic.pbtxt): no max_batch_size, a -1 batch dim,
+    no dynamic batching; its src/openvino.cc refuses any batch != max_batch_size without ENABLE_BATCH_PADDING."""
+    summary = write_repository([atto_ir], tmp_path / "repo", RepositoryOptions(instances=2))
+    assert summary["max_batch_size"] == 0 and summary["warnings"] == []
     config = read_config(tmp_path / "repo" / "emonext")
-    assert config.instance_group[0].count == 2
-    config.instance_group[0].count = 1
-    (tmp_path / "repo" / "emonext" / "config.pbtxt").write_text(text_format.MessageToString(config))
-    check_classifier(tmp_path / "repo", "", "openvino", "KIND_CPU", ["model.xml", "model.bin"])
+    assert (config.backend, config.platform, config.max_batch_size) == ("openvino", "", 0)
+    assert list(config.input[0].dims) == [-1, 3, 224, 224] and list(config.output[0].dims) == [-1, 7]
+    assert not config.HasField("dynamic_batching") and "ENABLE_BATCH_PADDING" not in config.parameters
+    assert [(g.count, g.kind) for g in config.instance_group] == [(2, mc.ModelInstanceGroup.KIND_CPU)]
+    assert config.output[0].label_filename == "labels.txt"
+    assert sorted(p.name for p in (tmp_path / "repo" / "emonext" / "1").iterdir()) == ["model.bin", "model.json", "model.xml"]
+    # backend auto-complete would turn max_batch_size 0 into default-max-batch-size only for an IR whose inputs
+    # and outputs carry a layout with a batch dimension (AutoCompleteBatching); ours carry none
+    import openvino as ov
+
+    model = ov.Core().read_model(str(atto_ir))
+    assert all(ov.layout_helpers.get_layout(p).empty for p in [*model.inputs, *model.outputs])
+    # dynamic batching on this backend serves only full batches: refused with the reason
+    with pytest.raises(UsageError, match="ENABLE_BATCH_PADDING"):
+        write_repository([atto_ir], tmp_path / "r2", RepositoryOptions(max_batch=8))
+    with pytest.raises(UsageError, match="--python-backend"):
+        write_repository([atto_ir], tmp_path / "r3", RepositoryOptions(preprocess=True))
+    # the python backend (our Runtime inside Triton) batches as before
+    write_repository([atto_ir], tmp_path / "py", RepositoryOptions(python_backend=True))
+    assert read_config(tmp_path / "py" / "emonext").max_batch_size == 8
 
 
 def test_plan_repository_native(tmp_path):
@@ -213,6 +251,39 @@ def test_engine_refusals(tmp_path):
     with pytest.raises(ModelFileError, match="no TensorRT manifest"):
         write_repository([bare], tmp_path / "r6")
     assert not any((tmp_path / f"r{i}").exists() for i in range(1, 7))
+
+
+def test_engine_platform_is_checked_against_the_release(tmp_path):
+    """An engine built on a Jetson (JetPack 6.1, sm_87, TensorRT 10.3) has the TensorRT of the x86 24.08 container,
+    but that container cannot deserialize it: refused with one line; and the other way round."""
+    jetson = dummy_engine(tmp_path, jetson=True)
+    with pytest.raises(UsageError) as err:
+        write_repository([jetson], tmp_path / "r1", RepositoryOptions(triton_release="24.08"))
+    line = str(err.value)
+    assert "\n" not in line and "Jetson (aarch64 iGPU)" in line and "x86_64 dGPU build" in line and "23.09-jetpack5.1.2" in line
+    assert triton_main(["--artifact", str(jetson), "--output", str(tmp_path / "r2"), "--triton-release", "24.08"]) == 2
+    with pytest.raises(UsageError, match="x86_64 dGPU .* but Triton 23.09-jetpack5.1.2 is the Jetson"):
+        write_repository([dummy_engine(tmp_path, version="8.5.2.2")], tmp_path / "r3",
+                         RepositoryOptions(triton_release="23.09-jetpack5.1.2"))
+    with pytest.raises(UsageError, match=r"TensorRT 10\.3\.0\.26, but Triton 23\.09-jetpack5\.1\.2 ships TensorRT 8\.5"):
+        write_repository([jetson], tmp_path / "r4", RepositoryOptions(triton_release="23.09-jetpack5.1.2"))
+    jp5 = dummy_engine(tmp_path, version="8.5.2.2", jetson=True)
+    summary = write_repository([jp5], tmp_path / "ok", RepositoryOptions(triton_release="23.09-jetpack5.1.2"))
+    assert summary["warnings"] == []
+    with pytest.raises(UsageError, match="compute capability 8.7 .* server's GPU is 7.2"):
+        write_repository([jp5], tmp_path / "r5", RepositoryOptions(triton_release="23.09-jetpack5.1.2",
+                                                                   compute_capability="7.2"))
+    assert not any((tmp_path / f"r{i}").exists() for i in range(1, 6))
+
+
+def test_cli_hint_and_warnings(atto_onnx, tmp_path, capsys):
+    """The docker -v path is absolute for an absolute --output; a warning prints once."""
+    out = tmp_path / "abs repo"
+    assert triton_main(["--artifact", str(dummy_engine(tmp_path)), "--output", str(out)]) == 0
+    text = capsys.readouterr()
+    both = text.out + text.err
+    assert both.count("no --triton-release given") == 1
+    assert f"-v '{out.resolve()}':/models" in text.out and "$PWD" not in text.out
 
 
 def test_release_table_has_its_source():

@@ -217,9 +217,9 @@ class TritonBackend(Backend):
         self.num_classes = out_dims[-1]
         if max_batch > 0:
             self.min_batch, self.max_batch = 1, max_batch
+        elif full[0] <= 0:  # no Triton batching, a -1 batch dimension (the OpenVINO backend's form): any batch
+            self.min_batch, self.max_batch = 1, None
         else:
-            if full[0] <= 0:
-                raise ModelFileError(f"{self.url}: max_batch_size 0 with a variable first dimension is not supported")
             self.min_batch = self.max_batch = full[0]
         self.max_batch_size = max_batch
         params = config.get("parameters", {}) or {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import signal
 import sys
 import time
@@ -35,17 +36,27 @@ def parse_write_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--artifact", action="append", required=True, metavar="PATH",
                    help=".onnx, .xml (+ .bin) or .engine/.plan (+ manifest .json); repeat for versions 1, 2, ...")
     p.add_argument("--output", default=str(DEFAULT_OUTPUT), help=f"repository folder (default {DEFAULT_OUTPUT})")
-    p.add_argument("--max-batch", type=int, default=8, help="max_batch_size (default 8; 0: the model's fixed batch)")
+    p.add_argument("--max-batch", type=int, default=None,
+                   help="max_batch_size (default 8; 0 for .xml on the OpenVINO backend, which runs each request at its own "
+                        "batch; 0 for other kinds: the model's fixed batch)")
     p.add_argument("--instances", type=int, default=1, help="instance_group count (default 1)")
     p.add_argument("--queue-delay-us", type=int, default=2000, help="dynamic batching max queue delay (default 2000)")
-    p.add_argument("--kind", choices=["cpu", "gpu"], help="instance kind (default: gpu for engines, cpu otherwise)")
+    p.add_argument("--kind", choices=["cpu", "gpu"],
+                   help="instance kind (default: gpu for engines and ONNX Runtime, cpu for OpenVINO and --python-backend)")
+    p.add_argument("--tensorrt-ep", choices=["fp32", "fp16"],
+                   help="ONNX Runtime on GPU: run the model through the TensorRT execution provider at this precision "
+                        "(fp16 runs the STN in FP16 too: the EP pins no layers)")
+    p.add_argument("--compute-capability", metavar="X.Y",
+                   help="engines: the serving GPU's compute capability, checked against the engine's manifest")
     p.add_argument("--preprocess", action="store_true",
                    help="also write emonext_preprocess, emonext_postprocess and the emonext_pipeline ensemble")
     p.add_argument("--python-backend", action="store_true",
                    help="serve the classifier with Triton's python backend running our ONNX Runtime / OpenVINO "
                    "backend (CPU hosts, and the only kind the local bundled server can serve)")
     p.add_argument("--threads", type=int, help="python backend: inference threads per instance")
-    p.add_argument("--triton-release", metavar="YY.MM", help="check a TensorRT engine against this Triton release")
+    p.add_argument("--triton-release", metavar="YY.MM",
+                   help="check a TensorRT engine against this Triton release: an x86_64 container (24.08) or a Jetson "
+                        "build (23.09-jetpack5.1.2), see export/triton/tensorrt_releases.json")
     p.add_argument("-v", "--verbose", action="store_true", help="print every config.pbtxt")
     return p.parse_args(argv)
 
@@ -57,7 +68,8 @@ def write_main(argv: Sequence[str]) -> int:
     options = RepositoryOptions(
         max_batch=args.max_batch, instances=args.instances, preprocess=args.preprocess,
         python_backend=args.python_backend, triton_release=args.triton_release, queue_delay_us=args.queue_delay_us,
-        kind={"cpu": "KIND_CPU", "gpu": "KIND_GPU"}.get(args.kind or ""),
+        kind={"cpu": "KIND_CPU", "gpu": "KIND_GPU"}.get(args.kind or ""), tensorrt_ep=args.tensorrt_ep,
+        compute_capability=args.compute_capability,
         backend_options={"threads": args.threads} if args.threads else {},
     )
     summary = write_repository(args.artifact, args.output, options)
@@ -68,11 +80,21 @@ def write_main(argv: Sequence[str]) -> int:
     if args.verbose:
         for config in sorted(Path(args.output).glob("*/config.pbtxt")):
             print(f"--- {config}\n{config.read_text()}")
-    serve_hint = f"python -m export.triton serve {args.output}" if args.python_backend else (
-        f"docker run --gpus all --rm -p 8000:8000 -p 8001:8001 -p 8002:8002 -v $PWD/{args.output}:/models "
-        f"nvcr.io/nvidia/tritonserver:{args.triton_release or '<YY.MM>'}-py3 tritonserver --model-repository=/models")
-    print(f"next: {serve_hint}")
+    print(f"next: {serve_hint(args.output, summary, args.python_backend, args.triton_release)}")
     return 0
+
+
+def serve_hint(output: str, summary: dict, python_backend: bool, release: Optional[str]) -> str:
+    """The command that serves the repository: the bundled server, a Jetson tarball, or the x86_64 container."""
+    if python_backend:
+        return f"python -m export.triton serve {output}"
+    repo = shlex.quote(str(Path(output).resolve()))  # docker -v needs an absolute host path; $PWD/<absolute> is not one
+    if release and "jetpack" in release:
+        return (f"on the Jetson, with the Triton {release} tarball unpacked in /opt/tritonserver: "
+                f"/opt/tritonserver/bin/tritonserver --model-repository={repo}")
+    gpus = "--gpus all " if summary.get("instance_kind", "KIND_GPU") == "KIND_GPU" else ""
+    return (f"docker run {gpus}--rm -p 8000:8000 -p 8001:8001 -p 8002:8002 -v {repo}:/models "
+            f"nvcr.io/nvidia/tritonserver:{release or '<YY.MM>'}-py3 tritonserver --model-repository=/models")
 
 
 def serve_main(argv: Sequence[str]) -> int:

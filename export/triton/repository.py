@@ -26,7 +26,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -209,12 +209,45 @@ def inspect_artifact(path: str | os.PathLike) -> ArtifactInfo:
 
 
 # -- Triton release -> TensorRT version --------------------------------------------------------
+X86 = "x86_64 dGPU"
+JETSON = "Jetson (aarch64 iGPU)"
+#: compute capabilities of Jetson iGPUs (TX2 6.2, Xavier 7.2, Orin 8.7): an engine recorded with one was built on a Jetson
+JETSON_COMPUTE = ("5.3", "6.2", "7.2", "8.7")
+
+
 def tensorrt_releases() -> dict[str, str]:
-    """``{"24.08": "10.3.0.26", ...}``: the TensorRT version in each Triton container (see the file's source)."""
+    """``{"24.08": "10.3.0.26", ...}``: the TensorRT version in each x86_64 Triton container (see the file's source)."""
     return dict(json.loads(RELEASES_FILE.read_text())["releases"])
 
 
-def check_engine_release(info: ArtifactInfo, release: Optional[str], max_batch: int) -> list[str]:
+def jetson_releases() -> dict[str, dict[str, str]]:
+    """``{"23.09-jetpack5.1.2": {"tensorrt": "8.5.2.2", "jetpack": "5.1.2", ...}}``: Triton's Jetson builds."""
+    return {k: dict(v) for k, v in json.loads(RELEASES_FILE.read_text())["jetson_releases"].items()}
+
+
+def engine_platform(trt: dict[str, Any]) -> str:
+    """Where the manifest says the engine was built: Jetson when it records a JetPack (L4T) release or a Jetson
+    GPU's compute capability, else an x86_64 dGPU (what export.tensorrt records: ``details.jetpack``, ``compute_capability``)."""
+    details = trt.get("details") or {}
+    jetpack = trt.get("jetpack") or details.get("jetpack")
+    if jetpack or str(trt.get("compute_capability") or "") in JETSON_COMPUTE:
+        return JETSON
+    return X86
+
+
+def _built_desc(trt: dict[str, Any]) -> str:
+    details = trt.get("details") or {}
+    parts = [f"TensorRT {trt.get('version') or 'unknown'}", f"compute {trt.get('compute_capability') or 'unknown'}"]
+    if trt.get("gpu"):
+        parts.insert(0, str(trt["gpu"]))
+    jetpack = trt.get("jetpack") or details.get("jetpack")
+    if jetpack:
+        parts.append(f"L4T {jetpack}")
+    return ", ".join(parts)
+
+
+def check_engine_release(info: ArtifactInfo, release: Optional[str], max_batch: int,
+                         compute_capability: Optional[str] = None) -> list[str]:
     """Refuse an engine Triton would not load; returns warnings for what cannot be checked."""
     trt = info.metadata["tensorrt"]
     profile = _profile(info.metadata)
@@ -227,24 +260,42 @@ def check_engine_release(info: ArtifactInfo, release: Optional[str], max_batch: 
             f"or pass --max-batch {hi if lo <= 1 else 0}"
         )
     built = str(trt.get("version") or "")
+    platform = engine_platform(trt)
+    warnings = []
+    if compute_capability is not None and str(trt.get("compute_capability") or "") != str(compute_capability):
+        raise UsageError(f"--artifact {info.path}: engine built for compute capability "
+                         f"{trt.get('compute_capability') or 'unknown'} ({_built_desc(trt)}), but the server's GPU is "
+                         f"{compute_capability}; TensorRT engines only run on the compute capability they were built for. "
+                         "Rebuild it on the server's GPU")
     if release is None:
-        return [(f"{info.path}: no --triton-release given; the engine (TensorRT {built or 'unknown'}) must be served "
-                 "by a Triton whose TensorRT has the same version, or it will not load")]
+        return warnings + [(f"{info.path}: no --triton-release given; the engine ({_built_desc(trt)}, {platform}) must be "
+                            "served by a Triton build for that platform whose TensorRT has the same version, or it will not load")]
     table = tensorrt_releases()
-    if release not in table:
-        raise UsageError(f"--triton-release {release}: not in {RELEASES_FILE.name} (known: {', '.join(sorted(table))})")
-    shipped = table[release]
+    jetson = jetson_releases()
+    if release not in table and release not in jetson:
+        raise UsageError(f"--triton-release {release}: not in {RELEASES_FILE.name} (x86_64 containers: "
+                         f"{', '.join(sorted(table))}; Jetson builds: {', '.join(sorted(jetson))})")
+    release_platform = JETSON if release in jetson else X86
+    if platform != release_platform:
+        others = sorted(jetson) if platform == JETSON else sorted(r for r, v in table.items()
+                                                                    if v.split(".")[:2] == built.split(".")[:2])
+        raise UsageError(
+            f"--artifact {info.path}: engine built on a {platform} ({_built_desc(trt)}), but Triton {release} is the "
+            f"{release_platform} build; a TensorRT engine only loads on the platform and GPU it was built on. Serve it with "
+            f"a {platform} Triton ({', '.join(others) if others else 'none in the table'}) or rebuild the engine there")
+    shipped = jetson[release]["tensorrt"] if release in jetson else table[release]
     if not built:
         raise UsageError(f"--artifact {info.path}: the manifest records no TensorRT version; cannot check it against "
                          f"Triton {release} (TensorRT {shipped})")
     if built.split(".")[:2] != shipped.split(".")[:2]:
-        matches = sorted(r for r, v in table.items() if v.split(".")[:2] == built.split(".")[:2])
+        pool = {r: e["tensorrt"] for r, e in jetson.items()} if release_platform == JETSON else table
+        matches = sorted(r for r, v in pool.items() if v.split(".")[:2] == built.split(".")[:2])
         raise UsageError(
             f"--artifact {info.path}: engine built with TensorRT {built}, but Triton {release} ships TensorRT {shipped}; "
             f"Triton would fail to deserialize it. Rebuild inside the {release} container or serve with "
             f"{', '.join(matches) if matches else 'a release with that TensorRT'}"
         )
-    return []
+    return warnings
 
 
 # -- configs -----------------------------------------------------------------------------------
@@ -252,15 +303,47 @@ def check_engine_release(info: ArtifactInfo, release: Optional[str], max_batch: 
 class RepositoryOptions:
     """How to write the repository (the CLI maps its flags onto this)."""
 
-    max_batch: int = 8
+    max_batch: Optional[int] = None  # None: 8, but 0 for the native OpenVINO backend (see default_max_batch)
     instances: int = 1
     preprocess: bool = False
     python_backend: bool = False  # run our Runtime inside Triton's python backend (CPU hosts, the bundled server)
     triton_release: Optional[str] = None
     queue_delay_us: int = 2000
-    kind: Optional[str] = None  # KIND_CPU / KIND_GPU; default: GPU for engines, CPU otherwise
+    kind: Optional[str] = None  # KIND_CPU / KIND_GPU; default: GPU for engines and ONNX Runtime, CPU otherwise
+    tensorrt_ep: Optional[str] = None  # ONNX Runtime on GPU: "fp32" / "fp16" TensorRT execution provider precision
+    compute_capability: Optional[str] = None  # engines: the serving GPU's, checked against the manifest
     backend_options: dict[str, Any] = field(default_factory=dict)  # python backend: open_backend(**options)
     version: int = 1
+
+
+DEFAULT_MAX_BATCH = 8
+
+
+def default_max_batch(info: ArtifactInfo, opts: RepositoryOptions) -> int:
+    """``max_batch_size`` when none is given: 0 for Triton's OpenVINO backend, else 8.
+
+    The OpenVINO backend fails every execution whose batch is not exactly ``max_batch_size`` unless
+    ``ENABLE_BATCH_PADDING`` is set (openvino_backend ``src/openvino.cc``, ``ModelInstanceState::
+    ProcessRequests``: "expected requests with batch size '<max_batch_size>', got '<n>'"; reported as
+    triton-inference-server/server#7363), so dynamic batching with ``max_batch_size: 8`` serves only full
+    batches of 8. Its own test configs (``tests/configs/dynamic.pbtxt``) declare no ``max_batch_size`` and a
+    ``-1`` batch dimension: each request runs at the batch it brings. Backend auto-complete would raise a 0
+    to ``default-max-batch-size`` only when the IR's inputs carry a layout with a batch dimension
+    (``ModelState::AutoCompleteBatching``); export.openvino sets no layout.
+    """
+    if opts.max_batch is not None:
+        return opts.max_batch
+    return 0 if info.kind == "openvino" and not opts.python_backend else DEFAULT_MAX_BATCH
+
+
+def default_kind(info: ArtifactInfo, opts: RepositoryOptions) -> str:
+    """``KIND_GPU`` for TensorRT plans and ONNX Runtime (a GPU server; ``--kind cpu`` for CPU-only hosts),
+    ``KIND_CPU`` for OpenVINO and the python backend (our Runtime on CPU)."""
+    if opts.kind:
+        return opts.kind
+    if opts.python_backend or info.kind == "openvino":
+        return "KIND_CPU"
+    return "KIND_GPU"
 
 
 def preferred_sizes(max_batch: int) -> list[int]:
@@ -290,13 +373,19 @@ def classifier_config(info: ArtifactInfo, opts: RepositoryOptions) -> Any:
             config.platform = platform
         if backend:
             config.backend = backend
-    batch_dims: list[int] = [] if opts.max_batch > 0 else [int(info.batch or 1)]
+    batch_dims: list[int] = [] if opts.max_batch > 0 else [int(info.batch) if info.batch else -1]
     data_type = "TYPE_FP32" if opts.python_backend else info.data_type  # the python model casts to the artifact's type
     config.input.add(name=info.input_name, data_type=pb.DataType.Value(data_type), dims=[*batch_dims, *INPUT_SHAPE])
     config.output.add(name=info.output_name, data_type=pb.DataType.Value("TYPE_FP32"),
                       dims=[*batch_dims, info.num_classes], label_filename=LABELS_FILE)
-    kind = opts.kind or ("KIND_GPU" if info.kind == "tensorrt" else "KIND_CPU")
+    kind = default_kind(info, opts)
     config.instance_group.add(count=opts.instances, kind=pb.ModelInstanceGroup.Kind.Value(kind))
+    if opts.tensorrt_ep and not opts.python_backend:
+        # onnxruntime_backend README "TensorRT Optimization" / src/onnxruntime.cc: gpu_execution_accelerator "tensorrt"
+        accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
+        accelerator.parameters["precision_mode"] = opts.tensorrt_ep.upper()
+        accelerator.parameters["max_workspace_size_bytes"] = str(1 << 30)
+        accelerator.parameters["trt_engine_cache_enable"] = "1"
     if opts.max_batch > 1:
         _dynamic_batching(config, opts.max_batch, opts.queue_delay_us)
     _set_param(config, PARAM_METADATA, json.dumps(info.metadata, sort_keys=True))
@@ -419,13 +508,29 @@ def refuse_unservable(info: ArtifactInfo, opts: RepositoryOptions) -> list[str]:
             "Triton requires the first dimension to be -1 (dynamic) when max_batch_size > 0. Re-export with "
             "--batch dynamic, or pass --max-batch 0 to serve the fixed batch as is"
         )
-    if opts.max_batch == 0 and info.batch is None:
+    native_ov = info.kind == "openvino" and not opts.python_backend
+    if native_ov and opts.max_batch > 0:
+        raise UsageError(
+            f"--artifact {info.path}: Triton's OpenVINO backend fails every batch that is not exactly max_batch_size "
+            f"({opts.max_batch}) unless ENABLE_BATCH_PADDING (openvino_backend src/openvino.cc; server#7363); "
+            "drop --max-batch (0 with a -1 batch dimension, the form the backend's tests use) or use --python-backend")
+    if opts.max_batch == 0 and info.batch is None and not native_ov:
         raise UsageError(f"--artifact {info.path}: the model has a dynamic batch; pass --max-batch N >= 1 "
                          "(--max-batch 0 is for fixed-batch models)")
     if opts.max_batch == 0 and opts.preprocess:
-        raise UsageError("--preprocess needs --max-batch >= 1 (the ensemble batches the preprocessed images)")
+        raise UsageError("--preprocess needs --max-batch >= 1 (the ensemble batches the preprocessed images)"
+                         + ("; the OpenVINO backend serves without Triton batching, so write the ensemble with "
+                            "--python-backend" if native_ov else ""))
+    if opts.tensorrt_ep is not None:
+        if opts.tensorrt_ep not in ("fp32", "fp16"):
+            raise UsageError(f"--tensorrt-ep {opts.tensorrt_ep}: expected fp32 or fp16")
+        if info.kind != "onnx" or opts.python_backend:
+            raise UsageError("--tensorrt-ep is an option of Triton's ONNX Runtime backend: give an .onnx artifact "
+                             "without --python-backend")
+        if default_kind(info, opts) != "KIND_GPU":
+            raise UsageError("--tensorrt-ep needs GPU instances (drop --kind cpu)")
     if info.kind == "tensorrt":
-        return check_engine_release(info, opts.triton_release, opts.max_batch)
+        return check_engine_release(info, opts.triton_release, opts.max_batch, opts.compute_capability)
     if opts.triton_release is not None:
         return [f"--triton-release {opts.triton_release} only checks TensorRT engines; {info.path.name} is {info.kind}"]
     return []
@@ -442,6 +547,7 @@ def write_repository(artifacts: Sequence[str | os.PathLike], output: str | os.Pa
     if not artifacts:
         raise UsageError("--artifact: give at least one artifact (.onnx, .xml or .engine/.plan)")
     infos = [inspect_artifact(a) for a in artifacts]
+    opts = replace(opts, max_batch=default_max_batch(infos[0], opts))
     warnings: list[str] = []
     for info in infos:
         warnings += refuse_unservable(info, opts)
@@ -502,7 +608,7 @@ def write_repository(artifacts: Sequence[str | os.PathLike], output: str | os.Pa
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     for line in warnings:
-        log.warning("%s", line)
+        log.debug("%s", line)  # returned in the summary; the CLI prints them (once)
     return {
         "repository": str(out),
         "models": models,
@@ -510,6 +616,7 @@ def write_repository(artifacts: Sequence[str | os.PathLike], output: str | os.Pa
         "kind": first.kind,
         "serving": "python backend (our Runtime inside Triton)" if opts.python_backend else f"Triton {first.kind} backend",
         "max_batch_size": opts.max_batch,
+        "instance_kind": default_kind(first, opts),
         "warnings": warnings,
     }
 
