@@ -11,8 +11,9 @@ face (batch 1) per request, back to back, ``--requests`` times (after ``--warmup
 that is what many cameras each sending a face look like to the server. Reported per
 concurrency: client latency mean / p50 / p95 (ms, from request to logits in the client),
 throughput (requests/s over the wall time of the level), and the server's
-inference_count / execution_count for that level (its statistics before and after): a ratio
-above 1 means dynamic batching merged requests. A local in-process row (the same artifact
+inference_count / execution_count of the timed requests only (its statistics read once every
+client has finished its warm-up and the server has counted it, and again after the timed
+requests): a ratio above 1 means dynamic batching merged requests. A local in-process row (the same artifact
 through ``Runtime`` at batch 1, one thread) gives the non-served reference.
 
 Client and server share this machine's cores: at concurrency 8 on 2 cores the clients'
@@ -34,7 +35,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -62,9 +63,12 @@ def faces_from(folder: Optional[str], n: int) -> np.ndarray:
     return preprocess(files)
 
 
-def level(url: str, concurrency: int, requests: int, warmup: int, inputs: np.ndarray, timeout: float) -> dict[str, Any]:
+def level(url: str, concurrency: int, requests: int, warmup: int, inputs: np.ndarray, timeout: float,
+          between: Optional[Callable[[], None]] = None) -> dict[str, Any]:
+    """One concurrency level; ``between`` runs after every client's warm-up and before any timed request."""
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
     errors: list[BaseException] = []
+    warmed = threading.Barrier(concurrency + 1)
     ready = threading.Barrier(concurrency + 1)
     done = threading.Barrier(concurrency + 1)
 
@@ -73,7 +77,8 @@ def level(url: str, concurrency: int, requests: int, warmup: int, inputs: np.nda
             with Runtime(url, timeout=timeout) as rt:
                 for k in range(warmup):
                     rt.run(inputs[(i + k) % len(inputs)][None])
-                ready.wait(60)
+                warmed.wait(120)
+                ready.wait(120)
                 for k in range(requests):
                     x = inputs[(i * 7 + k) % len(inputs)][None]
                     t0 = time.perf_counter()
@@ -82,13 +87,22 @@ def level(url: str, concurrency: int, requests: int, warmup: int, inputs: np.nda
                 done.wait(600)
         except BaseException as exc:  # noqa: BLE001  reported by the main thread
             errors.append(exc)
+            warmed.abort()
             ready.abort()
             done.abort()
 
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(concurrency)]
     for t in threads:
         t.start()
-    ready.wait(120)
+    try:
+        warmed.wait(180)
+        if between is not None:
+            between()
+        ready.wait(120)
+    except threading.BrokenBarrierError:
+        for t in threads:
+            t.join(30)
+        raise errors[0] if errors else RuntimeError("a client did not finish its warm-up") from None
     t0 = time.perf_counter()
     done.wait(900)
     wall = time.perf_counter() - t0
@@ -108,6 +122,17 @@ def server_counts(url: str) -> tuple[int, int]:
     with Runtime(url) as rt:
         s = rt.backend.statistics()  # type: ignore[union-attr]
     return int(s.get("inference_count", 0)), int(s.get("execution_count", 0))
+
+
+def settled_counts(url: str, at_least: int, wait_s: float = 10.0) -> tuple[int, int]:
+    """The server's (inference_count, execution_count) once it has counted ``at_least`` inferences
+    (it updates its statistics just after answering), or after ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    counts = server_counts(url)
+    while counts[0] < at_least and time.monotonic() < deadline:
+        time.sleep(0.1)
+        counts = server_counts(url)
+    return counts
 
 
 def local_row(artifact: str, inputs: np.ndarray, requests: int, threads: Optional[int]) -> dict[str, Any]:
@@ -184,14 +209,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             rows.append(local_row(args.artifact, inputs, args.requests, args.server_threads))
         print(f"served: {url}", flush=True)
         for c in levels:
-            before = server_counts(url)
-            row = level(url, c, args.requests, args.warmup, inputs, args.timeout)
-            expected = before[0] + c * (args.requests + args.warmup)
-            deadline = time.monotonic() + 10  # the server updates its statistics just after answering
-            after = server_counts(url)
-            while after[0] < expected and time.monotonic() < deadline:
-                time.sleep(0.1)
-                after = server_counts(url)
+            start = server_counts(url)
+            timed_from: list[tuple[int, int]] = []  # the counts once the warm-up requests are counted
+            row = level(url, c, args.requests, args.warmup, inputs, args.timeout,
+                        between=lambda: timed_from.append(settled_counts(url, start[0] + c * args.warmup)))
+            before = timed_from[0]
+            after = settled_counts(url, before[0] + c * args.requests)
             row["inferences"], row["executions"] = after[0] - before[0], after[1] - before[1]
             rows.append(row)
             print(f"  {c} client(s): {row['mean_ms']:.1f} ms mean, {row['throughput_rps']:.1f} req/s, "

@@ -335,3 +335,39 @@ def test_unreachable_server(scheme):
     port = free_port()  # nothing listens there
     with pytest.raises(BackendUnavailableError, match=f"no Triton server reachable at 127.0.0.1:{port}"):
         Runtime(f"{scheme}://127.0.0.1:{port}/emonext", timeout=5)
+
+
+def test_served_benchmark_reads_the_server_counts_between_warm_up_and_timed_requests(monkeypatch):
+    """benchmarks/served.py: the 'before' statistics are read after every client's warm-up and before any timed
+    request, so the server columns count the timed requests only."""
+    import importlib.util
+    import threading
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("served_bench", Path(__file__).resolve().parents[1] / "benchmarks" / "served.py")
+    served = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(served)
+    lock, sent = threading.Lock(), [0]
+
+    class FakeRuntime:
+        def __init__(self, url, timeout=None):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def run(self, x):
+            with lock:
+                sent[0] += 1
+            return np.zeros((1, 7), np.float32)
+
+    monkeypatch.setattr(served, "Runtime", FakeRuntime)
+    seen = []
+    row = served.level("grpc://x/emonext", 4, 6, 3, np.zeros((2, 3, 224, 224), np.float32), 5.0,
+                       between=lambda: seen.append(sent[0]))
+    assert seen == [4 * 3]  # all warm-up requests done, no timed one yet
+    assert sent[0] == 4 * (3 + 6) and row["requests"] == 4 * 6
