@@ -26,6 +26,7 @@ Exit codes: 0 done; 2 bad input; 3 the local server cannot run here.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics as stats
@@ -124,6 +125,10 @@ def server_counts(url: str) -> tuple[int, int]:
     return int(s.get("inference_count", 0)), int(s.get("execution_count", 0))
 
 
+def _append_settled(out: list[tuple[int, int]], url: str, at_least: int) -> None:
+    out.append(settled_counts(url, at_least))
+
+
 def settled_counts(url: str, at_least: int, wait_s: float = 10.0) -> tuple[int, int]:
     """The server's (inference_count, execution_count) once it has counted ``at_least`` inferences
     (it updates its statistics just after answering), or after ``wait_s``."""
@@ -211,8 +216,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for c in levels:
             start = server_counts(url)
             timed_from: list[tuple[int, int]] = []  # the counts once the warm-up requests are counted
-            row = level(url, c, args.requests, args.warmup, inputs, args.timeout,
-                        between=lambda: timed_from.append(settled_counts(url, start[0] + c * args.warmup)))
+            snapshot = functools.partial(_append_settled, timed_from, url, start[0] + c * args.warmup)
+            row = level(url, c, args.requests, args.warmup, inputs, args.timeout, between=snapshot)
             before = timed_from[0]
             after = settled_counts(url, before[0] + c * args.requests)
             row["inferences"], row["executions"] = after[0] - before[0], after[1] - before[1]

@@ -64,8 +64,8 @@ from emonext_edge.tensorrt_compat import ApiPlan, parse_version, plan_for
 
 from . import trt_opcheck
 from .common import UsageError, load_source, synthetic_faces, verification_batch
-from .trt_pinning import fp32_layer_names
 from .pipeline import Stage, embed_onnx, exporter_cli, gate_line, raise_if_failed, set_verbosity
+from .trt_pinning import fp32_layer_names
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,12 @@ SGIE_CONFIG = "config_infer_secondary_emonext.txt"
 LABELS_FILE = "labels_emonext.txt"
 APP_CONFIG = "deepstream_app_emonext.txt"
 PREPROCESS_CONFIG = "config_preprocess_emonext.txt"
+SAMPLE_APP = "deepstream_emonext.py"  # the faithful pipeline (box rewrite before the SGIE), copied from deepstream_sample/
+SAMPLE_SOURCE = Path(__file__).with_name("deepstream_sample") / SAMPLE_APP
+#: agreement with training preprocessing of what nvinfer feeds the SGIE (benchmarks/deepstream_preprocess.py,
+#: docs/deepstream.md): raw detector boxes (deepstream-app) vs the centre-square rewrite (deepstream_emonext.py)
+RAW_BOX_AGREEMENT = "68 % on realistic face boxes 1.0-1.3x taller than wide (86 % in a simulation on square boxes)"
+REWRITE_AGREEMENT = "94-97 %"
 INT8_PLACEHOLDER = "emonext_sgie_qdq.calib"
 INPUT_NAME = "input"
 OUTPUT_NAME = "probs"
@@ -333,8 +339,9 @@ SGIE_COMMENTS = {
 
 def app_config(opts: SgieOptions, *, sgie_config_file: str = SGIE_CONFIG, labels_file: str = LABELS_FILE,
                onnx_file: str = MODEL_NAME) -> Groups:
-    """A deepstream-app config: file source, primary face detector (user-supplied), NvDCF tracker,
-    the EmoNeXt SGIE, OSD and a display sink (``[sink1]``: an MP4 file instead, disabled)."""
+    """The FALLBACK deepstream-app config (raw detector boxes, see :data:`RAW_BOX_AGREEMENT`): file source,
+    primary face detector (user-supplied), NvDCF tracker, the EmoNeXt SGIE, OSD, a fake sink (``[sink0]``,
+    headless-safe) and an MP4 file sink (``[sink1]``, disabled; ``enc-type=1`` software on Orin Nano)."""
     ds = "/opt/nvidia/deepstream/deepstream"
     groups: dict[str, dict[str, Any]] = {
         "application": {"enable-perf-measurement": 1, "perf-measurement-interval-sec": 5},
@@ -356,7 +363,7 @@ def app_config(opts: SgieOptions, *, sgie_config_file: str = SGIE_CONFIG, labels
         "osd": {"enable": 1, "gpu-id": opts.gpu_id, "border-width": 2, "text-size": 15,
                 "text-color": [1, 1, 1, 1], "text-bg-color": [0.3, 0.3, 0.3, 1], "font": "Serif",
                 "display-text": 1, "display-bbox": 1},
-        "sink0": {"enable": 1, "type": 2, "sync": 1, "source-id": 0, "gpu-id": opts.gpu_id},
+        "sink0": {"enable": 1, "type": 1, "sync": 0, "source-id": 0, "gpu-id": opts.gpu_id},
         "sink1": {"enable": 0, "type": 3, "container": 1, "codec": 1, "enc-type": 0, "sync": 0,
                   "bitrate": 4000000, "output-file": "emonext_out.mp4", "source-id": 0},
         "tests": {"file-loop": 0},
@@ -786,12 +793,15 @@ def _metadata(source_meta: Any, labels: Sequence[str], options: SgieOptions, inf
     upstream = dict(base.source)
     deepstream = {
         "element": "nvinfer secondary classifier (SGIE)",
-        "files": {"onnx": MODEL_NAME, "sgie_config": SGIE_CONFIG, "labels": LABELS_FILE, "app_config": APP_CONFIG,
+        "files": {"onnx": MODEL_NAME, "sgie_config": SGIE_CONFIG, "labels": LABELS_FILE, "sample_app": SAMPLE_APP,
+                  "app_config_fallback_raw_boxes": APP_CONFIG,
                   "preprocess_config": PREPROCESS_CONFIG, **({"int8_placeholder": INT8_PLACEHOLDER}
                                                              if INT8_PLACEHOLDER in names else {})},
         "options": asdict(options),
         "engine_file": engine_file_name(MODEL_NAME, options.batch, options.gpu_id, options.precision),
-        "box_rewrite": f"emonext_edge.deepstream_boxes.rewrite_box(strategy={DEFAULT_STRATEGY!r}) before the SGIE",
+        "box_rewrite": f"emonext_edge.deepstream_boxes.rewrite_box(strategy={DEFAULT_STRATEGY!r}) before the SGIE "
+                       f"({SAMPLE_APP}; agreement {REWRITE_AGREEMENT}; the deepstream-app fallback feeds raw boxes: "
+                       f"{RAW_BOX_AGREEMENT})",
         "keys_checked_against": accepted_keys()["source"],
         "target": target.to_dict() | {
             "operator_check": f"passed for TensorRT {target.plan.label} (export/trt_opcheck.py)",
@@ -828,17 +838,28 @@ def _texts(options: SgieOptions, labels: Sequence[str], fp32_layers: Sequence[st
     problems = check_keys(sgie, "nvinfer") + check_keys(app, "deepstream-app") + check_keys(pre, "nvdspreprocess")
     if problems:  # our own bug: never write a config DeepStream would only warn about
         raise ExportError("generated DeepStream configs use keys the parser does not accept: " + "; ".join(problems))
-    app_header = header + (
+    app_header = (
+        "FALLBACK ONLY. deepstream-app cannot rewrite boxes, so the SGIE sees the raw face box:\n"
+        f"agreement with training preprocessing {RAW_BOX_AGREEMENT}, against {REWRITE_AGREEMENT} with the\n"
+        f"centre-square rewrite that {SAMPLE_APP} does in a pad probe before the SGIE (docs/deepstream.md).\n"
+        f"Use: python3 {SAMPLE_APP} --uri file:///video.mp4 --pgie-config config_infer_primary_face.txt\n\n"
+        + header +
         "\n[primary-gie] config-file: your face detector's nvinfer config (TAO FaceDetect / FaceNet from\n"
         "NGC, or a YOLO-face ONNX with its custom parser); it must give faces the class id(s) in\n"
-        "operate-on-class-ids of [secondary-gie0]. deepstream-app itself cannot rewrite boxes: the\n"
-        "SGIE then sees the raw face box (measured cost in the README); a Python/C app rewrites them\n"
-        "with emonext_edge.deepstream_boxes.rewrite_object_meta in a probe before the SGIE.")
+        "operate-on-class-ids of [secondary-gie0].\n"
+        "[sink0] type=1 fakesink (runs headless; type=2 is an EGL display). [sink1] MP4 file: enc-type=0\n"
+        "uses the hardware encoder; Jetson Orin Nano has no NVENC: set enc-type=1 (software x264) there.")
     return {
         SGIE_CONFIG: render_ini(sgie, header, SGIE_COMMENTS),
         LABELS_FILE: labels_line(labels),
         APP_CONFIG: render_ini(app, app_header),
-        PREPROCESS_CONFIG: render_ini(pre, header + "\nOptional: nvdspreprocess before the SGIE (set input-tensor-meta=1 there)."),
+        PREPROCESS_CONFIG: render_ini(pre, header + (
+            "\nOptional: nvdspreprocess before the SGIE. Then the SGIE must take its input from the tensor meta:\n"
+            "input-tensor-from-meta=1 in config_infer_secondary_emonext.txt (the nvinfer file's key), or\n"
+            "input-tensor-meta=1 in deepstream-app's [secondary-gie0] together with a [secondary-pre-process0]\n"
+            "group naming this file (deepstream-app's spellings); with a Python app, set the nvinfer element's\n"
+            "input-tensor-meta property. nvdspreprocess's own ROI/object selection does not apply the\n"
+            "centre-square rewrite: run it after the box rewrite probe.")),
     }
 
 
@@ -848,8 +869,10 @@ def _stage_files(stage: Any, variant: Any, options: SgieOptions, labels: Sequenc
     import onnx
 
     texts = _texts(options, labels, fp32_layers)
+    texts[SAMPLE_APP] = SAMPLE_SOURCE.read_text()
     for name, text in texts.items():
         stage.file(name).write_text(text)
+    os.chmod(stage.file(SAMPLE_APP), 0o755)
     names = list(texts)
     if options.precision == "int8":
         stage.file(INT8_PLACEHOLDER).write_bytes(b"")
@@ -941,8 +964,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"wrote {', '.join(result.files)} in {result.output}")
     print(f"engine: nvinfer builds and saves "
           f"{engine_file_name(MODEL_NAME, options.batch, options.gpu_id, options.precision)} at its first start on the device")
-    print(f"next, on the Jetson: put your face detector's config in config_infer_primary_face.txt, then "
-          f"deepstream-app -c {APP_CONFIG}")
+    print(f"next, on the device: write your face detector's config_infer_primary_face.txt, then "
+          f"python3 {SAMPLE_APP} --uri file:///path/video.mp4 --pgie-config config_infer_primary_face.txt "
+          f"(fakesink; --sink file writes an MP4, x264enc on Orin Nano)")
+    print(f"fallback without the box rewrite (agreement {RAW_BOX_AGREEMENT}): deepstream-app -c {APP_CONFIG}")
     return 0
 
 

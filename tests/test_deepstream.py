@@ -123,6 +123,7 @@ def test_checkpoint_source_and_cli(official_checkpoint, tmp_path, capsys):
     assert manifest["source"]["weights"] == "ema" and manifest["output_name"] == "probs"
     assert set(manifest["artifact_sha256"]) == {"emonext_sgie.onnx", "config_infer_secondary_emonext.txt",
                                                  "labels_emonext.txt", "deepstream_app_emonext.txt",
+                                                 "deepstream_emonext.py",
                                                  "config_preprocess_emonext.txt"}
     from emonext_edge.fileio import sha256_file
 
@@ -212,6 +213,94 @@ def test_bad_targets(kwargs, fragment):
 
     with pytest.raises(UsageError, match=fragment):
         resolve_target(**kwargs)
+
+
+def _load_sample(path):
+    spec = importlib.util.spec_from_file_location("deepstream_emonext_sample", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # imports neither gi nor pyds at module level
+    return module
+
+
+class _Node:
+    def __init__(self, items, i=0):
+        self.data, self.next = items[i], (_Node(items, i + 1) if i + 1 < len(items) else None)
+
+
+def _glist(items):
+    return _Node(items) if items else None
+
+
+def _fake_batch(objects):
+    frame = SimpleNamespace(pad_index=0, frame_num=7, obj_meta_list=_glist(objects))
+    return SimpleNamespace(frame_meta_list=_glist([frame]))
+
+
+def test_sample_app_rewrites_face_boxes_before_the_sgie_and_restores_them(exports):
+    """The shipped pipeline's probes, driven with pyds-shaped stand-ins: only the detector's face boxes become the
+    centre square (rewrite_box) before the SGIE; afterwards the detector's box is back and the labels are read."""
+    from emonext_edge.deepstream_boxes import rewrite_box, rewrite_object_meta
+
+    path = exports["color"].output / "deepstream_emonext.py"
+    assert path.is_file() and path.stat().st_mode & 0o111  # executable
+    app = _load_sample(path)
+    identity = SimpleNamespace(cast=lambda x: x)
+    pyds = SimpleNamespace(NvDsFrameMeta=identity, NvDsObjectMeta=identity, NvDsClassifierMeta=identity,
+                           NvDsLabelInfo=identity)
+
+    def obj(oid, gie, cls, box):
+        rect = SimpleNamespace(left=box[0], top=box[1], width=box[2], height=box[3])
+        return SimpleNamespace(object_id=oid, unique_component_id=gie, class_id=cls, rect_params=rect,
+                               classifier_meta_list=None)
+
+    face, other_class, other_gie = obj(1, 1, 0, (101.3, 50.7, 80.0, 100.0)), obj(2, 1, 3, (10, 10, 50, 50)), \
+        obj(3, 4, 0, (300, 300, 60, 60))
+    batch = _fake_batch([face, other_class, other_gie])
+    sgie_id, detector_id, classes = app.sgie_targets(exports["color"].output / "config_infer_secondary_emonext.txt")
+    assert (sgie_id, detector_id, classes) == (2, 1, {0})
+    rewriter = app.BoxRewriter(pyds, 1280, 720, detector_id, classes, sgie_id, rewrite_object_meta)
+    assert rewriter.before_sgie(batch) == 1
+    r = face.rect_params
+    assert (r.left, r.top, r.width, r.height) == rewrite_box(101.3, 50.7, 80.0, 100.0, 1280, 720)
+    assert (other_class.rect_params.width, other_gie.rect_params.left) == (50, 300)  # untouched
+    label = SimpleNamespace(result_label="Happy", result_prob=0.8)
+    face.classifier_meta_list = _glist([SimpleNamespace(unique_component_id=2, label_info_list=_glist([label]))])
+    assert rewriter.after_sgie(batch) == [(7, 1, "Happy", 0.8)]
+    assert (r.left, r.top, r.width, r.height) == (101.3, 50.7, 80.0, 100.0) and not rewriter.saved
+
+
+def test_sample_app_encoder_per_board_and_exit_codes(exports, tmp_path):
+    app = _load_sample(exports["color"].output / "deepstream_emonext.py")
+    assert app.choose_encoder("auto", "NVIDIA Jetson Orin Nano Developer Kit") == "x264enc"  # no NVENC
+    assert app.choose_encoder("auto", "NVIDIA Jetson AGX Orin Developer Kit") == "nvv4l2h264enc"
+    assert app.choose_encoder("auto", "") == "nvv4l2h264enc" and app.choose_encoder("sw", "") == "x264enc"
+    model = tmp_path / "model"
+    model.write_bytes(b"NVIDIA Jetson Orin Nano Developer Kit\x00")
+    assert app.board_model(str(model)) == "NVIDIA Jetson Orin Nano Developer Kit"
+    assert app.board_model(str(tmp_path / "none")) == ""
+    assert app.build_parser().parse_args(["--uri", "file:///x", "--pgie-config", "p"]).sink == "fakesink"
+    assert app.main(["--uri", "file:///x", "--pgie-config", str(tmp_path / "missing.txt")]) == 2
+    if importlib.util.find_spec("pyds") is None:  # not a DeepStream install: exit 3, not a crash
+        pgie = tmp_path / "pgie.txt"
+        pgie.write_text("[property]\n")
+        sgie = str(exports["color"].output / "config_infer_secondary_emonext.txt")
+        assert app.main(["--uri", "file:///x", "--pgie-config", str(pgie), "--sgie-config", sgie]) == 3
+
+
+def test_app_config_is_a_marked_headless_fallback_and_key_spellings_per_file(exports):
+    from export.deepstream import APP_CONFIG, PREPROCESS_CONFIG, SGIE_CONFIG, parse_ini
+
+    out = exports["color"].output
+    text = (out / APP_CONFIG).read_text()
+    assert text.startswith("# FALLBACK ONLY") and "68 %" in text and "deepstream_emonext.py" in text
+    app = parse_ini(text)
+    assert app["sink0"]["type"] == "1" and app["sink0"]["enable"] == "1"  # fakesink: no display needed
+    assert app["sink1"]["enable"] == "0" and "enc-type=1" in text and "Orin Nano" in text
+    pre = (out / PREPROCESS_CONFIG).read_text()
+    assert "input-tensor-from-meta=1 in config_infer_secondary_emonext.txt" in pre
+    assert "[secondary-pre-process0]" in pre
+    sgie = parse_ini((out / SGIE_CONFIG).read_text())["property"]
+    assert "input-tensor-meta" not in sgie  # the deepstream-app spelling never lands in the nvinfer file
 
 
 def test_qdq_source_gives_int8_config(onnx_path, tmp_path):

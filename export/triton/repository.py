@@ -261,7 +261,7 @@ def check_engine_release(info: ArtifactInfo, release: Optional[str], max_batch: 
         )
     built = str(trt.get("version") or "")
     platform = engine_platform(trt)
-    warnings = []
+    warnings: list[str] = []
     if compute_capability is not None and str(trt.get("compute_capability") or "") != str(compute_capability):
         raise UsageError(f"--artifact {info.path}: engine built for compute capability "
                          f"{trt.get('compute_capability') or 'unknown'} ({_built_desc(trt)}), but the server's GPU is "
@@ -315,6 +315,13 @@ class RepositoryOptions:
     backend_options: dict[str, Any] = field(default_factory=dict)  # python backend: open_backend(**options)
     version: int = 1
 
+    @property
+    def batch(self) -> int:
+        """``max_batch`` once resolved per artifact (:func:`default_max_batch`; write_repository does it)."""
+        if self.max_batch is None:
+            raise UsageError("max_batch not resolved: call default_max_batch(info, options) first")
+        return self.max_batch
+
 
 DEFAULT_MAX_BATCH = 8
 
@@ -362,7 +369,7 @@ def _dynamic_batching(config: Any, max_batch: int, delay_us: int) -> None:
 
 def classifier_config(info: ArtifactInfo, opts: RepositoryOptions) -> Any:
     pb = _pb()
-    config = pb.ModelConfig(name=CLASSIFIER, max_batch_size=opts.max_batch)
+    config = pb.ModelConfig(name=CLASSIFIER, max_batch_size=opts.batch)
     if opts.python_backend:
         config.backend = "python"
         _set_param(config, PARAM_ARTIFACT, NATIVE[info.kind][0])
@@ -373,7 +380,7 @@ def classifier_config(info: ArtifactInfo, opts: RepositoryOptions) -> Any:
             config.platform = platform
         if backend:
             config.backend = backend
-    batch_dims: list[int] = [] if opts.max_batch > 0 else [int(info.batch) if info.batch else -1]
+    batch_dims: list[int] = [] if opts.batch > 0 else [int(info.batch) if info.batch else -1]
     data_type = "TYPE_FP32" if opts.python_backend else info.data_type  # the python model casts to the artifact's type
     config.input.add(name=info.input_name, data_type=pb.DataType.Value(data_type), dims=[*batch_dims, *INPUT_SHAPE])
     config.output.add(name=info.output_name, data_type=pb.DataType.Value("TYPE_FP32"),
@@ -386,8 +393,8 @@ def classifier_config(info: ArtifactInfo, opts: RepositoryOptions) -> Any:
         accelerator.parameters["precision_mode"] = opts.tensorrt_ep.upper()
         accelerator.parameters["max_workspace_size_bytes"] = str(1 << 30)
         accelerator.parameters["trt_engine_cache_enable"] = "1"
-    if opts.max_batch > 1:
-        _dynamic_batching(config, opts.max_batch, opts.queue_delay_us)
+    if opts.batch > 1:
+        _dynamic_batching(config, opts.batch, opts.queue_delay_us)
     _set_param(config, PARAM_METADATA, json.dumps(info.metadata, sort_keys=True))
     return config
 
@@ -495,29 +502,29 @@ def _copy_python_model(model_dir: Path, source: str, version: int) -> None:
 
 def refuse_unservable(info: ArtifactInfo, opts: RepositoryOptions) -> list[str]:
     """Raise ``UsageError`` for what Triton would reject; returns warnings."""
-    if opts.max_batch < 0:
-        raise UsageError(f"--max-batch {opts.max_batch}: expected >= 0 (0: no batching, the model's own batch)")
+    if opts.batch < 0:
+        raise UsageError(f"--max-batch {opts.batch}: expected >= 0 (0: no batching, the model's own batch)")
     if opts.instances < 1:
         raise UsageError(f"--instances {opts.instances}: expected >= 1")
     if opts.python_backend and info.kind == "tensorrt":
         raise UsageError(f"--artifact {info.path}: the python-backend variant runs ONNX Runtime or OpenVINO on CPU; "
                          "serve a TensorRT engine with Triton's tensorrt_plan backend (drop --python-backend)")
-    if opts.max_batch > 0 and info.batch is not None and info.kind != "tensorrt":
+    if opts.batch > 0 and info.batch is not None and info.kind != "tensorrt":
         raise UsageError(
-            f"--artifact {info.path}: the model has a fixed batch of {info.batch} but max_batch_size is {opts.max_batch}; "
+            f"--artifact {info.path}: the model has a fixed batch of {info.batch} but max_batch_size is {opts.batch}; "
             "Triton requires the first dimension to be -1 (dynamic) when max_batch_size > 0. Re-export with "
             "--batch dynamic, or pass --max-batch 0 to serve the fixed batch as is"
         )
     native_ov = info.kind == "openvino" and not opts.python_backend
-    if native_ov and opts.max_batch > 0:
+    if native_ov and opts.batch > 0:
         raise UsageError(
             f"--artifact {info.path}: Triton's OpenVINO backend fails every batch that is not exactly max_batch_size "
-            f"({opts.max_batch}) unless ENABLE_BATCH_PADDING (openvino_backend src/openvino.cc; server#7363); "
+            f"({opts.batch}) unless ENABLE_BATCH_PADDING (openvino_backend src/openvino.cc; server#7363); "
             "drop --max-batch (0 with a -1 batch dimension, the form the backend's tests use) or use --python-backend")
-    if opts.max_batch == 0 and info.batch is None and not native_ov:
+    if opts.batch == 0 and info.batch is None and not native_ov:
         raise UsageError(f"--artifact {info.path}: the model has a dynamic batch; pass --max-batch N >= 1 "
                          "(--max-batch 0 is for fixed-batch models)")
-    if opts.max_batch == 0 and opts.preprocess:
+    if opts.batch == 0 and opts.preprocess:
         raise UsageError("--preprocess needs --max-batch >= 1 (the ensemble batches the preprocessed images)"
                          + ("; the OpenVINO backend serves without Triton batching, so write the ensemble with "
                             "--python-backend" if native_ov else ""))
@@ -530,7 +537,7 @@ def refuse_unservable(info: ArtifactInfo, opts: RepositoryOptions) -> list[str]:
         if default_kind(info, opts) != "KIND_GPU":
             raise UsageError("--tensorrt-ep needs GPU instances (drop --kind cpu)")
     if info.kind == "tensorrt":
-        return check_engine_release(info, opts.triton_release, opts.max_batch, opts.compute_capability)
+        return check_engine_release(info, opts.triton_release, opts.batch, opts.compute_capability)
     if opts.triton_release is not None:
         return [f"--triton-release {opts.triton_release} only checks TensorRT engines; {info.path.name} is {info.kind}"]
     return []
@@ -590,11 +597,11 @@ def write_repository(artifacts: Sequence[str | os.PathLike], output: str | os.Pa
                 shutil.copyfile(PYTHON_MODELS / "classifier.py", version_dir / "model.py")
         models = [CLASSIFIER]
         if opts.preprocess:
-            pre = _write_model(tmp, preprocess_config(opts, opts.max_batch))
+            pre = _write_model(tmp, preprocess_config(opts, opts.batch))
             _copy_python_model(pre, "preprocess.py", 1)
-            post = _write_model(tmp, postprocess_config(first, opts, opts.max_batch))
+            post = _write_model(tmp, postprocess_config(first, opts, opts.batch))
             _copy_python_model(post, "postprocess.py", 1)
-            pipe = _write_model(tmp, pipeline_config(first, opts.max_batch))
+            pipe = _write_model(tmp, pipeline_config(first, opts.batch))
             (pipe / "1").mkdir()
             models += [PREPROCESS, POSTPROCESS, PIPELINE]
         old = None
@@ -615,7 +622,7 @@ def write_repository(artifacts: Sequence[str | os.PathLike], output: str | os.Pa
         "versions": list(range(opts.version, opts.version + len(infos))),
         "kind": first.kind,
         "serving": "python backend (our Runtime inside Triton)" if opts.python_backend else f"Triton {first.kind} backend",
-        "max_batch_size": opts.max_batch,
+        "max_batch_size": opts.batch,
         "instance_kind": default_kind(first, opts),
         "warnings": warnings,
     }
