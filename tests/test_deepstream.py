@@ -215,6 +215,57 @@ def test_bad_targets(kwargs, fragment):
         resolve_target(**kwargs)
 
 
+def _glib_string_list(text: str, group: str, key: str) -> list[str]:
+    """``g_key_file_get_string_list`` of the real GLib, as nvinfer reads list keys (gstnvinfer_property_parser.cpp)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("glib-2.0")
+    if name is None:
+        pytest.skip("GLib (libglib-2.0) is not installed")
+    glib = ctypes.CDLL(name)
+    glib.g_key_file_new.restype = ctypes.c_void_p
+    glib.g_key_file_load_from_data.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int,
+                                               ctypes.POINTER(ctypes.c_void_p)]
+    glib.g_key_file_get_string_list.restype = ctypes.POINTER(ctypes.c_char_p)
+    glib.g_key_file_get_string_list.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p,
+                                                ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_void_p)]
+    glib.g_key_file_free.argtypes = [ctypes.c_void_p]
+    glib.g_strfreev.argtypes = [ctypes.POINTER(ctypes.c_char_p)]
+    kf, err, n = glib.g_key_file_new(), ctypes.c_void_p(), ctypes.c_size_t()
+    data = text.encode()
+    try:
+        assert glib.g_key_file_load_from_data(kf, data, len(data), 0, ctypes.byref(err)) and not err.value
+        values = glib.g_key_file_get_string_list(kf, group.encode(), key.encode(), ctypes.byref(n), ctypes.byref(err))
+        assert values and not err.value
+        out = [values[i].decode() for i in range(n.value)]
+        glib.g_strfreev(values)
+        return out
+    finally:
+        glib.g_key_file_free(kf)
+
+
+def test_layer_device_precision_parses_with_glib_as_nvinfer_reads_it(exports):
+    """The config file loaded by the real GLib GKeyFile; each entry split as nvdsinfer_model_builder.cpp does
+    (layer name up to the first ':', precision up to the second, device after): fp32 / gpu, names = STN nodes."""
+    import onnx
+
+    from export.deepstream import SGIE_CONFIG
+    from export.stn_scope import onnx_stn_node_names
+
+    out = exports["color"].output
+    entries = _glib_string_list((out / SGIE_CONFIG).read_text(), "property", "layer-device-precision")
+    parsed = []
+    for entry in entries:
+        first = entry.index(":")
+        second = entry.index(":", first + 1)
+        parsed.append((entry[:first], entry[first + 1:second], entry[second + 1:]))
+    assert {(p, d) for _, p, d in parsed} == {("fp32", "gpu")}  # isValidPrecisionType / isValidDeviceType
+    assert [n for n, _, _ in parsed] == onnx_stn_node_names(onnx.load(str(out / "emonext_sgie.onnx")))
+    labels = _glib_string_list((out / SGIE_CONFIG).read_text(), "property", "operate-on-class-ids")
+    assert labels == ["0"]
+
+
 def _load_sample(path):
     spec = importlib.util.spec_from_file_location("deepstream_emonext_sample", path)
     module = importlib.util.module_from_spec(spec)
