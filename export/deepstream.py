@@ -184,8 +184,13 @@ def check_buildable(model: Any, target: Target, where: str) -> None:
         ops[item.op_type] = ops.get(item.op_type, 0) + 1
     what = ", ".join(f"{op} x{n}" for op, n in ops.items())
     since = sorted({f"{item.added_in[0]}.{item.added_in[1]}" if item.added_in else "never" for item in bad})
-    fix = (f"re-export it with python -m export.onnx --opset {target.plan.onnx_opset} (or pass --checkpoint)"
-           if "LayerNormalization" in ops else "this graph cannot be built there")
+    if "LayerNormalization" not in ops:
+        fix = "this graph cannot be built there"
+    elif is_qdq(model):
+        fix = (f"make the Q/DQ ONNX for that TensorRT: python -m export.tensorrt --int8 --trt-version {target.plan.label} "
+               "(or pass --checkpoint with --calib)")
+    else:
+        fix = f"re-export it with python -m export.onnx --opset {target.plan.onnx_opset} (or pass --checkpoint)"
     raise UsageError(f"{where}: {target.label} cannot build it: TensorRT {target.plan.label} does not parse {what} "
                      f"(supported from TensorRT {', '.join(since)}); {fix}")
 

@@ -371,6 +371,13 @@ def test_qdq_source_gives_int8_config(onnx_path, tmp_path):
     import onnx
 
     assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(out / "emonext_sgie.onnx")).graph.node)
+    # an opset 17 Q/DQ ONNX cannot be built on DeepStream 6.3: the hint names the exporter that makes the 8.5 one
+    from export.common import UsageError
+    from export.deepstream import resolve_target
+
+    with pytest.raises(UsageError, match=r"export\.tensorrt --int8 --trt-version 8\.5\.2"):
+        export_deepstream(tmp_path / "ds63", onnx_path=qdq, options=SgieOptions(precision="int8"),
+                          target=resolve_target("6.3"))
 
 
 def test_stale_engine_is_removed_on_re_export(onnx_path, tmp_path):
