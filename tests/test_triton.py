@@ -371,3 +371,20 @@ def test_served_benchmark_reads_the_server_counts_between_warm_up_and_timed_requ
                        between=lambda: seen.append(sent[0]))
     assert seen == [4 * 3]  # all warm-up requests done, no timed one yet
     assert sent[0] == 4 * (3 + 6) and row["requests"] == 4 * 6
+
+
+def test_runtime_client_reads_the_openvino_backend_config(atto_ir, tmp_path):
+    """The Runtime's Triton client takes the OpenVINO form (max_batch_size 0, -1 batch dim): any batch from 1."""
+    from google.protobuf import json_format
+
+    from emonext_edge.backends.triton_backend import TritonBackend
+
+    write_repository([atto_ir], tmp_path / "repo")
+    config = json_format.MessageToDict(read_config(tmp_path / "repo" / "emonext"), preserving_proto_field_name=True)
+    backend = TritonBackend.__new__(TritonBackend)  # no server: only the config reader
+    backend.url, backend.model, backend.version, backend.address, backend.scheme = "grpc://h:8001/emonext", "emonext", "", "h:8001", "grpc"
+    backend.info = {}
+    backend.name = "triton"
+    backend._read_config(config)
+    assert (backend.min_batch, backend.max_batch, backend.max_batch_size, backend.num_classes) == (1, None, 0, 7)
+    assert backend.metadata["labels"] == LABELS
