@@ -257,7 +257,10 @@ class ApiUse:
     (read), ``settable`` (property we assign), ``override`` (a method our Python subclass
     defines, with parameter names ``keywords``). ``returns``: the class the signature must
     return (what the next call relies on). ``when``: the :class:`ApiPlan` field that makes the
-    use reachable (``""``: every version).
+    use reachable (``""``: every version). ``types``: the types of the arguments we pass, positional
+    ones first, then the keywords in ``keywords`` order (for ``settable``: the assigned value) —
+    ``str``, ``int``, ``bool``, ``bytes`` (a buffer), ``Dims`` (a shape tuple), ``None`` or a
+    TensorRT class/enum name; the audit matches them against the pybind11 signatures in order.
     """
 
     owner: str
@@ -267,6 +270,7 @@ class ApiUse:
     keywords: tuple[str, ...] = ()
     returns: Optional[str] = None
     when: str = ""
+    types: tuple[str, ...] = ()
 
     def reachable(self, plan: ApiPlan) -> bool:
         return not self.when or bool(getattr(plan, self.when))
@@ -275,15 +279,19 @@ class ApiUse:
         where = self.name if self.owner == "tensorrt" else f"{self.owner}.{self.name}"
         call = ""
         if self.args is not None:
-            call = "(" + ", ".join(["_"] * self.args + [f"{k}=" for k in self.keywords if self.kind != "override"]) + ")"
+            types = list(self.types) + ["_"] * (self.args + len(self.keywords) - len(self.types))
+            call = "(" + ", ".join(types[:self.args] + [f"{k}={t if t != '_' else ''}" for k, t in
+                                                        zip(self.keywords, types[self.args:])]) + ")"
         if self.kind == "override":
             call = "(" + ", ".join(self.keywords) + ")"
+        if self.kind == "settable" and self.types:
+            call = f" = {self.types[0]}"
         return f"{self.kind} {where}{call}"
 
 
 def _m(owner: str, name: str, args: int = 0, returns: Optional[str] = None, when: str = "",
-       keywords: tuple[str, ...] = ()) -> ApiUse:
-    return ApiUse(owner, name, "method", args, keywords, returns, when)
+       keywords: tuple[str, ...] = (), types: tuple[str, ...] = ()) -> ApiUse:
+    return ApiUse(owner, name, "method", args, keywords, returns, when, types)
 
 
 #: every TensorRT name this code touches (see :class:`ApiUse`); tests keep it equal to the code.
@@ -294,35 +302,36 @@ def _m(owner: str, name: str, args: int = 0, returns: Optional[str] = None, when
 API_USES: tuple[ApiUse, ...] = (
     ApiUse("tensorrt", "__version__", "value", returns="str"),
     # logger, builder, network, parser
-    ApiUse("tensorrt", "Logger", "class", 1, returns="Logger"),
+    ApiUse("tensorrt", "Logger", "class", 1, returns="Logger", types=("Severity",)),
     ApiUse("Logger", "WARNING", "value", returns="Severity"),
-    ApiUse("tensorrt", "Builder", "class", 1, returns="Builder"),
-    _m("Builder", "create_network", 1, "INetworkDefinition"),
+    ApiUse("tensorrt", "Builder", "class", 1, returns="Builder", types=("Logger",)),
+    _m("Builder", "create_network", 1, "INetworkDefinition", types=("int",)),
     ApiUse("NetworkDefinitionCreationFlag", "EXPLICIT_BATCH", "member", when="explicit_batch_flag"),
     ApiUse("NetworkDefinitionCreationFlag", "STRONGLY_TYPED", "member", when="strongly_typed"),
-    ApiUse("tensorrt", "OnnxParser", "class", 2, returns="OnnxParser"),
-    _m("OnnxParser", "parse_from_file", 1, "bool"),
+    ApiUse("tensorrt", "OnnxParser", "class", 2, returns="OnnxParser", types=("INetworkDefinition", "Logger")),
+    _m("OnnxParser", "parse_from_file", 1, "bool", types=("str",)),
     ApiUse("OnnxParser", "num_errors", "property", returns="int"),
-    _m("OnnxParser", "get_error", 1),
+    _m("OnnxParser", "get_error", 1, types=("int",)),
     # builder config
     _m("Builder", "create_builder_config", 0, "IBuilderConfig"),
-    _m("IBuilderConfig", "set_memory_pool_limit", 2, "None"),
+    _m("IBuilderConfig", "set_memory_pool_limit", 2, "None", types=("MemoryPoolType", "int")),
     ApiUse("MemoryPoolType", "WORKSPACE", "member"),
-    _m("IBuilderConfig", "set_flag", 1, "None"),
+    _m("IBuilderConfig", "set_flag", 1, "None", types=("BuilderFlag",)),
     ApiUse("BuilderFlag", "FP16", "member", when="precision_flags"),
     ApiUse("BuilderFlag", "INT8", "member", when="precision_flags"),
     # STN pinned to FP32 on weakly typed builds
     ApiUse("INetworkDefinition", "num_layers", "property", returns="int", when="layer_precision"),
-    _m("INetworkDefinition", "get_layer", 1, "ILayer", when="layer_precision"),
+    _m("INetworkDefinition", "get_layer", 1, "ILayer", when="layer_precision", types=("int",)),
     ApiUse("ILayer", "name", "property", returns="str", when="layer_precision"),
-    ApiUse("ILayer", "precision", "settable", when="layer_precision"),
+    ApiUse("ILayer", "precision", "settable", when="layer_precision", types=("DataType",)),
     ApiUse("ILayer", "num_outputs", "property", returns="int", when="layer_precision"),
-    _m("ILayer", "set_output_type", 2, "None", when="layer_precision"),
+    _m("ILayer", "set_output_type", 2, "None", when="layer_precision", types=("int", "DataType")),
     ApiUse("tensorrt", "float32", "value", returns="DataType", when="layer_precision"),
     ApiUse("BuilderFlag", "OBEY_PRECISION_CONSTRAINTS", "member", when="layer_precision"),
     # implicit INT8 (legacy calibrator)
-    ApiUse("IBuilderConfig", "int8_calibrator", "settable", when="calibrator"),
-    _m("IBuilderConfig", "set_calibration_profile", 1, "bool", when="calibrator"),
+    ApiUse("IBuilderConfig", "int8_calibrator", "settable", when="calibrator",
+           types=("IInt8EntropyCalibrator2",)),
+    _m("IBuilderConfig", "set_calibration_profile", 1, "bool", when="calibrator", types=("IOptimizationProfile",)),
     ApiUse("tensorrt", "IInt8EntropyCalibrator2", "class", when="calibrator"),
     ApiUse("IInt8EntropyCalibrator2", "__init__", "override", 0, when="calibrator"),
     ApiUse("IInt8EntropyCalibrator2", "get_batch_size", "override", 0, when="calibrator"),
@@ -331,16 +340,16 @@ API_USES: tuple[ApiUse, ...] = (
     ApiUse("IInt8EntropyCalibrator2", "write_calibration_cache", "override", 1, ("cache",), when="calibrator"),
     # optimization profile
     _m("Builder", "create_optimization_profile", 0, "IOptimizationProfile"),
-    _m("IOptimizationProfile", "set_shape", 4, "None"),
-    _m("IBuilderConfig", "add_optimization_profile", 1, "int"),
+    _m("IOptimizationProfile", "set_shape", 4, "None", types=("str", "Dims", "Dims", "Dims")),
+    _m("IBuilderConfig", "add_optimization_profile", 1, "int", types=("IOptimizationProfile",)),
     # DLA (Jetson), every version
-    ApiUse("IBuilderConfig", "default_device_type", "settable"),
+    ApiUse("IBuilderConfig", "default_device_type", "settable", types=("DeviceType",)),
     ApiUse("DeviceType", "DLA", "member"),
-    ApiUse("IBuilderConfig", "DLA_core", "settable"),
+    ApiUse("IBuilderConfig", "DLA_core", "settable", types=("int",)),
     ApiUse("BuilderFlag", "GPU_FALLBACK", "member"),
     # timing cache
-    _m("IBuilderConfig", "create_timing_cache", 1, "ITimingCache"),
-    _m("IBuilderConfig", "set_timing_cache", 2, "bool"),
+    _m("IBuilderConfig", "create_timing_cache", 1, "ITimingCache", types=("bytes",)),
+    _m("IBuilderConfig", "set_timing_cache", 2, "bool", types=("ITimingCache", "bool")),
     _m("IBuilderConfig", "get_timing_cache", 0, "ITimingCache"),
     _m("ITimingCache", "serialize", 0, "IHostMemory"),
     # progress (10.x+)
@@ -350,23 +359,23 @@ API_USES: tuple[ApiUse, ...] = (
            when="progress_monitor"),
     ApiUse("IProgressMonitor", "step_complete", "override", 2, ("phase_name", "step"), when="progress_monitor"),
     ApiUse("IProgressMonitor", "phase_finish", "override", 1, ("phase_name",), when="progress_monitor"),
-    ApiUse("IBuilderConfig", "progress_monitor", "settable", when="progress_monitor"),
-    _m("Builder", "build_serialized_network", 2, "IHostMemory"),
+    ApiUse("IBuilderConfig", "progress_monitor", "settable", when="progress_monitor", types=("IProgressMonitor",)),
+    _m("Builder", "build_serialized_network", 2, "IHostMemory", types=("INetworkDefinition", "IBuilderConfig")),
     # runtime
-    ApiUse("tensorrt", "Runtime", "class", 1, returns="Runtime"),
-    _m("Runtime", "deserialize_cuda_engine", 1, "ICudaEngine"),
+    ApiUse("tensorrt", "Runtime", "class", 1, returns="Runtime", types=("Logger",)),
+    _m("Runtime", "deserialize_cuda_engine", 1, "ICudaEngine", types=("bytes",)),
     ApiUse("ICudaEngine", "num_io_tensors", "property", returns="int"),
-    _m("ICudaEngine", "get_tensor_name", 1, "str"),
-    _m("ICudaEngine", "get_tensor_mode", 1, "TensorIOMode"),
+    _m("ICudaEngine", "get_tensor_name", 1, "str", types=("int",)),
+    _m("ICudaEngine", "get_tensor_mode", 1, "TensorIOMode", types=("str",)),
     ApiUse("TensorIOMode", "INPUT", "member"),
-    _m("ICudaEngine", "get_tensor_dtype", 1, "DataType"),
-    ApiUse("tensorrt", "nptype", "function", 1),
-    _m("ICudaEngine", "get_tensor_shape", 1, "Dims"),
-    _m("ICudaEngine", "get_tensor_profile_shape", 2, "list[Dims]"),
+    _m("ICudaEngine", "get_tensor_dtype", 1, "DataType", types=("str",)),
+    ApiUse("tensorrt", "nptype", "function", 1, types=("DataType",)),
+    _m("ICudaEngine", "get_tensor_shape", 1, "Dims", types=("str",)),
+    _m("ICudaEngine", "get_tensor_profile_shape", 2, "list[Dims]", types=("str", "int")),
     _m("ICudaEngine", "create_execution_context", 0, "IExecutionContext"),
-    _m("IExecutionContext", "set_input_shape", 2, "bool"),
-    _m("IExecutionContext", "set_tensor_address", 2, "bool"),
-    _m("IExecutionContext", "execute_async_v3", 1, "bool"),
+    _m("IExecutionContext", "set_input_shape", 2, "bool", types=("str", "Dims")),
+    _m("IExecutionContext", "set_tensor_address", 2, "bool", types=("str", "int")),
+    _m("IExecutionContext", "execute_async_v3", 1, "bool", types=("int",)),
 )
 
 
