@@ -485,3 +485,21 @@ def test_plan_check_refuses_an_impossible_plan(field, version, precision, mode):
     _, problems = trt_api.check_plan(plan, plan.path(precision, mode))
     assert problems
     assert trt_api.check_plan(compat.plan_for(version), compat.plan_for(version).path("fp32"))[1] == []
+
+
+#: what the exporter (``_build_and_gate`` included) and the backend may touch of TensorRT themselves; everything
+#: else goes through the compat functions, which the recording run executes
+OUTSIDE_COMPAT = {("tensorrt", "__version__", "value", 0, (), ())}
+
+
+def test_exporter_and_backend_call_tensorrt_only_through_compat():
+    for rel in ("export/tensorrt.py", "emonext_edge/backends/tensorrt_backend.py"):
+        assert scan((REPO / rel).read_text()) <= OUTSIDE_COMPAT, rel
+    # an alias of the module in _build_and_gate is seen (the scan follows local aliases)
+    text = (REPO / "export/tensorrt.py").read_text()
+    old = "    trt = compat.import_tensorrt()\n"
+    assert text.count(old) == 1
+    bad = text.replace(old, old + "    t = trt\n    t.Builder(compat.make_logger(trt)).create_network(0)\n")
+    found = scan(bad)
+    assert ("tensorrt", "Builder", "class", 1, (), ("?",)) in found
+    assert ("Builder", "create_network", "method", 1, (), ("int",)) in found

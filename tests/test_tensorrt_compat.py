@@ -143,7 +143,37 @@ def test_check_only_prints_the_plan_and_operator_check(small_onnx, small_onnx16,
     assert f"builder flags:  {', '.join(path.builder_flags) or 'none'}" in out
     assert f"engine:         {path.engine_precision}" in out
     assert f"operator check, TensorRT {plan.label}: all operators supported" in out
+    proxy = " minus the names 8.6 added" if version.startswith("8.5") else ""
+    assert f"API check, TensorRT {plan.label}: the {len(plan.api_uses())} calls of the plan hold on the TensorRT " \
+           f"{version if not proxy else '8.6.1'} bindings{proxy}" in out
     assert list(tmp_path.iterdir()) == []  # a dry run writes nothing
+
+
+@pytest.mark.parametrize("field,version,flags", [
+    ("calibrator", "11.4.0", ["--int8", "--int8-mode", "calibrator"]),  # an 11.x calibrator: no such class there
+    ("calibrator", "10.13.3", ["--int8", "--int8-mode", "calibrator"]),  # deprecated; the bindings still have it
+    ("progress_monitor", "8.6.1", ["-v"]),  # IProgressMonitor before 10.0
+    ("strongly_typed", "10.3.0", ["--fp16"]),  # fine: 10.x has STRONGLY_TYPED
+])
+def test_check_only_refuses_an_impossible_plan_in_one_line(small_onnx16, field, version, flags, tmp_path,
+                                                           monkeypatch, capsys):
+    """A plan field opened for every version (a plan bug): --check-only checks the calls against the version's
+    shipped binding dump and exits 2 with one line where they do not exist."""
+    import dataclasses
+
+    from export.tensorrt import main
+
+    real = compat.plan_for
+    monkeypatch.setattr(compat, "plan_for", lambda v: dataclasses.replace(real(v), **{field: True}))
+    monkeypatch.chdir(tmp_path)
+    rc = main(["--onnx", str(small_onnx16), "--check-only", "--trt-version", version, *flags])
+    out, err = capsys.readouterr()
+    if version in ("10.13.3", "10.3.0"):
+        assert rc == 0, err
+        return
+    assert rc == 2 and out.count("API check") == 0 and err.count("\n") == 1, (out, err)
+    assert err.startswith(f"error: TensorRT {version} cannot build") and f"the TensorRT {version} bindings" in err
+    assert ("IInt8EntropyCalibrator2" if field == "calibrator" else "IProgressMonitor") in err
 
 
 def test_check_only_85_refuses_an_opset_17_onnx_with_the_fix(small_onnx, tmp_path, monkeypatch, capsys):
