@@ -60,7 +60,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, cast
+
+if TYPE_CHECKING:  # mypy sees TensorRT's classes through tensorrt-stubs (tests/typing/trt_mypy.py); never at run time
+    import tensorrt as tr
 
 log = logging.getLogger(__name__)
 
@@ -477,11 +480,11 @@ class CudaContext:
 # --------------------------------------------------------------------------- builder
 
 
-def make_logger(trt: Any) -> Any:
+def make_logger(trt: Any) -> tr.Logger:
     return trt.Logger(trt.Logger.WARNING)
 
 
-def make_progress_monitor(plan: ApiPlan, trt: Any, report: Callable[[str], None]) -> Optional[Any]:
+def make_progress_monitor(plan: ApiPlan, trt: Any, report: Callable[[str], None]) -> Optional[tr.IProgressMonitor]:
     """An ``IProgressMonitor`` that forwards phase starts to ``report`` (10.x+), else ``None``."""
     if not plan.progress_monitor:
         return None
@@ -502,7 +505,7 @@ def make_progress_monitor(plan: ApiPlan, trt: Any, report: Callable[[str], None]
     return _Progress()
 
 
-def create_network(plan: ApiPlan, trt: Any, builder: Any) -> Any:
+def create_network(plan: ApiPlan, trt: Any, builder: tr.Builder) -> tr.INetworkDefinition:
     flags = 0
     if plan.explicit_batch_flag:
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
@@ -511,16 +514,16 @@ def create_network(plan: ApiPlan, trt: Any, builder: Any) -> Any:
     return builder.create_network(flags)
 
 
-def parse_onnx(trt: Any, network: Any, logger: Any, onnx_path: str) -> None:
+def parse_onnx(trt: Any, network: tr.INetworkDefinition, logger: tr.ILogger, onnx_path: str) -> None:
     from .errors import ExportError
 
-    parser = trt.OnnxParser(network, logger)
+    parser: tr.OnnxParser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(onnx_path):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise ExportError(f"{onnx_path}: TensorRT's ONNX parser failed: " + "; ".join(errors[:5]))
 
 
-def pin_layers_fp32(trt: Any, network: Any, names: Sequence[str]) -> int:
+def pin_layers_fp32(trt: Any, network: tr.INetworkDefinition, names: Sequence[str]) -> int:
     """Pin layers whose name contains one of ``names`` to FP32 (weakly typed builds only)."""
     count = 0
     for i in range(network.num_layers):
@@ -558,7 +561,7 @@ def build_serialized(plan: ApiPlan, trt: Any, onnx_path: str, opts: BuildOptions
     if path.calibrator and opts.calibrator is None:
         raise ExportError(f"{path.precision} with the calibrator needs a calibrator object")
     logger = make_logger(trt)
-    builder = trt.Builder(logger)
+    builder: tr.Builder = trt.Builder(logger)
     network = create_network(plan, trt, builder)
     parse_onnx(trt, network, logger, onnx_path)
     config = builder.create_builder_config()
@@ -575,7 +578,8 @@ def build_serialized(plan: ApiPlan, trt: Any, onnx_path: str, opts: BuildOptions
         log.info("pinned %d STN layers to FP32", pinned)
     lo, mid, hi = opts.profile
     profile = builder.create_optimization_profile()
-    profile.set_shape(opts.input_name, (lo, *opts.input_chw), (mid, *opts.input_chw), (hi, *opts.input_chw))
+    profile.set_shape(opts.input_name, _dims((lo, *opts.input_chw)), _dims((mid, *opts.input_chw)),
+                      _dims((hi, *opts.input_chw)))
     config.add_optimization_profile(profile)
     if path.calibrator:
         config.set_calibration_profile(profile)
@@ -608,34 +612,45 @@ class TensorSpec:
     profile: Optional[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = None
 
 
-def deserialize(trt: Any, data: bytes) -> tuple[Any, Any, Any]:
+def _dims(shape: Sequence[int]) -> tr.Dims:
+    """A shape where the bindings take ``Dims``: they convert tuples implicitly; the stubs declare only ``Dims``."""
+    return cast("tr.Dims", tuple(shape))
+
+
+def _ints(dims: tr.Dims) -> tuple[int, ...]:
+    """A ``Dims`` as a tuple (it behaves like one; the stubs declare only ``__len__``/``__getitem__``)."""
+    return tuple(int(dims[i]) for i in range(len(dims)))
+
+
+def deserialize(trt: Any, data: bytes) -> tuple[tr.Runtime, Optional[tr.ICudaEngine], tr.Logger]:
     """(runtime, engine or None, logger) — the runtime must outlive the engine."""
     logger = make_logger(trt)
-    runtime = trt.Runtime(logger)
+    runtime: tr.Runtime = trt.Runtime(logger)
     engine = runtime.deserialize_cuda_engine(data)
     return runtime, engine, logger
 
 
-def io_tensors(trt: Any, engine: Any) -> list[TensorSpec]:
+def io_tensors(trt: Any, engine: tr.ICudaEngine) -> list[TensorSpec]:
     specs = []
     for i in range(engine.num_io_tensors):
         name = engine.get_tensor_name(i)
         is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
         dtype = trt.nptype(engine.get_tensor_dtype(name))
-        shape = tuple(engine.get_tensor_shape(name))
+        shape = _ints(engine.get_tensor_shape(name))
         profile = None
         if is_input:
             lo, opt, hi = engine.get_tensor_profile_shape(name, 0)
-            profile = (tuple(lo), tuple(opt), tuple(hi))
+            profile = (_ints(lo), _ints(opt), _ints(hi))
         specs.append(TensorSpec(str(name), bool(is_input), dtype, shape, profile))
     return specs
 
 
-def create_context(engine: Any) -> Any:
+def create_context(engine: tr.ICudaEngine) -> tr.IExecutionContext:
     return engine.create_execution_context()
 
 
-def execute(context: Any, shapes: dict[str, tuple[int, ...]], addresses: dict[str, int], stream_handle: int) -> None:
+def execute(context: tr.IExecutionContext, shapes: dict[str, tuple[int, ...]], addresses: dict[str, int],
+            stream_handle: int) -> None:
     """Set input shapes and tensor addresses, enqueue with ``execute_async_v3`` (8.5+)."""
     from .errors import EmoNeXtError
 

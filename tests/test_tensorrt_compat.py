@@ -241,3 +241,52 @@ def test_mypy_passes_and_catches_misspelling():
                    "    config.set_flagg(trt.BuilderFlag.FP16)\n")
     caught = trt_mypy.run_mypy([str(bad.relative_to(REPO))], stubs=stubs)
     assert caught.returncode != 0 and 'has no attribute "set_flagg"' in caught.stdout
+
+
+#: type/order misuses planted in a copy of the TensorRT code; mypy sees them now that the compat layer's
+#: TensorRT objects are typed with tensorrt-stubs' classes (``parser.parse(path)`` it does not: the stubs'
+#: ``typing_extensions.Buffer`` parameter accepts a str under mypy; the binding audit and the recording catch it)
+MYPY_MUTANTS = {
+    "set_input_shape(shape, name)": ("emonext_edge/tensorrt_compat.py", "context.set_input_shape(name, shape)",
+                                     "context.set_input_shape(shape, name)", "set_input_shape"),
+    'set_flag("FP16")': ("emonext_edge/tensorrt_compat.py", "config.set_flag(trt.BuilderFlag.FP16)",
+                         'config.set_flag("FP16")', '"set_flag" of "IBuilderConfig" has incompatible type "str"'),
+    "set_tensor_address(address, name)": ("emonext_edge/tensorrt_compat.py", "context.set_tensor_address(name, address)",
+                                          "context.set_tensor_address(address, name)", '"set_tensor_address"'),
+    "get_tensor_profile_shape(0, name)": ("emonext_edge/tensorrt_compat.py", "engine.get_tensor_profile_shape(name, 0)",
+                                          "engine.get_tensor_profile_shape(0, name)", '"get_tensor_profile_shape"'),
+    "alias in the backend's run": ("emonext_edge/backends/tensorrt_backend.py", "            compat.execute(self._context,",
+                                   ("            ctx = self._context\n            ctx.execute_async_v2([], 0)\n"
+                                    "            compat.execute(self._context,"),
+                                   '"IExecutionContext" has no attribute "execute_async_v2"'),
+}
+
+
+@pytest.mark.slow
+def test_mypy_catches_type_misuses_through_the_typed_compat_layer():
+    import re
+
+    sys.path.insert(0, str(REPO / "tests" / "typing"))
+    import trt_mypy
+
+    if trt_mypy.installed_stubs() is None:
+        pytest.skip(f"{trt_mypy.STUBS_REQUIREMENT} could not be installed into {trt_mypy.PKG_DIR} (no package index)")
+    stubs = trt_mypy.prepare_stubs()
+    folder = REPO / "tests" / "fixtures" / "cache" / "mypy_mutants"
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for i, (misuse, (rel, old, new, _)) in enumerate(MYPY_MUTANTS.items()):
+        text = (REPO / rel).read_text()
+        assert text.count(old) == 1, misuse
+        text = text.replace(old, new)  # relative imports made absolute: the copy lives outside the package
+        text = re.sub(r"^from \.\. import ", "from emonext_edge import ", text, flags=re.MULTILINE)
+        text = re.sub(r"^from \.\.(\w)", r"from emonext_edge.\1", text, flags=re.MULTILINE)
+        text = re.sub(r"^from \.base import", "from emonext_edge.backends.base import", text, flags=re.MULTILINE)
+        path = folder / f"mutant{i}.py"
+        path.write_text(text)
+        files[misuse] = path
+    result = trt_mypy.run_mypy([str(p.relative_to(REPO)) for p in files.values()], stubs=stubs)
+    for misuse, path in files.items():
+        errors = [line for line in result.stdout.splitlines() if line.startswith(str(path.relative_to(REPO)) + ":")
+                  and "error:" in line]
+        assert any(MYPY_MUTANTS[misuse][3] in line for line in errors), (misuse, result.stdout[-3000:])
