@@ -296,27 +296,40 @@ def scan(source: str, table: tuple[ApiUse, ...] = API_USES) -> set[recorder.Reco
         else:
             found.add((owner, name, use.kind if use else "read", 0, (), ()))
 
-    scopes = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))] + [tree]
-    seen: set[int] = set()
-    for scope in scopes:
-        env = dict(ROLE)
-        if isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef)):  # parameters annotated str/int/bool/bytes
+    functions = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+    def own_nodes(scope: ast.AST) -> list[ast.AST]:
+        """The nodes of ``scope`` outside the functions nested in it."""
+        out, todo = [], list(ast.iter_child_nodes(scope))
+        while todo:
+            node = todo.pop()
+            out.append(node)
+            if not isinstance(node, functions):
+                todo.extend(ast.iter_child_nodes(node))
+        return out
+
+    def visit(scope: ast.AST, outer: dict[str, str]) -> None:
+        env = dict(outer)  # closures see the enclosing function's names
+        nodes = own_nodes(scope)
+        if isinstance(scope, functions):  # parameters annotated str/int/bool/bytes
             for arg in scope.args.args + scope.args.kwonlyargs:
                 if isinstance(arg.annotation, ast.Name) and arg.annotation.id in ("str", "int", "bool", "bytes"):
                     env[arg.arg] = arg.annotation.id
         for _ in range(2):  # aliases of aliases
-            for node in ast.walk(scope):
+            for node in nodes:
                 if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
                     typ = static_type(node.value, env)
                     if typ is not None:
                         env[node.targets[0].id] = typ
-        for node in ast.walk(scope):
-            if id(node) in seen or not isinstance(node, ast.Attribute):
-                continue
-            owner = static_type(node.value, env)
-            if owner is not None and owner not in _BUILTIN and (owner == "tensorrt" or owner in owners):
-                seen.add(id(node))
-                record(node, owner, env)
+        for node in nodes:
+            if isinstance(node, ast.Attribute):
+                owner = static_type(node.value, env)
+                if owner is not None and owner not in _BUILTIN and (owner == "tensorrt" or owner in owners):
+                    record(node, owner, env)
+            elif isinstance(node, functions):
+                visit(node, env)
+
+    visit(tree, dict(ROLE))
     for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef):
             for base in node.bases:
