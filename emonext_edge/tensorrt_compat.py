@@ -60,7 +60,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, cast
+
+if TYPE_CHECKING:  # mypy sees TensorRT's classes through tensorrt-stubs (tests/typing/trt_mypy.py); never at run time
+    import tensorrt as tr
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +260,10 @@ class ApiUse:
     (read), ``settable`` (property we assign), ``override`` (a method our Python subclass
     defines, with parameter names ``keywords``). ``returns``: the class the signature must
     return (what the next call relies on). ``when``: the :class:`ApiPlan` field that makes the
-    use reachable (``""``: every version).
+    use reachable (``""``: every version). ``types``: the types of the arguments we pass, positional
+    ones first, then the keywords in ``keywords`` order (for ``settable``: the assigned value) —
+    ``str``, ``int``, ``bool``, ``bytes`` (a buffer), ``Dims`` (a shape tuple), ``None`` or a
+    TensorRT class/enum name; the audit matches them against the pybind11 signatures in order.
     """
 
     owner: str
@@ -267,6 +273,7 @@ class ApiUse:
     keywords: tuple[str, ...] = ()
     returns: Optional[str] = None
     when: str = ""
+    types: tuple[str, ...] = ()
 
     def reachable(self, plan: ApiPlan) -> bool:
         return not self.when or bool(getattr(plan, self.when))
@@ -275,15 +282,19 @@ class ApiUse:
         where = self.name if self.owner == "tensorrt" else f"{self.owner}.{self.name}"
         call = ""
         if self.args is not None:
-            call = "(" + ", ".join(["_"] * self.args + [f"{k}=" for k in self.keywords if self.kind != "override"]) + ")"
+            types = list(self.types) + ["_"] * (self.args + len(self.keywords) - len(self.types))
+            call = "(" + ", ".join(types[:self.args] + [f"{k}={t if t != '_' else ''}" for k, t in
+                                                        zip(self.keywords, types[self.args:])]) + ")"
         if self.kind == "override":
             call = "(" + ", ".join(self.keywords) + ")"
+        if self.kind == "settable" and self.types:
+            call = f" = {self.types[0]}"
         return f"{self.kind} {where}{call}"
 
 
 def _m(owner: str, name: str, args: int = 0, returns: Optional[str] = None, when: str = "",
-       keywords: tuple[str, ...] = ()) -> ApiUse:
-    return ApiUse(owner, name, "method", args, keywords, returns, when)
+       keywords: tuple[str, ...] = (), types: tuple[str, ...] = ()) -> ApiUse:
+    return ApiUse(owner, name, "method", args, keywords, returns, when, types)
 
 
 #: every TensorRT name this code touches (see :class:`ApiUse`); tests keep it equal to the code.
@@ -294,35 +305,36 @@ def _m(owner: str, name: str, args: int = 0, returns: Optional[str] = None, when
 API_USES: tuple[ApiUse, ...] = (
     ApiUse("tensorrt", "__version__", "value", returns="str"),
     # logger, builder, network, parser
-    ApiUse("tensorrt", "Logger", "class", 1, returns="Logger"),
+    ApiUse("tensorrt", "Logger", "class", 1, returns="Logger", types=("Severity",)),
     ApiUse("Logger", "WARNING", "value", returns="Severity"),
-    ApiUse("tensorrt", "Builder", "class", 1, returns="Builder"),
-    _m("Builder", "create_network", 1, "INetworkDefinition"),
+    ApiUse("tensorrt", "Builder", "class", 1, returns="Builder", types=("Logger",)),
+    _m("Builder", "create_network", 1, "INetworkDefinition", types=("int",)),
     ApiUse("NetworkDefinitionCreationFlag", "EXPLICIT_BATCH", "member", when="explicit_batch_flag"),
     ApiUse("NetworkDefinitionCreationFlag", "STRONGLY_TYPED", "member", when="strongly_typed"),
-    ApiUse("tensorrt", "OnnxParser", "class", 2, returns="OnnxParser"),
-    _m("OnnxParser", "parse_from_file", 1, "bool"),
+    ApiUse("tensorrt", "OnnxParser", "class", 2, returns="OnnxParser", types=("INetworkDefinition", "Logger")),
+    _m("OnnxParser", "parse_from_file", 1, "bool", types=("str",)),
     ApiUse("OnnxParser", "num_errors", "property", returns="int"),
-    _m("OnnxParser", "get_error", 1),
+    _m("OnnxParser", "get_error", 1, types=("int",)),
     # builder config
     _m("Builder", "create_builder_config", 0, "IBuilderConfig"),
-    _m("IBuilderConfig", "set_memory_pool_limit", 2, "None"),
+    _m("IBuilderConfig", "set_memory_pool_limit", 2, "None", types=("MemoryPoolType", "int")),
     ApiUse("MemoryPoolType", "WORKSPACE", "member"),
-    _m("IBuilderConfig", "set_flag", 1, "None"),
+    _m("IBuilderConfig", "set_flag", 1, "None", types=("BuilderFlag",)),
     ApiUse("BuilderFlag", "FP16", "member", when="precision_flags"),
     ApiUse("BuilderFlag", "INT8", "member", when="precision_flags"),
     # STN pinned to FP32 on weakly typed builds
     ApiUse("INetworkDefinition", "num_layers", "property", returns="int", when="layer_precision"),
-    _m("INetworkDefinition", "get_layer", 1, "ILayer", when="layer_precision"),
+    _m("INetworkDefinition", "get_layer", 1, "ILayer", when="layer_precision", types=("int",)),
     ApiUse("ILayer", "name", "property", returns="str", when="layer_precision"),
-    ApiUse("ILayer", "precision", "settable", when="layer_precision"),
+    ApiUse("ILayer", "precision", "settable", when="layer_precision", types=("DataType",)),
     ApiUse("ILayer", "num_outputs", "property", returns="int", when="layer_precision"),
-    _m("ILayer", "set_output_type", 2, "None", when="layer_precision"),
+    _m("ILayer", "set_output_type", 2, "None", when="layer_precision", types=("int", "DataType")),
     ApiUse("tensorrt", "float32", "value", returns="DataType", when="layer_precision"),
     ApiUse("BuilderFlag", "OBEY_PRECISION_CONSTRAINTS", "member", when="layer_precision"),
     # implicit INT8 (legacy calibrator)
-    ApiUse("IBuilderConfig", "int8_calibrator", "settable", when="calibrator"),
-    _m("IBuilderConfig", "set_calibration_profile", 1, "bool", when="calibrator"),
+    ApiUse("IBuilderConfig", "int8_calibrator", "settable", when="calibrator",
+           types=("IInt8EntropyCalibrator2",)),
+    _m("IBuilderConfig", "set_calibration_profile", 1, "bool", when="calibrator", types=("IOptimizationProfile",)),
     ApiUse("tensorrt", "IInt8EntropyCalibrator2", "class", when="calibrator"),
     ApiUse("IInt8EntropyCalibrator2", "__init__", "override", 0, when="calibrator"),
     ApiUse("IInt8EntropyCalibrator2", "get_batch_size", "override", 0, when="calibrator"),
@@ -331,16 +343,16 @@ API_USES: tuple[ApiUse, ...] = (
     ApiUse("IInt8EntropyCalibrator2", "write_calibration_cache", "override", 1, ("cache",), when="calibrator"),
     # optimization profile
     _m("Builder", "create_optimization_profile", 0, "IOptimizationProfile"),
-    _m("IOptimizationProfile", "set_shape", 4, "None"),
-    _m("IBuilderConfig", "add_optimization_profile", 1, "int"),
+    _m("IOptimizationProfile", "set_shape", 4, "None", types=("str", "Dims", "Dims", "Dims")),
+    _m("IBuilderConfig", "add_optimization_profile", 1, "int", types=("IOptimizationProfile",)),
     # DLA (Jetson), every version
-    ApiUse("IBuilderConfig", "default_device_type", "settable"),
+    ApiUse("IBuilderConfig", "default_device_type", "settable", types=("DeviceType",)),
     ApiUse("DeviceType", "DLA", "member"),
-    ApiUse("IBuilderConfig", "DLA_core", "settable"),
+    ApiUse("IBuilderConfig", "DLA_core", "settable", types=("int",)),
     ApiUse("BuilderFlag", "GPU_FALLBACK", "member"),
     # timing cache
-    _m("IBuilderConfig", "create_timing_cache", 1, "ITimingCache"),
-    _m("IBuilderConfig", "set_timing_cache", 2, "bool"),
+    _m("IBuilderConfig", "create_timing_cache", 1, "ITimingCache", types=("bytes",)),
+    _m("IBuilderConfig", "set_timing_cache", 2, "bool", types=("ITimingCache", "bool")),
     _m("IBuilderConfig", "get_timing_cache", 0, "ITimingCache"),
     _m("ITimingCache", "serialize", 0, "IHostMemory"),
     # progress (10.x+)
@@ -350,23 +362,23 @@ API_USES: tuple[ApiUse, ...] = (
            when="progress_monitor"),
     ApiUse("IProgressMonitor", "step_complete", "override", 2, ("phase_name", "step"), when="progress_monitor"),
     ApiUse("IProgressMonitor", "phase_finish", "override", 1, ("phase_name",), when="progress_monitor"),
-    ApiUse("IBuilderConfig", "progress_monitor", "settable", when="progress_monitor"),
-    _m("Builder", "build_serialized_network", 2, "IHostMemory"),
+    ApiUse("IBuilderConfig", "progress_monitor", "settable", when="progress_monitor", types=("IProgressMonitor",)),
+    _m("Builder", "build_serialized_network", 2, "IHostMemory", types=("INetworkDefinition", "IBuilderConfig")),
     # runtime
-    ApiUse("tensorrt", "Runtime", "class", 1, returns="Runtime"),
-    _m("Runtime", "deserialize_cuda_engine", 1, "ICudaEngine"),
+    ApiUse("tensorrt", "Runtime", "class", 1, returns="Runtime", types=("Logger",)),
+    _m("Runtime", "deserialize_cuda_engine", 1, "ICudaEngine", types=("bytes",)),
     ApiUse("ICudaEngine", "num_io_tensors", "property", returns="int"),
-    _m("ICudaEngine", "get_tensor_name", 1, "str"),
-    _m("ICudaEngine", "get_tensor_mode", 1, "TensorIOMode"),
+    _m("ICudaEngine", "get_tensor_name", 1, "str", types=("int",)),
+    _m("ICudaEngine", "get_tensor_mode", 1, "TensorIOMode", types=("str",)),
     ApiUse("TensorIOMode", "INPUT", "member"),
-    _m("ICudaEngine", "get_tensor_dtype", 1, "DataType"),
-    ApiUse("tensorrt", "nptype", "function", 1),
-    _m("ICudaEngine", "get_tensor_shape", 1, "Dims"),
-    _m("ICudaEngine", "get_tensor_profile_shape", 2, "list[Dims]"),
+    _m("ICudaEngine", "get_tensor_dtype", 1, "DataType", types=("str",)),
+    ApiUse("tensorrt", "nptype", "function", 1, types=("DataType",)),
+    _m("ICudaEngine", "get_tensor_shape", 1, "Dims", types=("str",)),
+    _m("ICudaEngine", "get_tensor_profile_shape", 2, "list[Dims]", types=("str", "int")),
     _m("ICudaEngine", "create_execution_context", 0, "IExecutionContext"),
-    _m("IExecutionContext", "set_input_shape", 2, "bool"),
-    _m("IExecutionContext", "set_tensor_address", 2, "bool"),
-    _m("IExecutionContext", "execute_async_v3", 1, "bool"),
+    _m("IExecutionContext", "set_input_shape", 2, "bool", types=("str", "Dims")),
+    _m("IExecutionContext", "set_tensor_address", 2, "bool", types=("str", "int")),
+    _m("IExecutionContext", "execute_async_v3", 1, "bool", types=("int",)),
 )
 
 
@@ -468,11 +480,11 @@ class CudaContext:
 # --------------------------------------------------------------------------- builder
 
 
-def make_logger(trt: Any) -> Any:
+def make_logger(trt: Any) -> tr.Logger:
     return trt.Logger(trt.Logger.WARNING)
 
 
-def make_progress_monitor(plan: ApiPlan, trt: Any, report: Callable[[str], None]) -> Optional[Any]:
+def make_progress_monitor(plan: ApiPlan, trt: Any, report: Callable[[str], None]) -> Optional[tr.IProgressMonitor]:
     """An ``IProgressMonitor`` that forwards phase starts to ``report`` (10.x+), else ``None``."""
     if not plan.progress_monitor:
         return None
@@ -493,7 +505,7 @@ def make_progress_monitor(plan: ApiPlan, trt: Any, report: Callable[[str], None]
     return _Progress()
 
 
-def create_network(plan: ApiPlan, trt: Any, builder: Any) -> Any:
+def create_network(plan: ApiPlan, trt: Any, builder: tr.Builder) -> tr.INetworkDefinition:
     flags = 0
     if plan.explicit_batch_flag:
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
@@ -502,16 +514,16 @@ def create_network(plan: ApiPlan, trt: Any, builder: Any) -> Any:
     return builder.create_network(flags)
 
 
-def parse_onnx(trt: Any, network: Any, logger: Any, onnx_path: str) -> None:
+def parse_onnx(trt: Any, network: tr.INetworkDefinition, logger: tr.ILogger, onnx_path: str) -> None:
     from .errors import ExportError
 
-    parser = trt.OnnxParser(network, logger)
+    parser: tr.OnnxParser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(onnx_path):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise ExportError(f"{onnx_path}: TensorRT's ONNX parser failed: " + "; ".join(errors[:5]))
 
 
-def pin_layers_fp32(trt: Any, network: Any, names: Sequence[str]) -> int:
+def pin_layers_fp32(trt: Any, network: tr.INetworkDefinition, names: Sequence[str]) -> int:
     """Pin layers whose name contains one of ``names`` to FP32 (weakly typed builds only)."""
     count = 0
     for i in range(network.num_layers):
@@ -549,7 +561,7 @@ def build_serialized(plan: ApiPlan, trt: Any, onnx_path: str, opts: BuildOptions
     if path.calibrator and opts.calibrator is None:
         raise ExportError(f"{path.precision} with the calibrator needs a calibrator object")
     logger = make_logger(trt)
-    builder = trt.Builder(logger)
+    builder: tr.Builder = trt.Builder(logger)
     network = create_network(plan, trt, builder)
     parse_onnx(trt, network, logger, onnx_path)
     config = builder.create_builder_config()
@@ -566,7 +578,8 @@ def build_serialized(plan: ApiPlan, trt: Any, onnx_path: str, opts: BuildOptions
         log.info("pinned %d STN layers to FP32", pinned)
     lo, mid, hi = opts.profile
     profile = builder.create_optimization_profile()
-    profile.set_shape(opts.input_name, (lo, *opts.input_chw), (mid, *opts.input_chw), (hi, *opts.input_chw))
+    profile.set_shape(opts.input_name, _dims((lo, *opts.input_chw)), _dims((mid, *opts.input_chw)),
+                      _dims((hi, *opts.input_chw)))
     config.add_optimization_profile(profile)
     if path.calibrator:
         config.set_calibration_profile(profile)
@@ -599,34 +612,45 @@ class TensorSpec:
     profile: Optional[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = None
 
 
-def deserialize(trt: Any, data: bytes) -> tuple[Any, Any, Any]:
+def _dims(shape: Sequence[int]) -> tr.Dims:
+    """A shape where the bindings take ``Dims``: they convert tuples implicitly; the stubs declare only ``Dims``."""
+    return cast("tr.Dims", tuple(shape))
+
+
+def _ints(dims: tr.Dims) -> tuple[int, ...]:
+    """A ``Dims`` as a tuple (it behaves like one; the stubs declare only ``__len__``/``__getitem__``)."""
+    return tuple(int(dims[i]) for i in range(len(dims)))
+
+
+def deserialize(trt: Any, data: bytes) -> tuple[tr.Runtime, Optional[tr.ICudaEngine], tr.Logger]:
     """(runtime, engine or None, logger) — the runtime must outlive the engine."""
     logger = make_logger(trt)
-    runtime = trt.Runtime(logger)
+    runtime: tr.Runtime = trt.Runtime(logger)
     engine = runtime.deserialize_cuda_engine(data)
     return runtime, engine, logger
 
 
-def io_tensors(trt: Any, engine: Any) -> list[TensorSpec]:
+def io_tensors(trt: Any, engine: tr.ICudaEngine) -> list[TensorSpec]:
     specs = []
     for i in range(engine.num_io_tensors):
         name = engine.get_tensor_name(i)
         is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
         dtype = trt.nptype(engine.get_tensor_dtype(name))
-        shape = tuple(engine.get_tensor_shape(name))
+        shape = _ints(engine.get_tensor_shape(name))
         profile = None
         if is_input:
             lo, opt, hi = engine.get_tensor_profile_shape(name, 0)
-            profile = (tuple(lo), tuple(opt), tuple(hi))
+            profile = (_ints(lo), _ints(opt), _ints(hi))
         specs.append(TensorSpec(str(name), bool(is_input), dtype, shape, profile))
     return specs
 
 
-def create_context(engine: Any) -> Any:
+def create_context(engine: tr.ICudaEngine) -> tr.IExecutionContext:
     return engine.create_execution_context()
 
 
-def execute(context: Any, shapes: dict[str, tuple[int, ...]], addresses: dict[str, int], stream_handle: int) -> None:
+def execute(context: tr.IExecutionContext, shapes: dict[str, tuple[int, ...]], addresses: dict[str, int],
+            stream_handle: int) -> None:
     """Set input shapes and tensor addresses, enqueue with ``execute_async_v3`` (8.5+)."""
     from .errors import EmoNeXtError
 

@@ -9,7 +9,9 @@ not, how the STN stays FP32, calibrator or Q/DQ. Pipeline:
    gated against PyTorch — CPU;
 2. operator check of that ONNX for the target version (``export/trt_opcheck.py``);
    ``--check-only`` prints the plan and the check and stops (no TensorRT needed;
-   ``--trt-version`` picks the version to plan for);
+   ``--trt-version`` picks the version to plan for); every TensorRT call of the plan is checked
+   against the shipped API dump of that version's real bindings (``export/trt_api.py``: names,
+   argument counts, keywords and types), and an impossible plan exits 2 with one line;
 3. the ONNX the plan builds from, made and gated against the FP32 ONNX on CPU (ONNX
    Runtime): mixed FP16 (11.x ``--fp16``), Q/DQ INT8 (``--int8``), Q/DQ INT8 with FP16
    elsewhere (11.x ``--fp16 --int8``) — committed with their metadata;
@@ -46,7 +48,7 @@ from emonext_edge.errors import BackendUnavailableError, ExportError, UsageError
 from emonext_edge.fileio import sha256_file
 from emonext_edge.metadata import ArtifactMetadata, Quantization, TensorRTInfo, read_metadata
 
-from . import trt_opcheck
+from . import trt_api, trt_opcheck
 from .pipeline import Stage, TargetRuntimeMissing, exporter_cli, gate_artifact, gate_line, raise_if_failed
 
 log = logging.getLogger(__name__)
@@ -261,6 +263,24 @@ def print_plan(plan: compat.ApiPlan, origin: str, options: EngineOptions, say: C
         say("  " + line)
 
 
+def check_api(plan: compat.ApiPlan, path: compat.PrecisionPath, say: Callable[[str], None]) -> None:
+    """The binding audit of the test suite, here: every call of the plan and the build path against the
+    shipped API dump of the target version's bindings (``export/trt_api.py``); ``UsageError`` (one line)
+    when the plan calls what that version lacks or calls it with the wrong argument types."""
+    try:
+        source, problems = trt_api.check_plan(plan, path)
+    except LookupError as exc:
+        say(f"API check, TensorRT {plan.label}: not checked ({exc})")
+        return
+    uses = len(plan.api_uses())
+    if problems:
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise UsageError(f"TensorRT {plan.label} cannot build {path.precision}"
+                         + (f" ({path.int8_mode} INT8)" if path.int8_mode else "")
+                         + f" as planned: {problems[0]}{more} — checked against {source}")
+    say(f"API check, TensorRT {plan.label}: the {uses} calls of the plan hold on {source}")
+
+
 def export_engine(options: EngineOptions, say: Callable[[str], None] = print) -> EngineResult:
     """Plan, prepare and (where TensorRT and a GPU exist) build and gate the engine.
 
@@ -275,6 +295,8 @@ def export_engine(options: EngineOptions, say: Callable[[str], None] = print) ->
     plan, origin = _resolve_plan(options, installed)
     path = plan.path(options.precision, options.int8_mode)
     print_plan(plan, origin, options, say)
+    if options.check_only or installed is None:  # on the device the installed bindings are the check
+        check_api(plan, path, say)
     stem = options.output.stem
     result = EngineResult(plan, path, None)
 

@@ -143,7 +143,37 @@ def test_check_only_prints_the_plan_and_operator_check(small_onnx, small_onnx16,
     assert f"builder flags:  {', '.join(path.builder_flags) or 'none'}" in out
     assert f"engine:         {path.engine_precision}" in out
     assert f"operator check, TensorRT {plan.label}: all operators supported" in out
+    proxy = " minus the names 8.6 added" if version.startswith("8.5") else ""
+    assert f"API check, TensorRT {plan.label}: the {len(plan.api_uses())} calls of the plan hold on the TensorRT " \
+           f"{version if not proxy else '8.6.1'} bindings{proxy}" in out
     assert list(tmp_path.iterdir()) == []  # a dry run writes nothing
+
+
+@pytest.mark.parametrize("field,version,flags", [
+    ("calibrator", "11.4.0", ["--int8", "--int8-mode", "calibrator"]),  # an 11.x calibrator: no such class there
+    ("calibrator", "10.13.3", ["--int8", "--int8-mode", "calibrator"]),  # deprecated; the bindings still have it
+    ("progress_monitor", "8.6.1", ["-v"]),  # IProgressMonitor before 10.0
+    ("strongly_typed", "10.3.0", ["--fp16"]),  # fine: 10.x has STRONGLY_TYPED
+])
+def test_check_only_refuses_an_impossible_plan_in_one_line(small_onnx16, field, version, flags, tmp_path,
+                                                           monkeypatch, capsys):
+    """A plan field opened for every version (a plan bug): --check-only checks the calls against the version's
+    shipped binding dump and exits 2 with one line where they do not exist."""
+    import dataclasses
+
+    from export.tensorrt import main
+
+    real = compat.plan_for
+    monkeypatch.setattr(compat, "plan_for", lambda v: dataclasses.replace(real(v), **{field: True}))
+    monkeypatch.chdir(tmp_path)
+    rc = main(["--onnx", str(small_onnx16), "--check-only", "--trt-version", version, *flags])
+    out, err = capsys.readouterr()
+    if version in ("10.13.3", "10.3.0"):
+        assert rc == 0, err
+        return
+    assert rc == 2 and out.count("API check") == 0 and err.count("\n") == 1, (out, err)
+    assert err.startswith(f"error: TensorRT {version} cannot build") and f"the TensorRT {version} bindings" in err
+    assert ("IInt8EntropyCalibrator2" if field == "calibrator" else "IProgressMonitor") in err
 
 
 def test_check_only_85_refuses_an_opset_17_onnx_with_the_fix(small_onnx, tmp_path, monkeypatch, capsys):
@@ -211,3 +241,52 @@ def test_mypy_passes_and_catches_misspelling():
                    "    config.set_flagg(trt.BuilderFlag.FP16)\n")
     caught = trt_mypy.run_mypy([str(bad.relative_to(REPO))], stubs=stubs)
     assert caught.returncode != 0 and 'has no attribute "set_flagg"' in caught.stdout
+
+
+#: type/order misuses planted in a copy of the TensorRT code; mypy sees them now that the compat layer's
+#: TensorRT objects are typed with tensorrt-stubs' classes (``parser.parse(path)`` it does not: the stubs'
+#: ``typing_extensions.Buffer`` parameter accepts a str under mypy; the binding audit and the recording catch it)
+MYPY_MUTANTS = {
+    "set_input_shape(shape, name)": ("emonext_edge/tensorrt_compat.py", "context.set_input_shape(name, shape)",
+                                     "context.set_input_shape(shape, name)", "set_input_shape"),
+    'set_flag("FP16")': ("emonext_edge/tensorrt_compat.py", "config.set_flag(trt.BuilderFlag.FP16)",
+                         'config.set_flag("FP16")', '"set_flag" of "IBuilderConfig" has incompatible type "str"'),
+    "set_tensor_address(address, name)": ("emonext_edge/tensorrt_compat.py", "context.set_tensor_address(name, address)",
+                                          "context.set_tensor_address(address, name)", '"set_tensor_address"'),
+    "get_tensor_profile_shape(0, name)": ("emonext_edge/tensorrt_compat.py", "engine.get_tensor_profile_shape(name, 0)",
+                                          "engine.get_tensor_profile_shape(0, name)", '"get_tensor_profile_shape"'),
+    "alias in the backend's run": ("emonext_edge/backends/tensorrt_backend.py", "            compat.execute(self._context,",
+                                   ("            ctx = self._context\n            ctx.execute_async_v2([], 0)\n"
+                                    "            compat.execute(self._context,"),
+                                   '"IExecutionContext" has no attribute "execute_async_v2"'),
+}
+
+
+@pytest.mark.slow
+def test_mypy_catches_type_misuses_through_the_typed_compat_layer():
+    import re
+
+    sys.path.insert(0, str(REPO / "tests" / "typing"))
+    import trt_mypy
+
+    if trt_mypy.installed_stubs() is None:
+        pytest.skip(f"{trt_mypy.STUBS_REQUIREMENT} could not be installed into {trt_mypy.PKG_DIR} (no package index)")
+    stubs = trt_mypy.prepare_stubs()
+    folder = REPO / "tests" / "fixtures" / "cache" / "mypy_mutants"
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for i, (misuse, (rel, old, new, _)) in enumerate(MYPY_MUTANTS.items()):
+        text = (REPO / rel).read_text()
+        assert text.count(old) == 1, misuse
+        text = text.replace(old, new)  # relative imports made absolute: the copy lives outside the package
+        text = re.sub(r"^from \.\. import ", "from emonext_edge import ", text, flags=re.MULTILINE)
+        text = re.sub(r"^from \.\.(\w)", r"from emonext_edge.\1", text, flags=re.MULTILINE)
+        text = re.sub(r"^from \.base import", "from emonext_edge.backends.base import", text, flags=re.MULTILINE)
+        path = folder / f"mutant{i}.py"
+        path.write_text(text)
+        files[misuse] = path
+    result = trt_mypy.run_mypy([str(p.relative_to(REPO)) for p in files.values()], stubs=stubs)
+    for misuse, path in files.items():
+        errors = [line for line in result.stdout.splitlines() if line.startswith(str(path.relative_to(REPO)) + ":")
+                  and "error:" in line]
+        assert any(MYPY_MUTANTS[misuse][3] in line for line in errors), (misuse, result.stdout[-3000:])

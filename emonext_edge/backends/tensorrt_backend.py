@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from .. import tensorrt_compat as compat
 from ..errors import BackendUnavailableError, ImageError, ModelFileError
 from ..metadata import labels_from, read_sidecar
 from .base import Backend
+
+if TYPE_CHECKING:  # TensorRT's classes for mypy (tensorrt-stubs); never imported at run time
+    import tensorrt as tr
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,10 @@ def check_manifest(path: Path, manifest: Optional[dict[str, Any]], trt_version: 
 
 class TensorRTBackend(Backend):
     name = "tensorrt"
+    _runtime: Optional[tr.Runtime] = None
+    _engine: Optional[tr.ICudaEngine] = None
+    _logger: Optional[tr.Logger] = None
+    _context: Optional[tr.IExecutionContext] = None
 
     def __init__(self, path: Path, *, device: Any = None) -> None:
         """``device``: CUDA device index (0, 1, "cuda:1"); precision and batch are fixed by the engine."""
@@ -128,7 +135,7 @@ class TensorRTBackend(Backend):
         if not self.min_batch <= n <= self.max_batch:
             raise ImageError(f"{self.path}: batch of {n} outside the engine's profile [{self.min_batch}, {self.max_batch}]")
         cuda = self._cuda
-        assert self._cuda_context is not None, "backend is closed"
+        assert self._cuda_context is not None and self._context is not None, "backend is closed"
         with self._lock, self._cuda_context:
             self._h_in[:n] = batch
             cuda.memcpy_htod_async(self._d_in, self._h_in[:n], self._stream)  # only the n images

@@ -102,7 +102,8 @@ def doc(obj):
 
 def describe(obj):
     if isinstance(obj, property):
-        return {"kind": "property", "settable": obj.fset is not None, "doc": doc(obj.fget)}
+        return {"kind": "property", "settable": obj.fset is not None, "doc": doc(obj.fget),
+                "set_doc": doc(obj.fset) if obj.fset is not None else ""}
     if isinstance(obj, (staticmethod, classmethod)):
         obj = obj.__func__
     if callable(obj) and not isinstance(obj, type):
@@ -166,3 +167,31 @@ def dump_api(version: str, shared: Path, work: Path) -> dict[str, Any]:
     api = json.loads(proc.stdout)
     api["sonames"], api["symbols"] = proc.sonames, proc.symbols  # type: ignore[attr-defined]
     return api
+
+
+def write_shipped(shared: Path, work: Path, dest: Optional[Path] = None) -> list[Path]:
+    """Regenerate the binding dumps that ship with ``export`` (``export/data/tensorrt_api/<version>.json.gz``)."""
+    import gzip
+
+    from export import trt_api
+
+    dest = dest or trt_api.DATA_DIR
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for version in WHEELS:
+        reduced = trt_api.reduce_dump(dump_api(version, shared, work))
+        path = dest / f"{version}.json.gz"
+        # mtime 0: the same dump gives the same bytes
+        with gzip.GzipFile(path, "wb", mtime=0) as f:
+            f.write(json.dumps(reduced, sort_keys=True, separators=(",", ":")).encode())
+        out.append(path)
+    return out
+
+
+if __name__ == "__main__":  # python tests/trt_stubs/bindings.py SHARED_DIR WORK_DIR
+    import tempfile
+
+    shared_arg = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE.parents[2] / "shared"
+    with tempfile.TemporaryDirectory() as tmp:
+        for written in write_shipped(shared_arg, Path(sys.argv[2]) if len(sys.argv) > 2 else Path(tmp)):
+            print(written)
