@@ -51,7 +51,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
@@ -170,7 +170,7 @@ def labels_line(labels: Sequence[str]) -> str:
 # --------------------------------------------------------------------------- config files
 
 
-Groups = dict[str, dict[str, str]]
+Groups = Dict[str, Dict[str, str]]  # typing's: evaluated at run time, Python 3.8 (JetPack 5)
 
 
 def _fmt(value: Any) -> str:
