@@ -60,6 +60,7 @@ from emonext_edge.deepstream_boxes import DEFAULT_STRATEGY, NVINFER_MIN_OBJECT_S
 from emonext_edge.errors import ExportError, ModelFileError
 from emonext_edge.fileio import sha256_file
 from emonext_edge.metadata import ArtifactMetadata, GateResult, labels_from, read_onnx_metadata
+from emonext_edge.opencv import import_cv2
 
 from .common import UsageError, load_source, synthetic_faces, verification_batch
 from .pipeline import Stage, embed_onnx, exporter_cli, gate_line, raise_if_failed, set_verbosity
@@ -490,7 +491,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def color_test_images(count: int = 6, seed: int = 3) -> np.ndarray:
     """Deterministic smooth colour images, float32 RGB ``[N, 3, 224, 224]`` in [0, 1], channels unequal."""
-    import cv2
+    cv2 = import_cv2()  # one line naming the fix when OpenCV is missing
 
     faces = synthetic_faces(count * 3, seed=seed).reshape(count, 3, 48, 48)
     out = np.empty((count, 3, 224, 224), dtype=np.float32)

@@ -307,6 +307,11 @@ def test_missing_cv2_is_one_line_naming_the_fix(jetson, monkeypatch, tmp_path):
         assert "python3-opencv" in message and "not a pip wheel" in message
     else:
         assert 'pip install "emonext-edge[desktop]"' in message
+    # the tools a device runs meet the same line (export.tensorrt then exits 3: a runtime is missing)
+    from calibration.synthetic import synthetic_faces
+
+    with pytest.raises(OpenCVMissingError):
+        synthetic_faces(1)
 
 
 def test_library_imports_without_cv2():
