@@ -13,7 +13,9 @@ reachable.
 from __future__ import annotations
 
 import ast
+import functools
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -238,7 +240,7 @@ def test_constraint_file_resolves_the_device_roles(line, wheel, tmp_path):
     got, err = resolve(f"{wheel}[jetson,engine-build]", python, glibc, tmp_path,
                        constraint=REPO / "constraints" / f"{line}.txt")
     assert got is not None, f"[jetson,engine-build] -c constraints/{line}.txt does not resolve:\n{err[-2000:]}"
-    assert {"emonext-edge", "onnx", "onnxruntime"} <= set(got)
+    assert {"emonext-edge", "onnx", "onnxruntime", "onnxconverter-common"} <= set(got)
     assert not [n for n in got if n.startswith("opencv") or n in ("torch", "tensorrt")], got
     assert _numpy_major(got) == 1
 
@@ -281,7 +283,7 @@ def test_extras_by_role():
     assert "opencv-python-headless" in names(extras["desktop"])
     for workstation in ("export", "dev"):  # CI's `bash scripts/install.sh export,openvino,dev,triton` keeps cv2
         assert "opencv-python-headless" in names(extras[workstation]), workstation
-    assert {"onnx", "onnxruntime"} <= names(extras["engine-build"])
+    assert {"onnx", "onnxruntime", "onnxconverter-common"} <= names(extras["engine-build"])
     assert "torch" not in names(extras["engine-build"])
     assert "vermin" in names(extras["dev"])
 
@@ -320,3 +322,42 @@ def test_library_imports_without_cv2():
     done = subprocess.run([sys.executable, "-c", code], check=False, cwd=REPO, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-2000:]
+
+
+# --------------------------------------------------------------------------- the device role, installed for real
+
+
+@pytest.mark.slow
+def test_engine_build_role_in_a_fresh_venv_runs_the_device_half_without_torch(wheel, onnx_path, tmp_path):
+    """Non-editable install of [jetson,engine-build] (+ a pip OpenCV standing in for JetPack's cv2) into a new
+    venv: the exporter's device half runs there up to TensorRT (exit 3 here: no TensorRT), predict works, the
+    DeepStream packager finds its package data, and neither torch nor NNCF is installed."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    py = str(venv / "bin" / "python")
+    constraint = REPO / "constraints" / "jetpack6.txt"  # numpy 1.x, no OpenCV wheel via the roles
+    done = subprocess.run([py, "-m", "pip", "install", "-q", f"{wheel}[jetson,engine-build]", "-c", str(constraint)],
+                          capture_output=True, text=True, timeout=900, check=False)
+    if done.returncode != 0 and "No matching distribution" in done.stdout + done.stderr:
+        pytest.skip("package index unreachable: " + (done.stderr.strip().splitlines() or ["?"])[-1])
+    assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
+    listed = subprocess.run([py, "-m", "pip", "list", "--format=json"], capture_output=True, text=True, check=True)
+    names = {p["name"].lower() for p in json.loads(listed.stdout)}
+    assert not names & {"torch", "nncf", "openvino"} and not [n for n in names if n.startswith("opencv")], names
+    subprocess.run([py, "-m", "pip", "install", "-q", "opencv-python-headless>=4.6,<4.12"], check=True, timeout=900)
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the wheel's code, not this checkout's
+    run = functools.partial(subprocess.run, capture_output=True, text=True, timeout=600, check=False, env=env,
+                            cwd=tmp_path)
+    trt = run([py, "-m", "export.tensorrt", "--fp16", "--onnx", str(onnx_path), "--output", str(tmp_path / "o.engine")])
+    assert trt.returncode == 3, trt.stdout[-1500:] + trt.stderr[-1500:]
+    assert "TensorRT is not installed" in trt.stderr
+    image = tmp_path / "face.png"
+    run([py, "-c", f"import cv2, numpy as np; cv2.imwrite({str(image)!r}, np.full((64, 64), 128, np.uint8))"])
+    pred = run([py, "-m", "emonext_edge", "predict", str(onnx_path), str(image)])
+    assert pred.returncode == 0, pred.stderr[-1500:]
+    ds = run([py, "-m", "export.deepstream", "--help"])
+    assert ds.returncode == 0, ds.stderr[-1500:]
+    code = "import export, pathlib; print((pathlib.Path(export.__file__).parent / 'deepstream_keys.json').is_file())"
+    where = run([py, "-c", code + "; print(export.__file__)"])
+    assert where.stdout.startswith("True") and str(venv) in where.stdout, where.stdout + where.stderr
