@@ -159,10 +159,16 @@ def test_video_live_flag_without_boolean_optional_action():
 
 @pytest.fixture(scope="session")
 def wheel(tmp_path_factory) -> Path:
-    """This checkout built as a wheel (no build isolation: setuptools is already here)."""
+    """This checkout built as a wheel (no build isolation: setuptools is already here), from a clean copy of what
+    the wheel is made of, so that no stale ``build/`` folder of an earlier build slips into it."""
+    src = tmp_path_factory.mktemp("src")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, src / name)
+    for package in ("emonext_edge", "export", "calibration"):
+        shutil.copytree(REPO / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path_factory.mktemp("wheel")
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                           "-w", str(out), str(REPO)], check=False, capture_output=True, text=True, timeout=300)
+                           "-w", str(out), str(src)], check=False, capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         pytest.fail("pip wheel failed:\n" + done.stderr[-2000:])
     (path,) = out.glob("emonext_edge-*.whl")
