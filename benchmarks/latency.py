@@ -31,7 +31,8 @@ Output (``--out``, default ``exports/latency/<timestamp>/`` in the current direc
 * ``results.json`` — schema (stable; version in ``schema``)::
 
     {"schema": 2, "created": iso8601, "model": {"name", "source", "sha256", "untrained": bool, "architecture"},
-     "machine": {"cpu", "cpu_flags": [...], "cores", "threads", "os", "libraries": {...}, "gpu", "jetson"},
+     "machine": {"cpu", "cpu_flags": [...], "cores", "threads", "os", "libraries": {...}, "gpu", "jetson",
+                 "power_mode", "clocks_locked"},
      "settings": {"batch_sizes", "rounds", "iterations", "warmup", "threads", "quick", "baseline"},
      "protocol": {"name": "interleaved-rounds", "description", ...},
      "load": {"before": {"loadavg", "other_cores", "steal_percent"}, "rounds": [{...}], "warnings": [str]},
@@ -40,9 +41,15 @@ Output (``--out``, default ``exports/latency/<timestamp>/`` in the current direc
                "mode": "model" | "end_to_end", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms",
                "images_per_s", "round_p50_ms": [...], "ratio_to_baseline" (median over rounds),
                "ratio_min", "ratio_max", "ratio_per_round": [...], "speedup_vs_baseline",
-               "peak_rss_mb", "device_memory_mb", "board_power_w", "accuracy", "error"}]}
+               "peak_rss_mb", "device_memory_mb", "board_power_w", "power_w", "fps_per_watt", "accuracy", "error"}]}
 
   ``precision`` is what the artifact holds (int8 weights/activations for INT8 IR and Q/DQ ONNX);
+  ``power_w`` is the board's power (``tegrastats``: VDD_IN, POM_5V_IN on a Nano, the AGX Orin's module rails
+  summed; see ``benchmarks/jetson_facts.py``) averaged over that row's timed calls, and ``fps_per_watt`` =
+  ``images_per_s / power_w``; both ``null`` where no ``tegrastats`` ran (any non-Jetson) or it printed no power
+  rail. ``board_power_w`` is the artifact's mean over all its rows. ``machine.power_mode`` / ``clocks_locked``
+  come from ``nvpmodel -q`` / ``jetson_clocks --show`` (``null`` where absent; ``machine.jetson.tools`` says
+  which tool was missing or failed).
   ``inference_precision`` is what the engine reports for its floating-point ops (OpenVINO's
   ``INFERENCE_PRECISION_HINT``: f32 unless a row asks for bf16). Latency statistics pool all
   rounds' timed calls. The baseline (``settings.baseline``) is PyTorch eager FP32; with
@@ -161,20 +168,13 @@ def _gpu_info() -> Optional[dict[str, str]]:
     return {"name": name, "driver": driver, "memory": memory}
 
 
-def _jetson_info() -> Optional[dict[str, Any]]:
-    release = Path("/etc/nv_tegra_release")
-    if not release.exists():
-        return None
-    return {
-        "l4t": release.read_text().splitlines()[0].strip(),
-        "power_mode": _run_quiet(["nvpmodel", "-q"]),
-        "clocks": _run_quiet(["jetson_clocks", "--show"]),
-        "clocks_locked": None,  # filled from `jetson_clocks --show` by a person reading it; not parsed reliably
-    }
-
-
 def machine_info(threads: int) -> dict[str, Any]:
+    """``jetson``: :func:`benchmarks.jetson_facts.collect_facts` (``None`` off a Jetson); ``power_mode`` and
+    ``clocks_locked`` repeat its two headline facts (``None`` where absent or a tool is missing)."""
+    from benchmarks.jetson_facts import collect_facts
+
     cpu, flags = _cpu_info()
+    jetson = collect_facts()
     return {
         "cpu": cpu,
         "cpu_flags": flags,
@@ -183,7 +183,9 @@ def machine_info(threads: int) -> dict[str, Any]:
         "os": platform.platform(),
         "libraries": _library_versions(),
         "gpu": _gpu_info(),
-        "jetson": _jetson_info(),
+        "jetson": jetson,
+        "power_mode": (jetson or {}).get("power_mode"),
+        "clocks_locked": (jetson or {}).get("clocks_locked"),
     }
 
 
@@ -431,25 +433,6 @@ def _peak_rss_mb() -> Optional[float]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-class _PowerSampler:
-    """Average board power from tegrastats while timed calls run (Jetson only)."""
-
-    def __init__(self) -> None:
-        self.proc: Optional[subprocess.Popen] = None
-        if shutil.which("tegrastats"):
-            self.proc = subprocess.Popen(["tegrastats", "--interval", "100"], stdout=subprocess.PIPE, text=True)
-
-    def stop(self) -> Optional[float]:
-        if self.proc is None:
-            return None
-        self.proc.terminate()
-        out, _ = self.proc.communicate(timeout=5)
-        import re
-
-        watts = [int(m.group(1)) / 1000.0 for m in re.finditer(r"(?:VDD_IN|POM_5V_IN) (\d+)mW", out)]
-        return statistics.fmean(watts) if watts else None
-
-
 def _device_memory_mb(info: dict[str, Any]) -> Optional[float]:
     if "CUDA" not in str(info.get("device", "")).upper() and "cuda" not in str(info.get("provider", "")).lower():
         return None
@@ -511,20 +494,22 @@ class ArtifactSession:
         for fn in self.calls.values():
             for _ in range(spec["warmup"]):
                 fn()
-        self.power: list[float] = []
+        self.power: dict[str, list[float]] = {}  # "batch:mode" -> board watts per timed set (Jetson only)
 
     def time(self, batch: int, mode: str, iterations: int) -> list[float]:
         fn = self.calls[(batch, mode)]
         fn()  # one untimed call: caches may be cold after the other artifacts ran
-        sampler = _PowerSampler()
+        from benchmarks.jetson_facts import TegrastatsSampler
+
+        sampler = TegrastatsSampler()
         times = []
         for _ in range(iterations):
             t0 = time.perf_counter()
             fn()
             times.append((time.perf_counter() - t0) * 1000.0)
         power = sampler.stop()
-        if power is not None:
-            self.power.append(power)
+        if power is not None and power["power_w"] is not None:
+            self.power.setdefault(f"{batch}:{mode}", []).append(power["power_w"])
         return times
 
     def describe(self) -> dict[str, Any]:
@@ -541,8 +526,10 @@ class ArtifactSession:
         }
 
     def finish(self) -> dict[str, Any]:
+        every = [w for ws in self.power.values() for w in ws]
         out = {"peak_rss_mb": _peak_rss_mb(), "device_memory_mb": _device_memory_mb(self.info),
-               "board_power_w": statistics.fmean(self.power) if self.power else None}
+               "board_power_w": statistics.fmean(every) if every else None,
+               "power_w_by_config": {k: statistics.fmean(ws) for k, ws in self.power.items()}}
         self.close()
         return out
 
@@ -737,6 +724,8 @@ def run_protocol(artifacts: list[Artifact], settings: dict[str, Any], timeout: f
 
 def summarise(workers: list[Worker], baseline: str, settings: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per artifact, batch size and mode; ratios per round, then median and min–max over rounds."""
+    from benchmarks.jetson_facts import fps_per_watt
+
     base = next((w for w in workers if w.art.name == baseline and w.alive), None)
     rows: list[dict[str, Any]] = []
     for w in workers:
@@ -744,10 +733,13 @@ def summarise(workers: list[Worker], baseline: str, settings: dict[str, Any]) ->
         common = {"artifact": art.name, "path": art.path, "backend": d.get("backend", art.backend),
                   "device": d.get("device", art.device), "precision": d.get("precision", art.precision),
                   "inference_precision": d.get("inference_precision"),
-                  "threads": d.get("threads", settings["threads"]), **w.finished}
+                  "threads": d.get("threads", settings["threads"]),
+                  **{k: v for k, v in w.finished.items() if k != "power_w_by_config"}}
+        power_by_config = w.finished.get("power_w_by_config") or {}
         for batch in settings["batch_sizes"]:
             for mode in MODES:
-                row = dict(common, batch=batch, mode=mode)
+                row = dict(common, batch=batch, mode=mode, power_w=power_by_config.get(f"{batch}:{mode}"),
+                           fps_per_watt=None)
                 rounds = w.times.get((batch, mode), [])
                 if not w.alive or len(rounds) < settings["rounds"]:
                     row["error"] = w.error or "not measured"
@@ -761,6 +753,7 @@ def summarise(workers: list[Worker], baseline: str, settings: dict[str, Any]) ->
                     "mean_ms": mean, "p50_ms": _percentile(times, 50), "p90_ms": _percentile(times, 90),
                     "p99_ms": _percentile(times, 99), "min_ms": min(times),
                     "images_per_s": batch * 1000.0 / mean, "round_p50_ms": per_round,
+                    "fps_per_watt": fps_per_watt(batch * 1000.0 / mean, row["power_w"]),
                 })
                 base_rounds = base.times.get((batch, mode)) if base is not None else None
                 if base_rounds and len(base_rounds) == len(rounds):
@@ -811,7 +804,7 @@ def add_accuracy(rows: list[dict[str, Any]], accuracy: Optional[dict[str, float]
 COLUMNS = ["artifact", "backend", "device", "precision", "inference_precision", "threads", "batch", "compiled_batch",
            "mode", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms", "images_per_s", "ratio_to_baseline",
            "ratio_min", "ratio_max", "speedup_vs_baseline", "peak_rss_mb", "device_memory_mb", "board_power_w",
-           "accuracy", "error"]
+           "power_w", "fps_per_watt", "accuracy", "error"]
 
 
 def _fmt(v: Any) -> str:

@@ -33,6 +33,7 @@ import numpy as np
 
 from emonext_edge.errors import EmoNeXtError, ImageError
 from emonext_edge.labels import IMAGEFOLDER_LABELS, canonical_label, csv_code_to_index
+from emonext_edge.opencv import import_cv2
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +283,7 @@ def read_video(path: str | os.PathLike, frames: int) -> SourceData:
 
     Items are the face crops (uint8 BGR). Frames without a face are counted in ``skipped``.
     """
-    import cv2
+    cv2 = import_cv2()  # one line naming the fix when OpenCV is missing
 
     path = Path(path)
     if not path.is_file():

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from emonext_edge.opencv import import_cv2
+
 
 def synthetic_faces(count: int, seed: int = 0) -> np.ndarray:
     """Deterministic smooth gray images (uint8 [N, 48, 48]) standing in for faces when no data is given."""
-    import cv2
+    cv2 = import_cv2()  # one line naming the fix when OpenCV is missing
 
     rng = np.random.default_rng(seed)
     out = np.empty((count, 48, 48), dtype=np.uint8)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Tuple
 
 import numpy as np
 
-Rect = tuple[int, int, int, int]  # x, y, w, h
+from .opencv import import_cv2
+
+Rect = Tuple[int, int, int, int]  # x, y, w, h
 
 # BGR, one per FER2013 emotion; chosen to be told apart on video (and by most colour-blind viewers: hue + brightness)
 EMOTION_COLORS: dict[str, tuple[int, int, int]] = {
@@ -82,7 +84,7 @@ def draw_faces(frame: np.ndarray, faces: Sequence[Any], fps: float | None = None
 
     ``faces``: objects with ``id``, ``box``, ``label``, ``score`` (:class:`~emonext_edge.stream.TrackResult`).
     """
-    import cv2
+    cv2 = import_cv2()
 
     fh, fw = frame.shape[:2]
     texts = [label_text(face) for face in faces]

@@ -8,11 +8,12 @@ import os
 import sys
 from collections.abc import Sequence
 from typing import Callable, Optional
+from typing import Sequence as _Sequence  # subscripted at run time: typing's, for Python 3.8
 
 from .errors import EmoNeXtError
 
 EXIT_BAD_INPUT = 2
-Main = Callable[[Optional[Sequence[str]]], int]
+Main = Callable[[Optional[_Sequence[str]]], int]
 
 
 def cli_entry(main: Optional[Main] = None, *, log_level: str = "INFO", catch_value_error: bool = False):

@@ -26,7 +26,7 @@ This module is part of the on-device library: it imports neither torch nor the e
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 #: nvinfer skips objects smaller than this (gstnvinfer.cpp MIN_INPUT_OBJECT_WIDTH/HEIGHT)
 NVINFER_MIN_OBJECT_SIZE = 16
@@ -36,8 +36,8 @@ TRAINING_CROP_RATIO = 224.0 / 236.0
 STRATEGIES = ("raw", "center_square", "center_square_full")
 DEFAULT_STRATEGY = "center_square"
 
-Box = tuple[float, float, float, float]  # left, top, width, height (NvOSD_RectParams order)
-IntBox = tuple[int, int, int, int]
+Box = Tuple[float, float, float, float]  # left, top, width, height (NvOSD_RectParams order)
+IntBox = Tuple[int, int, int, int]
 
 
 def _round_up_2(value: float) -> int:

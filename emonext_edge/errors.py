@@ -47,3 +47,7 @@ class ImageTypeError(ImageError, TypeError):
 
 class ModelPathTypeError(ModelFileError, TypeError):
     """A model path of the wrong Python type (``Runtime(None)``, ``Runtime(3)``); names the type expected."""
+
+
+class OpenCVMissingError(BackendUnavailableError, ImportError):
+    """``cv2`` cannot be imported; the message names the install command for this machine."""

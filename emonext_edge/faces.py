@@ -23,17 +23,18 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Tuple, Union
 
 import numpy as np
 
 from .errors import ImageError, ModelFileError
+from .opencv import import_cv2
 from .preprocess import to_gray
 
 log = logging.getLogger(__name__)
 
-Box = tuple[int, int, int, int]  # x, y, w, h in pixels
-FloatBox = tuple[float, float, float, float]
+Box = Tuple[int, int, int, int]  # x, y, w, h in pixels
+FloatBox = Tuple[float, float, float, float]
 DetectorSpec = Union[None, str, os.PathLike, Callable[[np.ndarray], Any]]
 
 HAAR_DEFAULT = "haarcascade_frontalface_default.xml"
@@ -42,7 +43,7 @@ _local = threading.local()
 
 def default_cascade_path() -> Path:
     """The frontal-face Haar cascade shipped inside the installed OpenCV package."""
-    import cv2
+    cv2 = import_cv2()
 
     candidates = []
     data = getattr(cv2, "data", None)
@@ -60,7 +61,7 @@ def default_cascade_path() -> Path:
 
 
 def _default_detector_path() -> Path:
-    import cv2
+    cv2 = import_cv2()
 
     if hasattr(cv2, "CascadeClassifier"):
         return default_cascade_path()
@@ -77,7 +78,7 @@ def _default_detector_path() -> Path:
 
 def _detector(spec: Union[None, str, os.PathLike]) -> tuple[str, Any]:
     """(kind, detector) for ``spec``, created once per thread."""
-    import cv2
+    cv2 = import_cv2()
 
     path = _default_detector_path() if spec is None else Path(spec)
     cache: dict[Path, tuple[str, Any]] = getattr(_local, "cache", None) or {}
@@ -122,7 +123,7 @@ def _detector(spec: Union[None, str, os.PathLike]) -> tuple[str, Any]:
 def _load_yunet(path: Path) -> Any:
     """A ``cv2.FaceDetectorYN`` for ``path``, checked on a blank image: OpenCV accepts any ONNX
     at creation and only fails (``Layer with requested id=-1 not found``) when detecting."""
-    import cv2
+    cv2 = import_cv2()
 
     not_yunet = (
         f"{path}: not a YuNet face detector for cv2.FaceDetectorYN (expected an ONNX with outputs "
@@ -201,7 +202,7 @@ def detect_faces(
     on 640x480), and a face must then be at least 24 / scale px (the cascade's window). A frame without faces gives
     an empty list.
     """
-    import cv2
+    cv2 = import_cv2()
 
     frame = _check_frame(frame)
     h, w = frame.shape[:2]

@@ -39,6 +39,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
+from typing import Mapping as _Mapping  # subscripted at run time: typing's, for Python 3.8
 
 from .errors import ModelFileError
 from .labels import DEFAULT_LABELS
@@ -329,7 +330,7 @@ class ArtifactMetadata:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
 
-MetadataLike = Union[ArtifactMetadata, Mapping[str, Any]]
+MetadataLike = Union[ArtifactMetadata, _Mapping[str, Any]]
 
 
 def as_metadata(meta: MetadataLike, where: str = "metadata") -> ArtifactMetadata:
@@ -486,6 +487,32 @@ def read_ir_metadata(xml_path: str | os.PathLike) -> Optional[ArtifactMetadata]:
     return ArtifactMetadata.from_dict(data, str(xml_path)) if data and data.get("labels") else None
 
 
+def _indent(elem: ET.Element, space: str, level: int) -> None:
+    """``ElementTree.indent`` (Python 3.9+), the same whitespace, for Python 3.8 (JetPack 5)."""
+    if hasattr(ET, "indent"):
+        ET.indent(elem, space=space, level=level)  # novermin (guarded: 3.9+)
+        return
+    indentations = ["\n" + level * space]
+
+    def children(e: ET.Element, lvl: int) -> None:
+        if len(indentations) <= lvl + 1:
+            indentations.append(indentations[lvl] + space)
+        inner = indentations[lvl + 1]
+        if not e.text or not e.text.strip():
+            e.text = inner
+        child = None
+        for child in e:
+            if len(child):
+                children(child, lvl + 1)
+            if not child.tail or not child.tail.strip():
+                child.tail = inner
+        if child is not None and not (child.tail or "").strip():
+            child.tail = indentations[lvl]
+
+    if len(elem):
+        children(elem, 0)
+
+
 def write_ir_metadata(xml_path: str | os.PathLike, meta: MetadataLike) -> None:
     """Store the record in the IR XML's ``rt_info`` as ``emonext/<key>`` = JSON string.
 
@@ -504,7 +531,7 @@ def write_ir_metadata(xml_path: str | os.PathLike, meta: MetadataLike) -> None:
     section = ET.SubElement(rt_info, RT_INFO_SECTION)
     for key, value in _embedded_dict(meta).items():
         ET.SubElement(section, key, {"value": json.dumps(value)})
-    ET.indent(rt_info, space="\t", level=1)
+    _indent(rt_info, space="\t", level=1)
     tree.write(path, encoding="utf-8", xml_declaration=True)
 
 

@@ -37,6 +37,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from .errors import ImageError, ImageTypeError
+from .opencv import import_cv2
 
 RESIZE_SHORTER = 236
 CROP_SIZE = 224
@@ -165,7 +166,7 @@ def load_image(path: Union[str, os.PathLike]) -> np.ndarray:
 
     Files whose header states a size outside the limits are refused before decoding.
     """
-    import cv2
+    cv2 = import_cv2()
 
     p = Path(path)
     if p.is_dir():

@@ -33,15 +33,17 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import Iterable as _Iterable  # subscripted at run time: typing's, for Python 3.8
 
 import numpy as np
 
 from .errors import EmoNeXtError, ImageError, VideoSourceError
 from .faces import Box, crop_face, detect_faces
+from .opencv import import_cv2
 from .tracking import FaceTracker, SmoothingSpec, make_smoother
 
 if TYPE_CHECKING:
@@ -51,7 +53,7 @@ log = logging.getLogger(__name__)
 
 STAGES = ("decode", "detect", "preprocess", "infer", "draw")
 URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
-SourceSpec = Union[str, int, os.PathLike, Iterable[np.ndarray], Any]
+SourceSpec = Union[str, int, os.PathLike, _Iterable[np.ndarray], Any]
 
 
 # -- results ---------------------------------------------------------------------------
@@ -137,7 +139,7 @@ class _Reader:
 def quiet_opencv() -> None:
     """Keep OpenCV's and FFmpeg's own warning lines off stderr; our errors say what failed."""
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # read when FFmpeg is first used
-    import cv2
+    cv2 = import_cv2()
 
     utils_logging = getattr(getattr(cv2, "utils", None), "logging", None)
     if utils_logging is not None:
@@ -161,7 +163,7 @@ def open_source(
     URL may take to open and between two frames. Raises :class:`VideoSourceError` with one
     line naming the source.
     """
-    import cv2
+    cv2 = import_cv2()
 
     quiet_opencv()
     if open_timeout <= 0 or not math.isfinite(open_timeout):

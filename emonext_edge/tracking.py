@@ -25,11 +25,11 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Protocol, Union
+from typing import Protocol, Tuple, Union
 
 import numpy as np
 
-Box = tuple[int, int, int, int]  # x, y, w, h in pixels
+Box = Tuple[int, int, int, int]  # x, y, w, h in pixels
 
 
 def iou(a: Box, b: Box) -> float:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .opencv import import_cv2
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 
@@ -49,9 +50,12 @@ def add_video_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--smoothing-method", choices=("exp", "mean", "mode"), default="exp",
                    help="exp: exponential with that half-life; mean / mode: probabilities / majority label "
                         "over that window")
-    p.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
+    # --live / --no-live spelled out (argparse.BooleanOptionalAction needs Python 3.9; JetPack 5 has 3.8)
+    p.add_argument("--live", dest="live", action="store_true", default=None,
                    help="newest-frame policy, dropping what processing cannot keep up with "
                         "(default: on for cameras and URLs; --live on a file plays it in real time)")
+    p.add_argument("--no-live", dest="live", action="store_false", default=None,
+                   help="read every frame in order, even from a camera or URL")
     p.add_argument("--open-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="how long a stream URL may take to open or to send a frame (default 10)")
     p.add_argument("-v", "--verbose", action="store_true", help="per-stage times in the summary")
@@ -72,7 +76,7 @@ def _check_writable(path: Path, option: str) -> None:
 
 
 def _check_gui() -> None:
-    import cv2
+    cv2 = import_cv2()
 
     try:
         cv2.namedWindow("emonext", cv2.WINDOW_AUTOSIZE)
@@ -117,7 +121,7 @@ class _Progress:
 
 def run_video(args: argparse.Namespace, runtime_factory: Any) -> int:
     """``video`` command body; ``runtime_factory(args)`` builds the Runtime from the shared model options."""
-    import cv2
+    cv2 = import_cv2()
 
     from .stream import quiet_opencv
 

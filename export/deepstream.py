@@ -51,7 +51,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
@@ -60,6 +60,7 @@ from emonext_edge.deepstream_boxes import DEFAULT_STRATEGY, NVINFER_MIN_OBJECT_S
 from emonext_edge.errors import ExportError, ModelFileError
 from emonext_edge.fileio import sha256_file
 from emonext_edge.metadata import ArtifactMetadata, GateResult, labels_from, read_onnx_metadata
+from emonext_edge.opencv import import_cv2
 from emonext_edge.tensorrt_compat import ApiPlan, parse_version, plan_for
 
 from . import trt_opcheck
@@ -272,7 +273,7 @@ def labels_line(labels: Sequence[str]) -> str:
 # --------------------------------------------------------------------------- config files
 
 
-Groups = dict[str, dict[str, str]]
+Groups = Dict[str, Dict[str, str]]  # typing's: evaluated at run time, Python 3.8 (JetPack 5)
 
 
 def _fmt(value: Any) -> str:
@@ -601,7 +602,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def color_test_images(count: int = 6, seed: int = 3) -> np.ndarray:
     """Deterministic smooth colour images, float32 RGB ``[N, 3, 224, 224]`` in [0, 1], channels unequal."""
-    import cv2
+    cv2 = import_cv2()  # one line naming the fix when OpenCV is missing
 
     faces = synthetic_faces(count * 3, seed=seed).reshape(count, 3, 48, 48)
     out = np.empty((count, 3, 224, 224), dtype=np.float32)

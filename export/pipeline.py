@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
+from typing import Callable as _Callable  # subscripted at run time: typing's, for Python 3.8 (JetPack 5)
 
 import numpy as np
 
@@ -50,7 +51,7 @@ EXIT_GATE_FAILED = 1
 # EXIT_BAD_INPUT (2) is re-exported from emonext_edge.cli_support
 EXIT_RUNTIME_MISSING = 3
 
-Predictor = Callable[[np.ndarray], np.ndarray]
+Predictor = _Callable[[np.ndarray], np.ndarray]
 
 __all__ = [
     "EXIT_BAD_INPUT",
