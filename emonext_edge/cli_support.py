@@ -9,9 +9,12 @@ import sys
 from collections.abc import Sequence
 from typing import Callable, Optional
 
+from .environment import EXIT_ENVIRONMENT, EnvironmentFailure, environment_failure
 from .errors import EmoNeXtError
 
 EXIT_BAD_INPUT = 2
+#: stdout closed by the reader (``| head -1``): quiet, the shell's code for a SIGPIPE death
+EXIT_BROKEN_PIPE = 141
 Main = Callable[[Optional[Sequence[str]]], int]
 
 
@@ -30,14 +33,38 @@ def cli_entry(main: Optional[Main] = None, *, log_level: str = "INFO", catch_val
         def wrapper(argv: Optional[Sequence[str]] = None) -> int:
             logging.basicConfig(level=os.environ.get("EMONEXT_LOGLEVEL", log_level), format="%(message)s")
             try:
-                return fn(argv)
+                code = fn(argv)
+                sys.stdout.flush()  # a closed stdout shows here, not in the interpreter's exit
+                return code
+            except BrokenPipeError:
+                _quiet_stdout()
+                return EXIT_BROKEN_PIPE
+            except EnvironmentFailure as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return EXIT_ENVIRONMENT
             except bad_input as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return EXIT_BAD_INPUT
             except KeyboardInterrupt:
                 print("interrupted", file=sys.stderr)
                 return 130
+            except OSError as exc:  # disk full, file-size limit, ...: named, exit 4; anything else stays a bug
+                reason = environment_failure(exc)
+                if reason is None:
+                    raise
+                print(f"error: {reason}", file=sys.stderr)
+                return EXIT_ENVIRONMENT
 
         return wrapper
 
     return decorate(main) if main is not None else decorate
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not report the broken pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

@@ -1,0 +1,236 @@
+"""Hardening of the tools (issue 25): server lifecycle, interrupts, arguments, environment failures, commit marker.
+
+Everything runs for real: the bundled tritonserver (``tests/test_triton_server.py`` explains its
+environment), real signals to real processes, a real ``RLIMIT_FSIZE``. Every wait is bounded
+and the bound is asserted.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from _tiny_onnx import tiny_onnx
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def _cli(*args: str, timeout: float = 60, **kw) -> tuple[subprocess.CompletedProcess, float]:
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, *args], cwd=REPO, env=_env(), capture_output=True, text=True,
+                          timeout=timeout, **kw)
+    return proc, time.monotonic() - started
+
+
+def _wait(predicate, timeout: float, step: float = 0.2) -> float:
+    """Seconds until ``predicate()`` held; fails after ``timeout``."""
+    started = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - started < timeout, f"not within {timeout} s"
+        time.sleep(step)
+    return time.monotonic() - started
+
+
+# --------------------------------------------------------------------------- the server never outlives its owner
+
+
+@pytest.fixture(scope="module")
+def triton_env():
+    if platform.system() != "Linux" or platform.machine() != "x86_64":
+        pytest.skip(f"the bundled tritonserver runs on Linux x86-64 only, not {platform.system()} {platform.machine()}")
+    from export.triton.server import ServerError, ensure_env
+
+    try:
+        return ensure_env(timeout=600)
+    except ServerError as exc:
+        pytest.skip(f"the Triton server environment could not be created (needs the package registry): {exc}")
+
+
+@pytest.fixture(scope="module")
+def tiny_repo(tmp_path_factory) -> Path:
+    from export.triton import RepositoryOptions, write_repository
+
+    d = tmp_path_factory.mktemp("tiny_triton")
+    model = tiny_onnx(d / "tiny.onnx")
+    write_repository([model], d / "repo", RepositoryOptions(python_backend=True, preprocess=True, max_batch=8,
+                                                            backend_options={"threads": 1}))
+    return d / "repo"
+
+
+class Serve:
+    """``python -m export.triton serve`` in a subprocess, with what it started."""
+
+    def __init__(self, repo: Path, env: Path, ports: tuple[int, int, int], log: Path) -> None:
+        self.log = log
+        self.ports = ports
+        self.out = open(log, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "export.triton", "serve", str(repo), "--env", str(env),
+             "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2])],
+            cwd=REPO, env=_env(), stdout=self.out, stderr=subprocess.STDOUT)
+
+    def wait_serving(self, timeout: float = 180) -> float:
+        def serving() -> bool:
+            assert self.proc.poll() is None, f"serve exited {self.proc.returncode}:\n{self.log.read_text()}"
+            return "serving " in self.log.read_text()
+
+        return _wait(serving, timeout, 0.5)
+
+    @property
+    def prefix(self) -> str:
+        from export.triton.server import shm_prefix
+
+        return shm_prefix(self.proc.pid, self.ports[0])
+
+    def server_pid(self) -> int:
+        from export.triton.server import port_holders
+
+        holders = [pid for pid, cmd in port_holders(self.ports[0]) if cmd == "tritonserver"]
+        assert holders, f"nothing named tritonserver listens on {self.ports[0]}"
+        return holders[0]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+        self.out.close()
+
+
+def _group_alive(pgid: int) -> bool:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def _regions(prefix: str) -> list[str]:
+    return sorted(p.name for p in Path("/dev/shm").iterdir() if p.name.startswith(prefix))
+
+
+def _watchdog_of(serve_pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                cmd = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat[1]) == serve_pid and b"os.read(0, 4096)" in cmd:
+                out.append(int(entry.name))
+    return out
+
+
+@pytest.mark.slow
+def test_serve_never_outlives_its_owner(triton_env, tiny_repo, tmp_path):
+    """SIGKILL of serve -> no tritonserver / stub left, no /dev/shm region; busy ports -> named error, exit 4;
+    regions of a server killed with its watchdog -> removed by the next start."""
+    from export.triton.server import free_port
+
+    ports = (free_port(), free_port(), free_port())
+    first = Serve(tiny_repo, triton_env, ports, tmp_path / "first.log")
+    try:
+        first.wait_serving()
+        server = first.server_pid()
+        assert _regions(first.prefix), "the python backend made no region under our prefix"
+
+        # a second serve on the same ports: refused before starting anything, named, exit 4
+        proc, took = _cli("-m", "export.triton", "serve", str(tiny_repo), "--env", str(triton_env),
+                          "--http-port", str(ports[0]), "--grpc-port", str(free_port()),
+                          "--metrics-port", str(free_port()), timeout=60)
+        assert proc.returncode == 4, proc.stderr
+        assert f"http port {ports[0]}" in proc.stderr and f"pid {server} (tritonserver)" in proc.stderr
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+        assert took < 20
+        assert first.proc.poll() is None and _group_alive(server), "the refused serve touched the running one"
+
+        # SIGKILL the owner: the server, its stubs and its regions go with it
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(10)
+        assert _wait(lambda: not _group_alive(server), 30) < 30
+        assert _wait(lambda: not _regions(first.prefix), 30) < 30
+    finally:
+        first.close()
+
+    # an end the watchdog cannot see (it is killed too, and the server group with SIGKILL): regions are left ...
+    second = Serve(tiny_repo, triton_env, ports, tmp_path / "second.log")  # the same ports are free again
+    try:
+        second.wait_serving()
+        server, prefix = second.server_pid(), second.prefix
+        for pid in _watchdog_of(second.proc.pid):
+            os.kill(pid, signal.SIGKILL)
+        os.killpg(server, signal.SIGKILL)
+        second.proc.send_signal(signal.SIGKILL)
+        second.proc.wait(10)
+        _wait(lambda: not _group_alive(server), 30)
+        left = _regions(prefix)
+        assert left, "SIGKILLed stubs left no region: this part of the test proves nothing"
+    finally:
+        second.close()
+
+    # ... and the next start removes them (their owner is dead, nobody maps them), then stops cleanly on SIGINT
+    third = Serve(tiny_repo, triton_env, (free_port(), free_port(), free_port()), tmp_path / "third.log")
+    try:
+        third.wait_serving()
+        assert not _regions(prefix), f"leftover regions of a dead owner survived the next start: {left}"
+        server = third.server_pid()
+        third.proc.send_signal(signal.SIGINT)
+        assert third.proc.wait(40) == 0
+        assert not _group_alive(server) and not _regions(third.prefix)
+    finally:
+        third.close()
+
+
+def test_clean_shm_removes_only_dead_owners(tmp_path):
+    from export.triton.server import SHM_PREFIX, clean_shm
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / f"{SHM_PREFIX}{dead.pid}-8000_a").write_bytes(b"x")
+    (tmp_path / f"{SHM_PREFIX}{os.getpid()}-8000_b").write_bytes(b"x")  # a live owner
+    (tmp_path / "someone-else_c").write_bytes(b"x")  # not ours
+    removed = clean_shm(shm_dir=tmp_path)
+    assert [p.name for p in removed] == [f"{SHM_PREFIX}{dead.pid}-8000_a"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"{SHM_PREFIX}{os.getpid()}-8000_b", "someone-else_c"])
+
+
+@pytest.mark.parametrize("ports, message", [
+    ((0, None, None), "1..65535"), ((65536, None, None), "1..65535"), ((True, None, None), "1..65535"),
+    ((8000, 8000, None), "the same port"),
+])
+def test_server_ports_validated(tmp_path, ports, message):
+    from export.triton.server import PortError, TritonServer
+
+    with pytest.raises(PortError, match=message):
+        TritonServer(tmp_path, http_port=ports[0], grpc_port=ports[1], metrics_port=ports[2])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--http-port", "99999"], "1..65535"), (["--grpc-port", "0"], "1..65535"),
+    (["--http-port", "9000", "--metrics-port", "9000"], "the same port"),
+])
+def test_serve_ports_validated_before_work(tmp_path, args, message):
+    proc, took = _cli("-m", "export.triton", "serve", str(tmp_path), *args)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert took < 15
