@@ -25,13 +25,16 @@ Every exporter (ONNX, OpenVINO IR, the FP16 / Q/DQ ONNX, TensorRT engines) follo
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -64,6 +67,7 @@ __all__ = [
     "embed_onnx",
     "exporter_cli",
     "gate_artifact",
+    "interruptible",
     "gate_line",
     "raise_if_failed",
 ]
@@ -109,6 +113,35 @@ def exporter_cli(main: Optional[Callable[[Optional[Sequence[str]]], int]] = None
         return cli_entry(contract, log_level=log_level)
 
     return decorate(main) if main is not None else decorate
+
+
+@contextlib.contextmanager
+def interruptible(step: str) -> Iterator[None]:
+    """Ctrl-C during ``step`` ends the run (exit 130) even if a library swallows the KeyboardInterrupt.
+
+    NNCF, OpenVINO and the gate run long steps in C++ and in worker threads; an exception raised in
+    a callback can be caught there and the step carries on. Around the step, SIGINT is recorded
+    and raised as usual; if the step then returns normally, the interrupt is raised at its end,
+    before anything is committed. Only in the main thread (elsewhere signals cannot be handled).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    seen: list[int] = []
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum: int, frame: object) -> None:
+        seen.append(signum)
+        raise KeyboardInterrupt(f"interrupted during {step}")
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if seen:  # the step returned although it was interrupted: its KeyboardInterrupt was swallowed
+        log.warning("%s was interrupted (Ctrl-C) but carried on; stopping now, nothing committed", step)
+        raise KeyboardInterrupt(f"interrupted during {step}")
 
 
 def set_verbosity(verbose: bool) -> None:
@@ -279,7 +312,7 @@ def gate_artifact(
     from emonext_edge.runtime import Runtime
 
     outputs: list[np.ndarray] = []
-    with Runtime(artifact, **dict(runtime_options or {})) as rt:
+    with interruptible(f"the fidelity gate of {Path(artifact).name}"), Runtime(artifact, **dict(runtime_options or {})) as rt:
 
         def candidate(batch: np.ndarray) -> np.ndarray:
             out = rt.run(np.ascontiguousarray(batch, dtype=np.float32))

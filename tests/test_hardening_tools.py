@@ -234,3 +234,67 @@ def test_serve_ports_validated_before_work(tmp_path, args, message):
     proc, took = _cli("-m", "export.triton", "serve", str(tmp_path), *args)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
     assert took < 15
+
+
+# --------------------------------------------------------------------------- interrupts
+
+
+def test_interruptible_reraises_a_swallowed_interrupt():
+    """A library that catches KeyboardInterrupt (NNCF in a worker, say) cannot make the run carry on."""
+    from export.pipeline import interruptible
+
+    carried_on = []
+    with pytest.raises(KeyboardInterrupt, match="the step"):
+        with interruptible("the step"):
+            try:
+                signal.raise_signal(signal.SIGINT)
+            except KeyboardInterrupt:
+                pass  # swallowed
+            carried_on.append(True)
+    assert carried_on == [True]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is restored
+
+
+@pytest.fixture(scope="module")
+def synthetic_face_dir(tmp_path_factory) -> Path:
+    import cv2
+
+    from calibration.synthetic import synthetic_faces
+
+    d = tmp_path_factory.mktemp("faces")
+    for i, face in enumerate(synthetic_faces(60, 0)):
+        cv2.imwrite(str(d / f"{i:03d}.png"), face)
+    return d
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_int8_quantization_exits_130(reference_checkpoint, synthetic_face_dir, tmp_path):
+    """A real SIGINT to ``export.openvino --int8`` while NNCF collects statistics: exit 130, no INT8 IR at final
+    names, no temporary folder left."""
+    out = tmp_path / "ir"
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "export.openvino", "--checkpoint", str(reference_checkpoint), "--int8",
+         "--calib-data", str(synthetic_face_dir), "--subset-size", "60", "--output", str(out), "-v"],
+        cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, sent = [], None
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if sent is None and ("calibration: image" in line or "Statistics collection" in line):
+                proc.send_signal(signal.SIGINT)
+                sent = time.monotonic()
+            assert time.monotonic() - started < 400, "".join(lines[-20:])
+        code = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = "".join(lines)
+    assert sent is not None, f"no quantization progress line seen:\n{text[-3000:]}"
+    assert code == 130, text[-3000:]
+    assert time.monotonic() - sent < 60, "the interrupt took more than 60 s to end the run"
+    assert "Traceback" not in text and "interrupted" in text
+    left = sorted(p.name for p in out.iterdir())
+    assert not [n for n in left if "int8" in n], left  # nothing of the interrupted artifact at final names
+    assert not [n for n in left if n.startswith(".emonext-tmp-")], left  # the stage went with it
