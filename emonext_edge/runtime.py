@@ -109,6 +109,10 @@ class Runtime:
             )
         # a served model ("grpc://host:8001/emonext", "http://...") keeps its URL; files become Paths
         self.path: Any = model_path if is_model_url(model_path) else Path(model_path)
+        if isinstance(self.path, Path):  # a commit killed between its renames: mixed files, say so
+            from .commit_marker import refuse_interrupted
+
+            refuse_interrupted(self.path)
         if verify and isinstance(self.path, Path) and self.path.is_file():
             from .integrity import verify_artifact
 

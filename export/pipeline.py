@@ -18,9 +18,15 @@ Every exporter (ONNX, OpenVINO IR, the FP16 / Q/DQ ONNX, TensorRT engines) follo
   files (model file last of them) and the sidecar last.
 * A run killed at any point leaves only its ``.emonext-tmp-<pid>-*`` folder; the next run
   into the same directory removes it (:func:`emonext_edge.fileio.clean_stale_temps`).
+* The renames of one commit are bracketed by a marker ``.emonext-commit-<pid>-<model>.json``
+  listing the final names (:mod:`emonext_edge.commit_marker`): a run killed between two renames
+  leaves it, the Runtime then refuses those files ("an export into <dir> was interrupted while
+  committing <names>; run it again") and the next export into the directory removes them.
 * Exit codes (:func:`exporter_cli`): 0 done; 1 the fidelity gate / verification failed;
   2 bad input or usage (one ``error:`` line); 3 the target runtime is missing here (what
-  could be verified on this machine is committed; the message names the next command).
+  could be verified on this machine is committed; the message names the next command);
+  4 environment failure (disk full, quota, file-size limit, read-only file system: one line);
+  130 interrupted (Ctrl-C), nothing of the interrupted artifact at its final names.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from typing import Any, Optional
 import numpy as np
 
 from emonext_edge.cli_support import EXIT_BAD_INPUT, cli_entry
+from emonext_edge.commit_marker import roll_back, write_marker
 from emonext_edge.errors import BackendUnavailableError, VerificationError
 from emonext_edge.fileio import TEMP_PREFIX, clean_stale_temps, prepare_output_dir, sha256_file
 from emonext_edge.metadata import ArtifactMetadata, GateResult, sidecar_path, write_ir_metadata, write_onnx_metadata
@@ -182,6 +189,7 @@ class Stage:
     def __init__(self, out_dir: str | os.PathLike, option: str = "--output") -> None:
         self.out_dir = prepare_output_dir(out_dir, option)
         clean_stale_temps(self.out_dir)
+        roll_back(self.out_dir)  # what a commit killed between its renames left at the final names
         self.dir = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=self.out_dir))
         self.results: list[CommitResult] = []
 
@@ -236,12 +244,13 @@ class Stage:
             if staged_sidecar in staged:
                 raise ValueError(f"{staged_sidecar.name}: the sidecar name collides with an artifact file")
             staged_sidecar.write_text(meta.to_json())
+        final_sidecar = sidecar_path(finals[-1]) if staged_sidecar is not None else None
+        marker = write_marker(self.out_dir, [*names, *([final_sidecar.name] if final_sidecar else [])])
         for src, dst in zip(staged, finals):
             os.replace(src, dst)
-        final_sidecar = None
-        if staged_sidecar is not None:
-            final_sidecar = sidecar_path(finals[-1])
+        if staged_sidecar is not None and final_sidecar is not None:
             os.replace(staged_sidecar, final_sidecar)
+        marker.unlink()  # the last rename is done: the commit is whole
         result = CommitResult(finals, final_sidecar, meta, committed=True)
         self.results.append(result)
         log.debug("committed %s", ", ".join(map(str, finals + ([final_sidecar] if final_sidecar else []))))

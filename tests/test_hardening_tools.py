@@ -298,3 +298,87 @@ def test_ctrl_c_during_int8_quantization_exits_130(reference_checkpoint, synthet
     left = sorted(p.name for p in out.iterdir())
     assert not [n for n in left if "int8" in n], left  # nothing of the interrupted artifact at final names
     assert not [n for n in left if n.startswith(".emonext-tmp-")], left  # the stage went with it
+
+
+# --------------------------------------------------------------------------- an interrupted commit is recognisable
+
+COMMIT_SCRIPT = r"""
+import os, signal, sys
+from pathlib import Path
+sys.path.insert(0, os.path.join(os.getcwd(), "tests"))
+import onnx
+from _tiny_onnx import tiny_onnx
+from emonext_edge.labels import IMAGEFOLDER_LABELS
+from emonext_edge.metadata import ArtifactMetadata, GateResult
+from export.pipeline import Stage
+
+out, version, kill_after = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+renames, real_replace = [], os.replace
+
+def replace(src, dst):  # a real SIGKILL right after the kill_after-th rename of a staged file
+    real_replace(src, dst)
+    if ".emonext-tmp-" in str(src):
+        renames.append(dst)
+        if len(renames) == kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+os.replace = replace
+with Stage(out) as stage:
+    staged = tiny_onnx(stage.file("m.onnx"), sidecar=False)
+    model = onnx.load(str(staged))
+    model.doc_string = f"export {version}"  # each export's file differs
+    onnx.save(model, str(staged))
+    meta = ArtifactMetadata(format="onnx", precision="fp32", labels=list(IMAGEFOLDER_LABELS),
+                            fidelity=GateResult(True), extra={"version": version})
+    stage.commit(["m.onnx"], meta)
+print("committed", version)
+"""
+
+
+def _commit(out: Path, version: str, kill_after: int = 0) -> subprocess.CompletedProcess:
+    proc, took = _cli("-c", COMMIT_SCRIPT, str(out), version, str(kill_after), timeout=120)
+    assert took < 60
+    return proc
+
+
+def test_commit_killed_between_renames_is_recognised_and_rolled_back(tmp_path):
+    from emonext_edge import Runtime
+    from emonext_edge.commit_marker import MARKER_PREFIX
+    from emonext_edge.errors import ModelFileError
+
+    out = tmp_path / "out"
+    assert _commit(out, "1").returncode == 0
+    with Runtime(out / "m.onnx") as rt:
+        assert rt.metadata["version"] == "1"
+
+    # re-export killed (SIGKILL) after the model's rename, before the sidecar's: new model, old record
+    proc = _commit(out, "2", kill_after=1)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    markers = [p.name for p in out.iterdir() if p.name.startswith(MARKER_PREFIX)]
+    assert len(markers) == 1
+    for verify in (True, False):  # with verification off too: never the new model under the old record
+        started = time.monotonic()
+        with pytest.raises(ModelFileError) as err:
+            Runtime(out / "m.onnx", verify=verify)
+        message = str(err.value)
+        assert f"an export into {out} was interrupted while committing m.onnx, m.json" in message
+        assert message.endswith("run it again") and "corrupt" not in message
+        assert time.monotonic() - started < 5
+
+    # the next export into the folder rolls the mixed files back and commits whole
+    assert _commit(out, "3").returncode == 0
+    assert not [p for p in out.iterdir() if p.name.startswith((MARKER_PREFIX, ".emonext-tmp-"))]
+    with Runtime(out / "m.onnx") as rt:
+        assert rt.metadata["version"] == "3"
+
+
+def test_commit_marker_only_while_committing(tmp_path):
+    """A clean commit leaves no marker; a marker of a live process (a commit in progress) does not refuse."""
+    from emonext_edge.commit_marker import MARKER_PREFIX, refuse_interrupted, write_marker
+
+    out = tmp_path / "out"
+    assert _commit(out, "1").returncode == 0
+    assert sorted(p.name for p in out.iterdir()) == ["m.json", "m.onnx"]
+    marker = write_marker(out, ["m.onnx", "m.json"])  # ours: this process is alive
+    assert marker.name.startswith(f"{MARKER_PREFIX}{os.getpid()}-")
+    refuse_interrupted(out / "m.onnx")  # no error
