@@ -3,8 +3,8 @@
 Exit code 1 is the fidelity gate's and 2 bad input's; a write that fails because of the
 machine, not the input, is neither. :func:`environment_failure` reads an ``OSError``'s errno;
 :func:`diagnose` looks at a folder after any failure (the C++ writers of ONNX and OpenVINO
-raise ``RuntimeError`` without an errno): no free space left, or a file at the process's
-``RLIMIT_FSIZE``.
+raise ``RuntimeError`` without an errno and remove their partial file): too little free
+space, or a low ``RLIMIT_FSIZE``.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ REASONS = {
     errno.EFBIG: "file-size limit reached (ulimit -f / RLIMIT_FSIZE, or the file system's maximum)",
     errno.EROFS: "read-only file system",
 }
-#: below this many free bytes a failed write is put down to a full disk
-LOW_SPACE = 1 << 20
+#: a failed write with less free space (or a lower file-size limit) than this is put down to the environment
+LOW_SPACE = 64 << 20
 
 
 class EnvironmentFailure(EmoNeXtError):
@@ -44,13 +44,28 @@ def environment_failure(exc: BaseException) -> Optional[str]:
     return None
 
 
-def diagnose(folder: str | os.PathLike) -> Optional[str]:
-    """Why writing into ``folder`` may just have failed, or ``None``: free space, or a file at ``RLIMIT_FSIZE``."""
+def diagnose(folder: str | os.PathLike, name: Optional[str | os.PathLike] = None) -> Optional[str]:
+    """Why writing into ``folder`` may just have failed, or ``None``; the message names ``name`` (default: the folder).
+
+    The C++ writers raise without an errno and remove their partial file, so this looks at the
+    margins instead: less free space than ``max(LOW_SPACE, 2 x the largest file in the folder)``,
+    or a file-size limit (``RLIMIT_FSIZE``) below that. The caller adds the writer's own message.
+    """
     path = Path(folder)
+    shown = Path(name) if name is not None else path
+    largest = 0
+    try:
+        for p in (path.rglob("*") if path.is_dir() else []):
+            if p.is_file():
+                largest = max(largest, p.stat().st_size)
+    except OSError:
+        pass
+    margin = max(LOW_SPACE, 2 * largest)
     try:
         st = os.statvfs(path)
-        if st.f_bavail * st.f_frsize < LOW_SPACE:
-            return f"{path}: {REASONS[errno.ENOSPC]}"
+        free = st.f_bavail * st.f_frsize
+        if free < margin:
+            return f"{shown}: {REASONS[errno.ENOSPC]} ({free} bytes free)"
     except OSError:
         pass
     try:
@@ -59,12 +74,6 @@ def diagnose(folder: str | os.PathLike) -> Optional[str]:
         limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
     except (ImportError, OSError, ValueError):
         return None
-    if limit == resource.RLIM_INFINITY:
-        return None
-    try:
-        files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else []
-        if any(p.stat().st_size >= limit for p in files):
-            return f"{path}: {REASONS[errno.EFBIG]} ({limit} bytes)"
-    except OSError:
-        pass
+    if limit != resource.RLIM_INFINITY and limit < margin:
+        return f"{shown}: {REASONS[errno.EFBIG]} ({limit} bytes)"
     return None

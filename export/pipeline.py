@@ -49,6 +49,7 @@ import numpy as np
 
 from emonext_edge.cli_support import EXIT_BAD_INPUT, cli_entry
 from emonext_edge.commit_marker import roll_back, write_marker
+from emonext_edge.environment import EXIT_ENVIRONMENT, EnvironmentFailure, diagnose, environment_failure
 from emonext_edge.errors import BackendUnavailableError, VerificationError
 from emonext_edge.fileio import TEMP_PREFIX, clean_stale_temps, prepare_output_dir, sha256_file
 from emonext_edge.metadata import ArtifactMetadata, GateResult, sidecar_path, write_ir_metadata, write_onnx_metadata
@@ -59,11 +60,13 @@ EXIT_OK = 0
 EXIT_GATE_FAILED = 1
 # EXIT_BAD_INPUT (2) is re-exported from emonext_edge.cli_support
 EXIT_RUNTIME_MISSING = 3
+# EXIT_ENVIRONMENT (4) is re-exported from emonext_edge.environment
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 
 __all__ = [
     "EXIT_BAD_INPUT",
+    "EXIT_ENVIRONMENT",
     "EXIT_GATE_FAILED",
     "EXIT_OK",
     "EXIT_RUNTIME_MISSING",
@@ -262,8 +265,19 @@ class Stage:
     def __enter__(self) -> Stage:  # noqa: PYI034
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: Optional[BaseException], tb: object) -> None:
+        reason = None
+        if isinstance(exc, Exception) and not isinstance(exc, (VerificationError, EnvironmentFailure)):
+            # disk full / file-size limit: the C++ writers (ONNX, OpenVINO) raise without an errno; look
+            reason = diagnose(self.dir, self.out_dir) or environment_failure(exc)
+        elif isinstance(exc, EnvironmentFailure) and str(self.dir) in str(exc):  # from a stage nested in ours
+            reason = str(exc).replace(str(self.dir), str(self.out_dir))
+            self.close()
+            raise EnvironmentFailure(reason) from exc.__cause__
         self.close()
+        if reason is not None:
+            detail = " ".join(str(exc).split())[:160]  # one line
+            raise EnvironmentFailure(f"{reason}; nothing was committed ({type(exc).__name__}: {detail})") from exc
 
 
 def embed_onnx(path: Path, meta: ArtifactMetadata) -> None:

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from _tiny_onnx import tiny_onnx
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +32,7 @@ def _env() -> dict[str, str]:
 def _cli(*args: str, timeout: float = 60, **kw) -> tuple[subprocess.CompletedProcess, float]:
     started = time.monotonic()
     proc = subprocess.run([sys.executable, *args], cwd=REPO, env=_env(), capture_output=True, text=True,
-                          timeout=timeout, **kw)
+                          timeout=timeout, check=False, **kw)
     return proc, time.monotonic() - started
 
 
@@ -78,7 +77,7 @@ class Serve:
     def __init__(self, repo: Path, env: Path, ports: tuple[int, int, int], log: Path) -> None:
         self.log = log
         self.ports = ports
-        self.out = open(log, "w")
+        self.out = open(log, "w")  # noqa: SIM115  (closed in close())
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "export.triton", "serve", str(repo), "--env", str(env),
              "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2])],
@@ -244,13 +243,12 @@ def test_interruptible_reraises_a_swallowed_interrupt():
     from export.pipeline import interruptible
 
     carried_on = []
-    with pytest.raises(KeyboardInterrupt, match="the step"):
-        with interruptible("the step"):
-            try:
-                signal.raise_signal(signal.SIGINT)
-            except KeyboardInterrupt:
-                pass  # swallowed
-            carried_on.append(True)
+    with pytest.raises(KeyboardInterrupt, match="the step"), interruptible("the step"):
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass  # swallowed
+        carried_on.append(True)
     assert carried_on == [True]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is restored
 
@@ -382,3 +380,131 @@ def test_commit_marker_only_while_committing(tmp_path):
     marker = write_marker(out, ["m.onnx", "m.json"])  # ours: this process is alive
     assert marker.name.startswith(f"{MARKER_PREFIX}{os.getpid()}-")
     refuse_interrupted(out / "m.onnx")  # no error
+
+
+# --------------------------------------------------------------------------- arguments validated before work
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    return tiny_onnx(tmp_path_factory.mktemp("tiny") / "tiny.onnx")
+
+
+@pytest.mark.parametrize("args, option", [
+    (["-m", "export.onnx", "--atol", "nan"], "--atol"),
+    (["-m", "export.onnx", "--atol", "inf"], "--atol"),
+    (["-m", "export.openvino", "--atol", "nan"], "--atol"),
+    (["-m", "export.openvino", "--threads", "-1"], "--threads"),
+    (["-m", "export.openvino", "--threads", "99999"], "--threads"),
+    (["-m", "export.openvino", "--subset-size", "0"], "--subset-size"),
+    (["-m", "export.openvino", "--max-drop", "nan"], "--max-drop"),
+    (["-m", "export.openvino", "--min-agreement", "nan"], "--min-agreement"),
+    (["-m", "export.tensorrt", "--max-batch", "0"], "--max-batch"),
+    (["-m", "export.tensorrt", "--workspace", "nan"], "--workspace"),
+    (["-m", "export.deepstream", "--batch", "-3"], "--batch"),
+    (["-m", "export.triton", "--artifact", "x.onnx", "--threads", "4000"], "--threads"),
+    (["-m", "export.triton", "--artifact", "x.onnx", "--instances", "0"], "--instances"),
+    (["-m", "calibration", "build", "x", "--num", "0"], "--num"),
+    (["-m", "benchmarks.accuracy", "m.onnx", "--threads", "0"], "--threads"),
+    (["-m", "benchmarks.accuracy", "m.onnx", "--batch-size", "-1"], "--batch-size"),
+    (["-m", "benchmarks.served", "--requests", "0"], "--requests"),
+    (["-m", "benchmarks.latency", "--threads", "100000"], "--threads"),
+    (["-m", "benchmarks.video", "--frames", "0"], "--frames"),
+])
+def test_bad_arguments_refused_before_work(args, option):
+    proc, took = _cli(*args, timeout=60)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert option in proc.stderr and "Traceback" not in proc.stderr
+    assert took < 30, f"{took:.1f} s: the check came after work"
+
+
+def test_fifo_as_fidelity_data_refused_at_once(tmp_path, tiny_model):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for args in (["-m", "export.openvino", "--onnx", str(tiny_model), "--fidelity-data", str(fifo)],
+                 ["-m", "export.onnx", "--fidelity-data", str(fifo)]):
+        proc, took = _cli(*args, "--output", str(tmp_path / "out"), timeout=60)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert f"{fifo} is a FIFO; expected a data folder or file" in proc.stderr and "Traceback" not in proc.stderr
+        assert took < 30
+
+
+# --------------------------------------------------------------------------- environment failures, named
+
+
+def _fsize_limit(limit: int):
+    def preexec() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG from write() instead of death by SIGXFSZ
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return preexec
+
+
+def _assert_environment_failure(proc: subprocess.CompletedProcess, out: Path, reason: str) -> None:
+    assert proc.returncode == 4, (proc.returncode, proc.stderr[-3000:])
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and reason in lines[0], proc.stderr[-3000:]
+    assert "nothing was committed" in lines[0]
+    left = sorted(p.name for p in out.iterdir()) if out.exists() else []
+    assert not left, f"left at final names / temporaries: {left}"
+
+
+def test_file_size_limit_during_export_is_exit_4(tmp_path, tiny_model):
+    """OpenVINO's writer fails with a bare RuntimeError under RLIMIT_FSIZE: named, exit 4, nothing left."""
+    out = tmp_path / "ir"
+    proc, took = _cli("-m", "export.openvino", "--onnx", str(tiny_model), "--output", str(out),
+                      preexec_fn=_fsize_limit(4000), timeout=120)
+    _assert_environment_failure(proc, out, "file-size limit reached")
+    assert "(4000 bytes)" in proc.stderr
+    assert took < 60
+
+
+@pytest.mark.slow
+def test_file_size_limit_during_onnx_export_is_exit_4(tmp_path, reference_checkpoint):
+    out = tmp_path / "onnx"
+    proc, took = _cli("-m", "export.onnx", "--checkpoint", str(reference_checkpoint), "--output", str(out / "m.onnx"),
+                      preexec_fn=_fsize_limit(1_000_000), timeout=300)
+    _assert_environment_failure(proc, out, "file-size limit reached")
+    assert took < 120
+
+
+def test_disk_full_during_export_is_exit_4(tmp_path, tiny_model):
+    """A 1 MiB tmpfs (private mount namespace: ``unshare -rm``) filled up by the export."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {mount}"],
+                           capture_output=True, text=True, check=False) if _which("unshare") else None
+    if probe is None or probe.returncode != 0:
+        pytest.skip(f"cannot mount a private tmpfs here (unshare -rm): {probe.stderr.strip() if probe else 'no unshare'}")
+    out = mount / "ir"
+    script = (f"mount -t tmpfs -o size=1m tmpfs {mount} && head -c 1040000 /dev/zero > {mount}/filler && "
+              f"exec {sys.executable} -m export.openvino --onnx {tiny_model} --output {out}; ")
+    started = time.monotonic()
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", script + f"echo left: $(ls -A {out} 2>/dev/null) >&2"],
+                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 4, proc.stderr[-3000:]
+    line = proc.stderr.strip().splitlines()[0]
+    assert line.startswith(f"error: {out}: disk full") and "nothing was committed" in line, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert time.monotonic() - started < 60
+
+
+def _which(name: str) -> bool:
+    import shutil
+
+    return shutil.which(name) is not None
+
+
+def test_closed_stdout_is_quiet(tmp_path, tiny_model):
+    """``export.triton ... | head -0``: the reader is gone before the summary is printed: no traceback, exit 141."""
+    read, write = os.pipe()
+    os.close(read)  # nobody will read: every write to stdout raises EPIPE
+    try:
+        started = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "export.triton", "--artifact", str(tiny_model), "--output",
+                               str(tmp_path / "repo"), "--python-backend"], cwd=REPO, env=_env(), stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+    finally:
+        os.close(write)
+    assert proc.returncode == 141, proc.stderr
+    assert proc.stderr == "", proc.stderr
+    assert time.monotonic() - started < 30

@@ -488,7 +488,7 @@ class TritonServer:
         with open(self.log_file, "wb") as out:
             self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             env=server_environment(layout, self.staged),
-                                            preexec_fn=functools.partial(_die_with_owner, os.getpid()))
+                                            preexec_fn=functools.partial(_die_with_owner, os.getpid()))  # noqa: PLW1509  (setsid + prctl only)
         try:
             self._start_watchdog()
             self.wait_ready(self.ready_timeout)
