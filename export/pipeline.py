@@ -77,8 +77,8 @@ __all__ = [
     "embed_onnx",
     "exporter_cli",
     "gate_artifact",
-    "interruptible",
     "gate_line",
+    "interruptible",
     "raise_if_failed",
 ]
 
