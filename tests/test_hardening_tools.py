@@ -508,3 +508,46 @@ def test_closed_stdout_is_quiet(tmp_path, tiny_model):
     assert proc.returncode == 141, proc.stderr
     assert proc.stderr == "", proc.stderr
     assert time.monotonic() - started < 30
+
+
+# --------------------------------------------------------------------------- smaller points
+
+
+@pytest.mark.parametrize("scheme", ["http", "grpc"])
+def test_triton_client_wraps_a_closed_connection(scheme):
+    """A 'server' that accepts and closes at once: a named BackendUnavailableError, for HTTP as for gRPC."""
+    pytest.importorskip(f"tritonclient.{scheme}", reason="tritonclient is not installed (pip install -e '.[triton]')")
+    import socket
+    import threading
+
+    from emonext_edge import Runtime
+    from emonext_edge.errors import BackendUnavailableError
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            conn.recv(65536)
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailableError) as err:
+            Runtime(f"{scheme}://127.0.0.1:{port}/emonext", timeout=5)
+        assert f"127.0.0.1:{port}" in str(err.value)
+        assert time.monotonic() - started < 20
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
