@@ -110,6 +110,21 @@ class Serve:
         self.out.close()
 
 
+def _post_infer(port: int, model: str, shape: list[int], data: list[int]) -> tuple[int, str]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    body = json.dumps({"inputs": [{"name": "image", "shape": shape, "datatype": "UINT8", "data": data}]}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v2/models/{model}/infer", data=body,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
 def _group_alive(pgid: int) -> bool:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -163,6 +178,10 @@ def test_serve_never_outlives_its_owner(triton_env, tiny_repo, tmp_path):
         assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
         assert took < 20
         assert first.proc.poll() is None and _group_alive(server), "the refused serve touched the running one"
+
+        # a client's bad image in the served preprocessing: 400 (INVALID_ARG) with the reason, not 500
+        status, body = _post_infer(ports[0], "emonext_preprocess", [1, 4, 4, 5], [0] * 80)
+        assert status == 400 and "HxWx4" in body, (status, body)
 
         # SIGKILL the owner: the server, its stubs and its regions go with it
         first.proc.send_signal(signal.SIGKILL)
