@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .environment import EXIT_ENVIRONMENT
 from .errors import UsageError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
@@ -53,7 +54,8 @@ def add_video_arguments(p: argparse.ArgumentParser) -> None:
                    help="newest-frame policy, dropping what processing cannot keep up with "
                         "(default: on for cameras and URLs; --live on a file plays it in real time)")
     p.add_argument("--open-timeout", type=float, default=10.0, metavar="SECONDS",
-                   help="how long a stream URL may take to open or to send a frame (default 10)")
+                   help="how long a stream URL may take to open or to send a frame (default 10); a live "
+                        "source that stalls longer ends the run with exit code 4, keeping what was written")
     p.add_argument("-v", "--verbose", action="store_true", help="per-stage times in the summary")
 
 
@@ -119,7 +121,7 @@ def run_video(args: argparse.Namespace, runtime_factory: Any) -> int:
     """``video`` command body; ``runtime_factory(args)`` builds the Runtime from the shared model options."""
     import cv2
 
-    from .stream import quiet_opencv
+    from .stream import StreamStalledError, quiet_opencv
 
     if args.max_frames is not None and args.max_frames < 1:
         raise UsageError(f"--max-frames must be >= 1, got {args.max_frames}")
@@ -148,6 +150,7 @@ def run_video(args: argparse.Namespace, runtime_factory: Any) -> int:
     tmp = out_path.with_name(f".{out_path.stem}.partial{out_path.suffix}") if out_path else None
     writer = None
     interrupted = False
+    stalled = ""  # a live source that gave no frame for --open-timeout s: keep what was written, exit 4
     progress = _Progress()
     with contextlib.ExitStack() as stack:
         rt = stack.enter_context(runtime_factory(args))
@@ -180,7 +183,9 @@ def run_video(args: argparse.Namespace, runtime_factory: Any) -> int:
                     progress.update(stream)
             except KeyboardInterrupt:  # a live source: stop, keep what was written
                 interrupted = True
-            if stream.frames == 0:
+            except StreamStalledError as exc:
+                stalled = str(exc)
+            if stream.frames == 0 and not stalled:
                 raise UsageError(f"{stream.source}: no frames could be read")
             if writer is not None:
                 writer.release()
@@ -205,6 +210,9 @@ def run_video(args: argparse.Namespace, runtime_factory: Any) -> int:
         ms = stats["ms_per_frame"]
         print("ms per frame: " + ", ".join(f"{stage} {value:.1f}" for stage, value in ms.items())
               + " (decode runs in the capture thread, overlapped)")
+    if stalled:
+        print(f"error: {stalled}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
     return 130 if interrupted else 0
 
 

@@ -570,3 +570,46 @@ def test_triton_client_wraps_a_closed_connection(scheme):
         stop.set()
         thread.join(5)
         listener.close()
+
+
+def test_stalled_live_stream_ends_video_with_exit_4(tmp_path, tiny_model):
+    """An MJPEG-over-HTTP stream that sends 20 frames and then nothing (connection held open): ``video`` stops
+    after --open-timeout with a one-line error and exit 4, keeping what it wrote (exit 0 and silence before)."""
+    import socket
+    import threading
+
+    import cv2
+    import numpy as np
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\n\r\n")
+        for i in range(20):
+            jpg = cv2.imencode(".jpg", np.full((120, 160, 3), i * 10, np.uint8))[1].tobytes()
+            conn.sendall(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpg) + jpg + b"\r\n")
+            time.sleep(0.05)
+        stop.wait(120)  # the stall
+        conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    out = tmp_path / "frames.jsonl"
+    try:
+        proc, took = _cli("-m", "emonext_edge", "video", str(tiny_model),
+                          f"http://127.0.0.1:{listener.getsockname()[1]}/s.mjpg", "--open-timeout", "2",
+                          "--json", str(out), timeout=90)
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+    assert proc.returncode == 4, (proc.returncode, proc.stdout, proc.stderr)
+    assert proc.stderr.strip().splitlines()[-1].endswith("no frame for 2 s (--open-timeout): the stream stalled; stopped")
+    assert "Traceback" not in proc.stderr
+    assert len(out.read_text().splitlines()) >= 1  # what was processed is kept
+    assert took < 30
