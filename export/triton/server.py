@@ -34,6 +34,7 @@ environment (``<env>/src``) at every start, so the server runs the same code as 
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import functools
 import json
@@ -241,11 +242,17 @@ def port_holders(port: int) -> list[tuple[int, str]]:
 def ensure_ports_free(host: str, ports: Sequence[tuple[str, int]]) -> None:
     """:class:`PortInUseError` naming the first port that another process is bound to on ``host``."""
     for name, port in ports:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        except OSError as exc:
+            raise ServerError(f"--host {host}: cannot be resolved to a local address ({exc})") from None
+        with socket.socket(family, socket.SOCK_STREAM) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # what tritonserver does: TIME_WAIT is no owner
             try:
-                s.bind((host, port))
+                s.bind(address)
             except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise ServerError(f"--host {host}: cannot listen there ({exc.strerror})") from None
                 holders = port_holders(port)
                 who = ", ".join(f"pid {pid} ({cmd})" for pid, cmd in holders) or "another process"
                 raise PortInUseError(f"{name} port {port} on {host} is already in use by {who} "
