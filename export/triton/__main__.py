@@ -123,6 +123,7 @@ def serve_main(argv: Sequence[str]) -> int:
         stop["now"] = True
 
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)  # the terminal closed: stop the server cleanly too
     try:
         server.start()
     except PortInUseError as exc:
