@@ -34,7 +34,7 @@ def cli_entry(main: Optional[Main] = None, *, log_level: str = "INFO", catch_val
             logging.basicConfig(level=os.environ.get("EMONEXT_LOGLEVEL", log_level), format="%(message)s")
             try:
                 code = fn(argv)
-                sys.stdout.flush()  # a closed stdout shows here, not in the interpreter's exit
+                sys.stdout.flush()  # a closed or full stdout shows here, not in the interpreter's exit
                 return code
             except BrokenPipeError:
                 _quiet_stdout()
@@ -49,6 +49,8 @@ def cli_entry(main: Optional[Main] = None, *, log_level: str = "INFO", catch_val
                 print("interrupted", file=sys.stderr)
                 return 130
             except OSError as exc:  # disk full, file-size limit, ...: named, exit 4; anything else stays a bug
+                if exc.filename is None and _stdout_fails(exc.errno):
+                    exc.filename = "stdout"
                 reason = environment_failure(exc)
                 if reason is None:
                     raise
@@ -58,6 +60,24 @@ def cli_entry(main: Optional[Main] = None, *, log_level: str = "INFO", catch_val
         return wrapper
 
     return decorate(main) if main is not None else decorate
+
+
+def _stdout_fails(errno_: Optional[int]) -> bool:
+    """Whether stdout is what failed with ``errno_``: ``/dev/full``, or a file on a full file system;
+    if so, stdout is pointed at /dev/null so that the interpreter's final flush stays quiet."""
+    import errno
+    import stat
+
+    try:
+        fd = sys.stdout.fileno()
+        st = os.fstat(fd)
+        full = (stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 7)) or (
+            errno_ in (errno.ENOSPC, errno.EDQUOT) and stat.S_ISREG(st.st_mode) and os.fstatvfs(fd).f_bavail == 0)
+    except (OSError, ValueError, AttributeError):
+        return False
+    if full:
+        _quiet_stdout()
+    return bool(full)
 
 
 def _quiet_stdout() -> None:

@@ -613,3 +613,17 @@ def test_stalled_live_stream_ends_video_with_exit_4(tmp_path, tiny_model):
     assert "Traceback" not in proc.stderr
     assert len(out.read_text().splitlines()) >= 1  # what was processed is kept
     assert took < 30
+
+
+def test_full_stdout_is_named(tmp_path, tiny_model):
+    """``> /dev/full``: one line naming stdout, exit 4, no traceback."""
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    with open("/dev/full", "w") as full:
+        started = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "export.triton", "--artifact", str(tiny_model), "--output",
+                               str(tmp_path / "repo"), "--python-backend"], cwd=REPO, env=_env(), stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+    assert proc.returncode == 4, proc.stderr
+    assert proc.stderr.strip() == "error: stdout: disk full (no space left on the device)", proc.stderr
+    assert time.monotonic() - started < 30
