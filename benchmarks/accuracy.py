@@ -57,7 +57,7 @@ import numpy as np
 
 from calibration.datasets import load_labeled_source
 from calibration.fidelity import softmax
-from emonext_edge.argtypes import positive_int, thread_count
+from emonext_edge.argtypes import check_args, positive_int, thread_count
 from emonext_edge.errors import EmoNeXtError, ImageError
 from emonext_edge.labels import canonical_label
 from emonext_edge.preprocess import preprocess_one, preprocess_ten_crop
@@ -347,10 +347,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="val", help="split to evaluate (default: val)")
     parser.add_argument("--reference", default=None, help="model to compare against (default: the first MODEL)")
     parser.add_argument("--ten-crop", action="store_true", help="official ten-crop protocol (logits averaged)")
-    parser.add_argument("--limit", type=positive_int, default=None, help="evaluate N images spread evenly over the split")
-    parser.add_argument("--batch-size", type=positive_int, default=16,
+    parser.add_argument("--limit", type=int, default=None, help="evaluate N images spread evenly over the split")
+    parser.add_argument("--batch-size", type=int, default=16,
                         help="tensors per run() call; with --ten-crop 10 per image (default: 16)")
-    parser.add_argument("--threads", type=thread_count, default=None, help="CPU threads per model (default: the backend's)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads per model (default: the backend's)")
     parser.add_argument("--json", default=None, help="write the results as JSON here")
     parser.add_argument("--markdown", default=None, help="write the Markdown table here")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -362,6 +362,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from emonext_edge.fileio import atomic_path, check_writable_dir, write_json_atomic
 
     args = _parser().parse_args(argv)
+    check_args(args, limit=positive_int, batch_size=positive_int, threads=thread_count)
     for out in (args.json, args.markdown):
         if out:
             check_writable_dir(out)

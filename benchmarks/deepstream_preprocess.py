@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from emonext_edge.argtypes import positive_int
+from emonext_edge.argtypes import check_args, positive_int
 from emonext_edge.deepstream_boxes import nvinfer_crop, rewrite_box
 
 NET_SCALE_FACTOR = np.float32(0.0039215697906911373)  # export.deepstream.NET_SCALE_FACTOR
@@ -250,12 +250,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="EmoNeXt checkpoint (exported to ONNX for the run)")
     src.add_argument("--onnx", help="EmoNeXt logits ONNX from python -m export.onnx")
-    p.add_argument("--num", type=positive_int, default=1000, help="val faces (uniform sample without replacement; default 1000)")
+    p.add_argument("--num", type=int, default=1000, help="val faces (uniform sample without replacement; default 1000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write the figures as JSON")
     p.add_argument("--markdown", help="write the table as Markdown")
     p.add_argument("--only", action="append", metavar="NAME", help="run only the candidates whose name starts so")
     args = p.parse_args(argv)
+    check_args(args, parser=p, num=positive_int)
     from emonext_edge.preprocess import load_image, to_gray
 
     started = time.perf_counter()

@@ -80,7 +80,7 @@ if str(REPO) not in sys.path:
 
 import numpy as np
 
-from emonext_edge.argtypes import non_negative_int, positive_float, positive_int, thread_count
+from emonext_edge.argtypes import check_args, non_negative_int, positive_float, positive_int, thread_count
 
 #: Default places, relative to the current directory (``exports/`` is gitignored)
 DEFAULT_CACHE = Path("exports") / "cache" / "latency"
@@ -1002,22 +1002,22 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     src.add_argument("--artifacts", nargs="+", help="benchmark these files instead of exporting")
     p.add_argument("--calib-data", help="calibration data for INT8 artifacts (with --checkpoint)")
     p.add_argument("--batch-sizes", default=None, help="comma-separated, default 1,8 (1 with --quick)")
-    p.add_argument("--rounds", type=positive_int, default=None, help="interleaved rounds (default 5; 3 with --quick)")
-    p.add_argument("--iterations", type=positive_int, default=None,
+    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5; 3 with --quick)")
+    p.add_argument("--iterations", type=int, default=None,
                    help="timed calls per artifact, batch size and mode in each round (default 10; 5 with --quick)")
-    p.add_argument("--warmup", type=non_negative_int, default=None, help="warm-up calls when a worker opens (default 5; 3 --quick)")
-    p.add_argument("--threads", type=thread_count, default=os.cpu_count(), help="CPU threads per engine (default: all cores)")
+    p.add_argument("--warmup", type=int, default=None, help="warm-up calls when a worker opens (default 5; 3 --quick)")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads per engine (default: all cores)")
     p.add_argument("--quick", action="store_true", help="batch 1, 3 short rounds: about 2 minutes on 2 cores")
     p.add_argument("--accuracy", type=Path, help="a benchmarks/accuracy.py --json file to add accuracy columns")
     p.add_argument("--model-name", help="name of the model in the results and the plot")
     p.add_argument("--out", type=Path, default=None, help="results folder (default exports/latency/<timestamp>)")
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE,
                    help=f"exported artifacts of the default/--checkpoint model (default {DEFAULT_CACHE})")
-    p.add_argument("--timeout", type=positive_float, default=600, help="seconds a worker may take to answer")
+    p.add_argument("--timeout", type=float, default=600, help="seconds a worker may take to answer")
     p.add_argument("--served", metavar="ARTIFACT",
                    help="also serve this .onnx/.xml from the local Triton server (benchmarks/served.py) and add "
                         "client latency/throughput at concurrency 1/4/8 with the server's inferences/executions")
-    p.add_argument("--served-requests", type=positive_int, default=50, help="timed requests per client for --served")
+    p.add_argument("--served-requests", type=int, default=50, help="timed requests per client for --served")
     p.add_argument("-v", "--verbose", action="store_true", help="show the workers' own output")
     p.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -1054,6 +1054,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         return worker_main()
     VERBOSE = args.verbose
     try:
+        check_args(args, error=BadInput, rounds=positive_int, iterations=positive_int, warmup=non_negative_int,
+                   threads=thread_count, timeout=positive_float, served_requests=positive_int)
         settings = settings_from_args(args)
         accuracy = read_accuracy(args.accuracy) if args.accuracy else None
         created = _dt.datetime.now(_dt.timezone.utc)

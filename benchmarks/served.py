@@ -41,7 +41,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from emonext_edge import Runtime
-from emonext_edge.argtypes import non_negative_int, positive_float, positive_int, thread_count
+from emonext_edge.argtypes import check_args, non_negative_int, positive_float, positive_int, thread_count
 from emonext_edge.cli_support import cli_entry
 
 
@@ -145,17 +145,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     src.add_argument("--artifact", help=".onnx or .xml served by the local bundled server (python backend)")
     src.add_argument("--url", help="an already served model, grpc://host:8001/emonext or http://host:8000/emonext")
     p.add_argument("--concurrency", default="1,4,8", help="comma-separated client counts (default 1,4,8)")
-    p.add_argument("--requests", type=positive_int, default=100, help="timed requests per client (default 100)")
-    p.add_argument("--warmup", type=non_negative_int, default=5, help="untimed requests per client first (default 5)")
+    p.add_argument("--requests", type=int, default=100, help="timed requests per client (default 100)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed requests per client first (default 5)")
     p.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
-    p.add_argument("--max-batch", type=non_negative_int, default=8)
-    p.add_argument("--instances", type=positive_int, default=1)
-    p.add_argument("--queue-delay-us", type=non_negative_int, default=2000)
-    p.add_argument("--server-threads", type=thread_count, help="inference threads per server instance (default: the engine's)")
+    p.add_argument("--max-batch", type=int, default=8)
+    p.add_argument("--instances", type=int, default=1)
+    p.add_argument("--queue-delay-us", type=int, default=2000)
+    p.add_argument("--server-threads", type=int, help="inference threads per server instance (default: the engine's)")
     p.add_argument("--data", help="folder of face images (default: synthetic inputs)")
-    p.add_argument("--timeout", type=positive_float, default=60.0, help="seconds per request")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     p.add_argument("--json", type=Path, help="write the rows and settings here")
     args = p.parse_args(argv)
+    check_args(args, requests=positive_int, warmup=non_negative_int, max_batch=non_negative_int,
+               instances=positive_int, queue_delay_us=non_negative_int, server_threads=thread_count,
+               timeout=positive_float)
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     if not levels or min(levels) < 1:
         print(f"error: --concurrency {args.concurrency!r}: expected positive integers like 1,4,8", file=sys.stderr)

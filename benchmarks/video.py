@@ -38,7 +38,7 @@ if str(REPO) not in sys.path:
 
 import numpy as np
 
-from emonext_edge.argtypes import positive_float, positive_int, thread_count
+from emonext_edge.argtypes import check_args, positive_float, positive_int, thread_count_or_default
 
 FRAME_W, FRAME_H = 640, 480
 FACE_SIZE = 120
@@ -196,12 +196,12 @@ def _markdown(rows: list[dict[str, Any]]) -> str:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("artifacts", nargs="+", help="model artifacts (.onnx, .xml, .engine, .pt); NAME=PATH to label one")
-    parser.add_argument("--faces", type=positive_int, nargs="+", default=[1, 5], help="faces per clip (1-5; default 1 5)")
-    parser.add_argument("--detect-every", type=positive_int, nargs="+", default=[3], help="detection cadences (default 3)")
-    parser.add_argument("--detect-scale", type=positive_float, nargs="+", default=[1.0], help="detector input scales (default 1)")
-    parser.add_argument("--frames", type=positive_int, default=150, help="frames per clip (default 150 = 5 s at 30 FPS)")
-    parser.add_argument("--repeat", type=positive_int, default=2, help="runs per configuration (default 2)")
-    parser.add_argument("--threads", type=thread_count, default=1,
+    parser.add_argument("--faces", type=int, nargs="+", default=[1, 5], help="faces per clip (1-5; default 1 5)")
+    parser.add_argument("--detect-every", type=int, nargs="+", default=[3], help="detection cadences (default 3)")
+    parser.add_argument("--detect-scale", type=float, nargs="+", default=[1.0], help="detector input scales (default 1)")
+    parser.add_argument("--frames", type=int, default=150, help="frames per clip (default 150 = 5 s at 30 FPS)")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per configuration (default 2)")
+    parser.add_argument("--threads", type=int, default=1,
                         help="inference threads (default 1: the capture thread has the other core; 1 also makes "
                              "the per-stage CPU times meaningful; 0 = the backend's default)")
     parser.add_argument("--fer-root", type=Path, default=REPO / "tests" / "fixtures" / "cache" / "FER2013",
@@ -209,6 +209,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("exports") / "video" / "results.json")
     args = parser.parse_args(argv)
     try:
+        check_args(args, error=ValueError, faces=positive_int, detect_every=positive_int,
+                   detect_scale=positive_float, frames=positive_int, repeat=positive_int,
+                   threads=thread_count_or_default)
         if not (args.fer_root / "val").is_dir():
             raise ValueError(f"{args.fer_root}: no val/ folder (a FER2013 root is needed for the faces)")
         if any(not 1 <= n <= len(DEFAULT_FACES) for n in args.faces):

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
-from emonext_edge.argtypes import positive_int
+from emonext_edge.argtypes import check_args, positive_int
 from emonext_edge.cli_support import cli_entry
 
 from .calib_file import DEFAULT_CALIBRATION_SIZE
@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--source", required=True,
                        help="FER2013 CSV, ImageFolder tree (<split>/<Class>/*), folder of faces, or a video")
     build.add_argument("--split", default="train", help="split of a CSV/ImageFolder source (default: train)")
-    build.add_argument("--num", type=positive_int, default=DEFAULT_CALIBRATION_SIZE,
+    build.add_argument("--num", type=int, default=DEFAULT_CALIBRATION_SIZE,
                        help=f"number of images (default: {DEFAULT_CALIBRATION_SIZE}, NNCF's default subset size)")
     build.add_argument("--seed", type=int, default=0, help="selection seed (default: 0)")
     build.add_argument("--out", required=True, help="output .npz file")
@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
 @cli_entry
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
+    check_args(args, num=positive_int)
     from .calib_file import build_calibration, describe
     from .datasets import DataError
 

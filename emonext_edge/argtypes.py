@@ -12,6 +12,7 @@ import math
 import os
 import stat
 from pathlib import Path
+from typing import Any, Callable
 
 #: threads per engine beyond the machine's logical CPUs that are still accepted (oversubscription tests)
 THREADS_PER_CPU = 4
@@ -49,6 +50,11 @@ def thread_count(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"{value}: expected 1..{max_threads()} threads ({THREADS_PER_CPU} x the {os.cpu_count()} CPUs here)")
     return value
+
+
+def thread_count_or_default(text: str) -> int:
+    """``--threads`` where 0 means the engine's default."""
+    return 0 if _int(text) == 0 else thread_count(text)
 
 
 def port_number(text: str) -> int:
@@ -94,3 +100,29 @@ def data_path(text: str) -> str:
                 else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
         raise argparse.ArgumentTypeError(f"{Path(text)} is {kind}; expected a data folder or file")
     return text
+
+
+def check_args(args: argparse.Namespace, *, error: type[Exception] | None = None,
+               parser: argparse.ArgumentParser | None = None, **checks: Callable[[str], Any]) -> argparse.Namespace:
+    """After ``parse_args``: every option named in ``checks`` (by its ``dest``) that has a value goes through
+    its check (one of the types above; a list: each item). The first failure is ``parser.error`` (exit 2)
+    when ``parser`` is given, else ``error`` (default :class:`~emonext_edge.errors.UsageError`: exit 2 through
+    ``cli_entry``), one line naming the option. Kept apart from ``add_argument`` so that a CLI's option
+    table stays as it is."""
+    for dest, check in checks.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            try:
+                check(str(item))
+            except argparse.ArgumentTypeError as exc:
+                message = f"--{dest.replace('_', '-')}: {exc}"
+                if parser is not None:
+                    parser.error(message)
+                if error is None:
+                    from .errors import UsageError
+
+                    raise UsageError(message) from None
+                raise error(message) from None
+    return args

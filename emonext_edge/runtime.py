@@ -102,6 +102,10 @@ class Runtime:
         verify: bool = True,
         **backend_options: Any,
     ) -> None:
+        if isinstance(model_path, (str, os.PathLike)) and not is_model_url(model_path):
+            from .commit_marker import refuse_interrupted  # a commit killed between its renames: say so
+
+            refuse_interrupted(Path(model_path))
         if not isinstance(model_path, (str, os.PathLike)):
             raise ModelPathTypeError(
                 f"Runtime: model_path must be a str or os.PathLike path to an artifact (.onnx, .xml, .engine, .pt, ...) "
@@ -109,10 +113,6 @@ class Runtime:
             )
         # a served model ("grpc://host:8001/emonext", "http://...") keeps its URL; files become Paths
         self.path: Any = model_path if is_model_url(model_path) else Path(model_path)
-        if isinstance(self.path, Path):  # a commit killed between its renames: mixed files, say so
-            from .commit_marker import refuse_interrupted
-
-            refuse_interrupted(self.path)
         if verify and isinstance(self.path, Path) and self.path.is_file():
             from .integrity import verify_artifact
 

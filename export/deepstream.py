@@ -56,7 +56,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
-from emonext_edge.argtypes import finite_float, non_negative_int, positive_int
+from emonext_edge.argtypes import check_args, finite_float, non_negative_int, positive_int
 from emonext_edge.deepstream_boxes import DEFAULT_STRATEGY, NVINFER_MIN_OBJECT_SIZE
 from emonext_edge.errors import ExportError, ModelFileError
 from emonext_edge.fileio import sha256_file
@@ -771,16 +771,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gray-range", choices=tuple(GRAY_RANGES), default="full",
                    help="with --gray: 'limited' when the GRAY8 frames hold video-range luma 16..235 "
                         "(offsets=16, net-scale-factor=1/219); default full")
-    p.add_argument("--batch", type=positive_int, default=16, help="SGIE batch size: faces per batch (default 16)")
+    p.add_argument("--batch", type=int, default=16, help="SGIE batch size: faces per batch (default 16)")
     p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp16")
     p.add_argument("--calib", help="calib.npz (or a data source) to make the Q/DQ ONNX for --precision int8")
-    p.add_argument("--gie-id", type=positive_int, default=2, help="gie-unique-id of the SGIE (default 2)")
-    p.add_argument("--operate-on-gie-id", type=positive_int, default=1, help="gie-unique-id of the face detector (default 1)")
+    p.add_argument("--gie-id", type=int, default=2, help="gie-unique-id of the SGIE (default 2)")
+    p.add_argument("--operate-on-gie-id", type=int, default=1, help="gie-unique-id of the face detector (default 1)")
     p.add_argument("--operate-on-class-ids", type=_class_ids, default=(0,), help="face class id(s), e.g. '0' or '0;1'")
-    p.add_argument("--reinfer-interval", type=non_negative_int, default=15,
+    p.add_argument("--reinfer-interval", type=int, default=15,
                    help="re-classify tracked faces every N frames (default 15; nvinfer's default never does)")
-    p.add_argument("--threshold", type=finite_float, default=0.0, help="classifier-threshold (default 0: always label)")
-    p.add_argument("--gpu-id", type=non_negative_int, default=0)
+    p.add_argument("--threshold", type=float, default=0.0, help="classifier-threshold (default 0: always label)")
+    p.add_argument("--gpu-id", type=int, default=0)
     p.add_argument("--verify-data", help="FER2013-layout folder or face images for the numeric check (default synthetic)")
     p.add_argument("-v", "--verbose", action="store_true")
     add_fidelity_arguments(p)  # the gate of the Q/DQ ONNX made with --calib (INT8 vs the FP32 ONNX)
@@ -790,6 +790,8 @@ def build_parser() -> argparse.ArgumentParser:
 @exporter_cli
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    check_args(args, batch=positive_int, gie_id=positive_int, operate_on_gie_id=positive_int,
+               reinfer_interval=non_negative_int, threshold=finite_float, gpu_id=non_negative_int)
     set_verbosity(args.verbose)
     options = SgieOptions(gray=args.gray, gray_range=args.gray_range, batch=args.batch, precision=args.precision, gie_id=args.gie_id,
                           operate_on_gie_id=args.operate_on_gie_id, operate_on_class_ids=args.operate_on_class_ids,

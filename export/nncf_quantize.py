@@ -22,7 +22,6 @@ from calibration.calib_file import DEFAULT_CALIBRATION_SIZE
 from emonext_edge.errors import ExportError, UsageError
 from emonext_edge.preprocess import INPUT_SHAPE
 
-from .pipeline import interruptible
 from .stn_scope import ov_stn_node_names as stn_node_names
 
 log = logging.getLogger(__name__)
@@ -173,6 +172,8 @@ def quantize_int8(
     """
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+
+    from .pipeline import interruptible
 
     if not log.isEnabledFor(logging.INFO):
         nncf.set_log_level(logging.WARNING)  # its per-node "Not adding ..." INFO lines, unless asked for details

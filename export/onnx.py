@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 
 from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
-from emonext_edge.argtypes import data_path, non_negative_float, positive_int
+from emonext_edge.argtypes import check_args, data_path, non_negative_float, positive_int
 from emonext_edge.errors import ExportError, VerificationError
 from emonext_edge.fileio import prepare_output_dir
 from emonext_edge.metadata import ArtifactMetadata, package_version, write_onnx_metadata
@@ -468,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="exports/emonext.onnx",
                    help="output .onnx file, its directory is created (sidecar <stem>.json beside it; "
                         "default: exports/emonext.onnx)")
-    p.add_argument("--opset", type=positive_int, default=None, help="ONNX opset (native: 16-19, default 17; decomposed: 13)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (native: 16-19, default 17; decomposed: 13)")
     p.add_argument(
         "--stn", choices=STN_MODES, default="native", help="STN sampler: one GridSample node, or opset-13 Gather ops"
     )
@@ -479,15 +479,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="ConvNeXt blocks as official (permute + Linear) or as 1x1 convs without permutes (faster on OpenVINO)",
     )
     p.add_argument("--batch", type=_parse_batch, default=None, help="'dynamic' (default) or a fixed batch size")
-    p.add_argument("--atol", type=non_negative_float, default=OnnxExportOptions.atol,
+    p.add_argument("--atol", type=float, default=OnnxExportOptions.atol,
                    help=f"max |Δlogit| against PyTorch FP32 (default {OnnxExportOptions.atol:g})")
     p.add_argument(
         "--force", action="store_true", help="allow native exports at opset 20 despite the GridSample mode rename"
     )
     add_fidelity_arguments(p)
     # 0.2 names of --fidelity-data / --fidelity-images
-    p.add_argument("--verify-data", dest="fidelity_data", type=data_path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    p.add_argument("--verify-count", dest="fidelity_images", type=positive_int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.add_argument("--verify-data", dest="fidelity_data", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.add_argument("--verify-count", dest="fidelity_images", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("-v", "--verbose", action="store_true", help="show progress and details")
     return p
 
@@ -495,6 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
 @exporter_cli
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    check_args(args, atol=non_negative_float, opset=positive_int, fidelity_images=positive_int,
+               fidelity_data=data_path)  # before any work: --atol nan, a FIFO as data, ...
     set_verbosity(args.verbose)
     resolve_opset(args.stn, args.opset, args.force)  # fail fast, before loading anything
     if args.fidelity_images < 1:

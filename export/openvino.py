@@ -30,7 +30,7 @@ from typing import Any, Optional
 import numpy as np
 
 from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
-from emonext_edge.argtypes import data_path, non_negative_float, positive_int, thread_count
+from emonext_edge.argtypes import check_args, data_path, non_negative_float, positive_int, thread_count
 from emonext_edge.errors import VerificationError
 from emonext_edge.metadata import (
     ArtifactMetadata,
@@ -303,9 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp16", action="store_true", help="also write <name>_fp16.xml (FP16-compressed weights)")
     p.add_argument("--int8", action="store_true", help="also write <name>_int8.xml (NNCF post-training INT8)")
     calib = p.add_mutually_exclusive_group()
-    calib.add_argument("--calib", type=data_path, help="calibration set calib.npz (python -m calibration build)")
-    calib.add_argument("--calib-data", type=data_path, help="data to build the calibration set from (FER2013 tree, CSV, folder, video)")
-    p.add_argument("--subset-size", type=positive_int, default=QuantizeOptions.subset_size,
+    calib.add_argument("--calib", help="calibration set calib.npz (python -m calibration build)")
+    calib.add_argument("--calib-data", help="data to build the calibration set from (FER2013 tree, CSV, folder, video)")
+    p.add_argument("--subset-size", type=int, default=QuantizeOptions.subset_size,
                    help=f"calibration images used (default: {QuantizeOptions.subset_size})")
     p.add_argument("--preset", choices=("performance", "mixed"), default=QuantizeOptions.preset)
     p.add_argument(
@@ -315,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--accuracy-control", action="store_true",
                    help="nncf.quantize_with_accuracy_control on --val-data within --max-drop")
-    p.add_argument("--val-data", type=data_path, help="labelled validation data (FER2013 tree) for the gate / accuracy control")
+    p.add_argument("--val-data", help="labelled validation data (FER2013 tree) for the gate / accuracy control")
     p.add_argument(
         "--val-limit", type=int, default=None,
         help="validation images used (default: the whole val split; fewer = faster but a noisier gate)",
@@ -324,8 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--block-layout", choices=("channels_first", "channels_last"), default=DEFAULT_BLOCK_LAYOUT,
         help="with --checkpoint: blocks as 1x1 convs without permutes (default, faster on OpenVINO) or official",
     )
-    p.add_argument("--threads", type=thread_count, default=None, help="OpenVINO CPU threads for verification")
-    p.add_argument("--atol", type=non_negative_float, default=DEFAULT_IR_ATOL,
+    p.add_argument("--threads", type=int, default=None, help="OpenVINO CPU threads for verification")
+    p.add_argument("--atol", type=float, default=DEFAULT_IR_ATOL,
                    help=f"max |Δlogit| of the FP32 IR against its source ONNX (default {DEFAULT_IR_ATOL:g})")
     add_fidelity_arguments(p)
     p.add_argument("-v", "--verbose", action="store_true", help="show progress, NNCF's messages and details")
@@ -335,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
 @exporter_cli
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    check_args(args, atol=non_negative_float, threads=thread_count, subset_size=positive_int, calib=data_path,
+               calib_data=data_path, val_data=data_path)  # before any work
     set_verbosity(args.verbose)
     if args.int8 and not args.verbose:
         import nncf

@@ -42,7 +42,7 @@ import numpy as np
 from calibration.calib_file import DEFAULT_CALIBRATION_SIZE
 from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
 from emonext_edge import tensorrt_compat as compat
-from emonext_edge.argtypes import non_negative_int, positive_float, positive_int
+from emonext_edge.argtypes import check_args, non_negative_int, positive_float, positive_int
 from emonext_edge.errors import BackendUnavailableError, ExportError, UsageError
 from emonext_edge.fileio import sha256_file
 from emonext_edge.metadata import ArtifactMetadata, Quantization, TensorRTInfo, read_metadata
@@ -418,16 +418,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8", action="store_true")
     p.add_argument("--int8-mode", choices=compat.INT8_MODES, default="explicit")
     p.add_argument("--calib", help="calib.npz from python -m calibration build, or a data source to calibrate on")
-    p.add_argument("--calib-num", type=positive_int, default=DEFAULT_CALIBRATION_SIZE)
+    p.add_argument("--calib-num", type=int, default=DEFAULT_CALIBRATION_SIZE)
     p.add_argument("--quantizer", choices=("nncf", "ort"), default="nncf", help="Q/DQ library (explicit INT8)")
     p.add_argument("--trt-version", help="plan for this TensorRT version (default: the installed one, else "
                                          f"{DEFAULT_TARGET}); known: {', '.join(compat.KNOWN_VERSIONS)}")
-    p.add_argument("--workspace", type=positive_float, default=1.0, help="builder workspace in GB (keep small on Jetson)")
-    p.add_argument("--min-batch", type=positive_int, default=1)
-    p.add_argument("--opt-batch", type=positive_int, default=1)
-    p.add_argument("--max-batch", type=positive_int, default=8)
-    p.add_argument("--dla-core", type=non_negative_int, default=None)
-    p.add_argument("--device", type=non_negative_int, default=0, help="CUDA device index")
+    p.add_argument("--workspace", type=float, default=1.0, help="builder workspace in GB (keep small on Jetson)")
+    p.add_argument("--min-batch", type=int, default=1)
+    p.add_argument("--opt-batch", type=int, default=1)
+    p.add_argument("--max-batch", type=int, default=8)
+    p.add_argument("--dla-core", type=int, default=None)
+    p.add_argument("--device", type=int, default=0, help="CUDA device index")
     p.add_argument("--timing-cache", help="timing cache file (read if present, updated after the build)")
     p.add_argument("--output", default="exports/tensorrt/emonext.engine",
                    help="engine path (default exports/tensorrt/emonext.engine; its manifest is <stem>.json beside it)")
@@ -453,6 +453,8 @@ def options_from_args(args: argparse.Namespace) -> EngineOptions:
 @exporter_cli
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    check_args(args, calib_num=positive_int, workspace=positive_float, min_batch=positive_int,
+               opt_batch=positive_int, max_batch=positive_int, dla_core=non_negative_int, device=non_negative_int)
     if args.verbose and "EMONEXT_LOGLEVEL" not in os.environ:
         logging.getLogger().setLevel(logging.INFO)
     result = export_engine(options_from_args(args), say=lambda line: print(line, flush=True))

@@ -26,7 +26,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
-from emonext_edge.argtypes import non_negative_int, port_number, positive_float, positive_int, thread_count
+from emonext_edge.argtypes import (
+    check_args,
+    non_negative_int,
+    port_number,
+    positive_float,
+    positive_int,
+    thread_count,
+)
 from emonext_edge.cli_support import cli_entry
 from emonext_edge.environment import EXIT_ENVIRONMENT
 
@@ -43,16 +50,16 @@ def parse_write_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--artifact", action="append", required=True, metavar="PATH",
                    help=".onnx, .xml (+ .bin) or .engine/.plan (+ manifest .json); repeat for versions 1, 2, ...")
     p.add_argument("--output", default=str(DEFAULT_OUTPUT), help=f"repository folder (default {DEFAULT_OUTPUT})")
-    p.add_argument("--max-batch", type=non_negative_int, default=8, help="max_batch_size (default 8; 0: the model's fixed batch)")
-    p.add_argument("--instances", type=positive_int, default=1, help="instance_group count (default 1)")
-    p.add_argument("--queue-delay-us", type=non_negative_int, default=2000, help="dynamic batching max queue delay (default 2000)")
+    p.add_argument("--max-batch", type=int, default=8, help="max_batch_size (default 8; 0: the model's fixed batch)")
+    p.add_argument("--instances", type=int, default=1, help="instance_group count (default 1)")
+    p.add_argument("--queue-delay-us", type=int, default=2000, help="dynamic batching max queue delay (default 2000)")
     p.add_argument("--kind", choices=["cpu", "gpu"], help="instance kind (default: gpu for engines, cpu otherwise)")
     p.add_argument("--preprocess", action="store_true",
                    help="also write emonext_preprocess, emonext_postprocess and the emonext_pipeline ensemble")
     p.add_argument("--python-backend", action="store_true",
                    help="serve the classifier with Triton's python backend running our ONNX Runtime / OpenVINO "
                    "backend (CPU hosts, and the only kind the local bundled server can serve)")
-    p.add_argument("--threads", type=thread_count, help="python backend: inference threads per instance")
+    p.add_argument("--threads", type=int, help="python backend: inference threads per instance")
     p.add_argument("--triton-release", metavar="YY.MM", help="check a TensorRT engine against this Triton release")
     p.add_argument("-v", "--verbose", action="store_true", help="print every config.pbtxt")
     return p.parse_args(argv)
@@ -62,6 +69,8 @@ def write_main(argv: Sequence[str]) -> int:
     from .repository import RepositoryOptions, write_repository
 
     args = parse_write_args(argv)
+    check_args(args, max_batch=non_negative_int, instances=positive_int, queue_delay_us=non_negative_int,
+               threads=thread_count)
     options = RepositoryOptions(
         max_batch=args.max_batch, instances=args.instances, preprocess=args.preprocess,
         python_backend=args.python_backend, triton_release=args.triton_release, queue_delay_us=args.queue_delay_us,
