@@ -13,8 +13,6 @@ from .environment import EXIT_ENVIRONMENT, EnvironmentFailure, environment_failu
 from .errors import EmoNeXtError
 
 EXIT_BAD_INPUT = 2
-#: stdout closed by the reader (``| head -1``): quiet, the shell's code for a SIGPIPE death
-EXIT_BROKEN_PIPE = 141
 Main = Callable[[Optional[Sequence[str]]], int]
 
 
@@ -60,6 +58,10 @@ def cli_entry(main: Optional[Main] = None, *, log_level: str = "INFO", catch_val
         return wrapper
 
     return decorate(main) if main is not None else decorate
+
+
+#: stdout closed by the reader (``| head -1``): quiet, the shell's code for a SIGPIPE death
+EXIT_BROKEN_PIPE = 141
 
 
 def _stdout_fails(errno_: Optional[int]) -> bool:
