@@ -286,8 +286,8 @@ def synthetic_face_dir(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_ctrl_c_during_int8_quantization_exits_130(reference_checkpoint, synthetic_face_dir, tmp_path):
-    """A real SIGINT to ``export.openvino --int8`` while NNCF collects statistics: exit 130, no INT8 IR at final
-    names, no temporary folder left."""
+    """A real SIGINT to ``export.openvino --int8`` while NNCF collects statistics: exit 130, nothing at the final
+    names (the FP32 IR that passed its gate before is committed together with the rest, so not yet), no stage."""
     out = tmp_path / "ir"
     started = time.monotonic()
     proc = subprocess.Popen(
@@ -312,9 +312,8 @@ def test_ctrl_c_during_int8_quantization_exits_130(reference_checkpoint, synthet
     assert code == 130, text[-3000:]
     assert time.monotonic() - sent < 60, "the interrupt took more than 60 s to end the run"
     assert "Traceback" not in text and "interrupted" in text
-    left = sorted(p.name for p in out.iterdir())
-    assert not [n for n in left if "int8" in n], left  # nothing of the interrupted artifact at final names
-    assert not [n for n in left if n.startswith(".emonext-tmp-")], left  # the stage went with it
+    left = sorted(p.name for p in out.iterdir()) if out.exists() else []
+    assert not left, left  # nothing committed: not the INT8 IR, not the FP32 IR gated before it, no stage
 
 
 # --------------------------------------------------------------------------- an interrupted commit is recognisable
