@@ -496,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     check_args(args, atol=non_negative_float, opset=positive_int, fidelity_images=positive_int,
-               fidelity_data=data_path)  # before any work: --atol nan, a FIFO as data, ...
+               fidelity_data=data_path, checkpoint=data_path)  # before any work: --atol nan, a FIFO as data, ...
     set_verbosity(args.verbose)
     resolve_opset(args.stn, args.opset, args.force)  # fail fast, before loading anything
     if args.fidelity_images < 1:

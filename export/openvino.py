@@ -347,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     check_args(args, atol=non_negative_float, threads=thread_count, subset_size=positive_int, calib=data_path,
-               calib_data=data_path, val_data=data_path)  # before any work
+               calib_data=data_path, val_data=data_path, checkpoint=data_path, onnx=data_path)  # before any work
     set_verbosity(args.verbose)
     if args.int8 and not args.verbose:
         import nncf

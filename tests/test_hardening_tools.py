@@ -626,3 +626,23 @@ def test_full_stdout_is_named(tmp_path, tiny_model):
     assert proc.returncode == 4, proc.stderr
     assert proc.stderr.strip() == "error: stdout: disk full (no space left on the device)", proc.stderr
     assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize("args, option", [
+    (["-m", "export.onnx", "--checkpoint", "{fifo}"], "--checkpoint"),
+    (["-m", "export.openvino", "--onnx", "{fifo}"], "--onnx"),
+    (["-m", "export.openvino", "--int8", "--calib", "{fifo}"], "--calib"),
+    (["-m", "export.tensorrt", "--calib", "{fifo}"], "--calib"),
+    (["-m", "export.deepstream", "--checkpoint", "{fifo}"], "--checkpoint"),
+    (["-m", "calibration", "build", "--source", "{fifo}", "--out", "{tmp}/c.npz"], "--source"),
+    (["-m", "benchmarks.accuracy", "m.onnx", "--data", "{fifo}"], "--data"),
+    (["-m", "export.onnx", "--checkpoint", "/dev/zero"], "--checkpoint"),
+])
+def test_special_files_as_inputs_refused_at_once(tmp_path, args, option):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    proc, took = _cli(*[a.format(fifo=fifo, tmp=tmp_path) for a in args], timeout=60)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: {option}: ") and ("is a FIFO" in line or "is a device" in line), line
+    assert "Traceback" not in proc.stderr and took < 30
