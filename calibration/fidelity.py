@@ -204,7 +204,7 @@ def nonnegative_pp(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of percentage points, got {text!r}") from None
     if not value >= 0 or value == float("inf"):  # NaN and infinity too
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
     return value
 
 
