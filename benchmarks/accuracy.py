@@ -57,6 +57,7 @@ import numpy as np
 
 from calibration.datasets import load_labeled_source
 from calibration.fidelity import softmax
+from emonext_edge.argtypes import check_args, data_path, positive_int, thread_count
 from emonext_edge.errors import EmoNeXtError, ImageError
 from emonext_edge.labels import canonical_label
 from emonext_edge.preprocess import preprocess_one, preprocess_ten_crop
@@ -361,6 +362,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from emonext_edge.fileio import atomic_path, check_writable_dir, write_json_atomic
 
     args = _parser().parse_args(argv)
+    check_args(args, limit=positive_int, batch_size=positive_int, threads=thread_count, data=data_path)
     for out in (args.json, args.markdown):
         if out:
             check_writable_dir(out)

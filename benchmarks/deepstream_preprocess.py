@@ -45,6 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from emonext_edge.argtypes import check_args, positive_int
 from emonext_edge.deepstream_boxes import nvinfer_crop, rewrite_box
 
 NET_SCALE_FACTOR = np.float32(0.0039215697906911373)  # export.deepstream.NET_SCALE_FACTOR
@@ -255,6 +256,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--markdown", help="write the table as Markdown")
     p.add_argument("--only", action="append", metavar="NAME", help="run only the candidates whose name starts so")
     args = p.parse_args(argv)
+    check_args(args, parser=p, num=positive_int)
     from emonext_edge.preprocess import load_image, to_gray
 
     started = time.perf_counter()

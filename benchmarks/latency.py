@@ -87,6 +87,8 @@ if str(REPO) not in sys.path:
 
 import numpy as np
 
+from emonext_edge.argtypes import check_args, non_negative_int, positive_float, positive_int, thread_count
+
 #: Default places, relative to the current directory (``exports/`` is gitignored)
 DEFAULT_CACHE = Path("exports") / "cache" / "latency"
 DEFAULT_RESULTS = Path("exports") / "latency"
@@ -1045,6 +1047,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         return worker_main()
     VERBOSE = args.verbose
     try:
+        check_args(args, error=BadInput, rounds=positive_int, iterations=positive_int, warmup=non_negative_int,
+                   threads=thread_count, timeout=positive_float, served_requests=positive_int)
         settings = settings_from_args(args)
         accuracy = read_accuracy(args.accuracy) if args.accuracy else None
         created = _dt.datetime.now(_dt.timezone.utc)

@@ -43,6 +43,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from emonext_edge import Runtime
+from emonext_edge.argtypes import check_args, non_negative_int, positive_float, positive_int, thread_count
 from emonext_edge.cli_support import cli_entry
 
 
@@ -185,6 +186,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     p.add_argument("--json", type=Path, help="write the rows and settings here")
     args = p.parse_args(argv)
+    check_args(args, requests=positive_int, warmup=non_negative_int, max_batch=non_negative_int,
+               instances=positive_int, queue_delay_us=non_negative_int, server_threads=thread_count,
+               timeout=positive_float)
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     if not levels or min(levels) < 1:
         print(f"error: --concurrency {args.concurrency!r}: expected positive integers like 1,4,8", file=sys.stderr)

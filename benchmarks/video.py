@@ -38,6 +38,8 @@ if str(REPO) not in sys.path:
 
 import numpy as np
 
+from emonext_edge.argtypes import check_args, positive_float, positive_int, thread_count_or_default
+
 FRAME_W, FRAME_H = 640, 480
 FACE_SIZE = 120
 #: FER2013 val faces (class, index in the sorted file list) that OpenCV's default Haar cascade finds on every
@@ -207,6 +209,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("exports") / "video" / "results.json")
     args = parser.parse_args(argv)
     try:
+        check_args(args, error=ValueError, faces=positive_int, detect_every=positive_int,
+                   detect_scale=positive_float, frames=positive_int, repeat=positive_int,
+                   threads=thread_count_or_default)
         if not (args.fer_root / "val").is_dir():
             raise ValueError(f"{args.fer_root}: no val/ folder (a FER2013 root is needed for the faces)")
         if any(not 1 <= n <= len(DEFAULT_FACES) for n in args.faces):

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
+from emonext_edge.argtypes import check_args, data_path, positive_int
 from emonext_edge.cli_support import cli_entry
 
 from .calib_file import DEFAULT_CALIBRATION_SIZE
@@ -35,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
 @cli_entry
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
+    check_args(args, num=positive_int, source=data_path)
     from .calib_file import build_calibration, describe
     from .datasets import DataError
 

@@ -29,6 +29,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from emonext_edge.argtypes import data_path
 from emonext_edge.errors import ExportError
 
 log = logging.getLogger(__name__)
@@ -202,8 +203,8 @@ def nonnegative_pp(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of percentage points, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    if not value >= 0 or value == float("inf"):  # NaN and infinity too
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
     return value
 
 
@@ -228,7 +229,7 @@ def add_fidelity_arguments(parser: argparse.ArgumentParser) -> None:
                        help="keep the artifact even when the fidelity gate fails (exit code stays non-zero)")
     group.add_argument("--fidelity-images", type=_positive_int, default=DEFAULT_IMAGES, metavar="N",
                        help=f"number of held-out images the gate compares on (default: {DEFAULT_IMAGES})")
-    group.add_argument("--fidelity-data", default=None, metavar="PATH",
+    group.add_argument("--fidelity-data", type=data_path, default=None, metavar="PATH",
                        help="held-out data for the gate (FER2013 CSV / ImageFolder, 'val' split, or a folder of "
                             "faces); default: the exporter's verification/calibration data")
 

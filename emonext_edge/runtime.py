@@ -102,6 +102,10 @@ class Runtime:
         verify: bool = True,
         **backend_options: Any,
     ) -> None:
+        if isinstance(model_path, (str, os.PathLike)) and not is_model_url(model_path):
+            from .commit_marker import refuse_interrupted  # a commit killed between its renames: say so
+
+            refuse_interrupted(Path(model_path))
         if not isinstance(model_path, (str, os.PathLike)):
             raise ModelPathTypeError(
                 f"Runtime: model_path must be a str or os.PathLike path to an artifact (.onnx, .xml, .engine, .pt, ...) "

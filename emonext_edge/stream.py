@@ -195,7 +195,8 @@ def open_source(
             if not cap.isOpened():
                 raise VideoSourceError(f"{path}: OpenCV could not open this as a video (unknown format or damaged)")
         # a file played as live is paced at its frame rate, like a camera
-        return _capture_reader(cap, name, is_live if live is None else live, fps, pace=bool(live) and not is_live)
+        return _capture_reader(cap, name, is_live if live is None else live, fps, pace=bool(live) and not is_live,
+                               stall_timeout=open_timeout if is_live else None)
     if isinstance(source, cv2.VideoCapture):
         if not source.isOpened():
             raise VideoSourceError("video source: the cv2.VideoCapture given is not opened")
@@ -215,18 +216,32 @@ def open_source(
     return _Reader(name, bool(live), fps or 30.0, read_iterable, getattr(frames, "close", None), pace=bool(live))
 
 
+class StreamStalledError(VideoSourceError):
+    """A live camera / stream gave no frame for longer than its ``open_timeout`` (``video`` exit code 4)."""
+
+
+def _stalled(name: str, seconds: float) -> StreamStalledError:
+    return StreamStalledError(f"{name}: no frame for {seconds:g} s (--open-timeout): the stream stalled; stopped")
+
+
 def _capture_reader(
-    cap: Any, name: str, live: bool, fps: Optional[float], release: bool = True, pace: bool = False
+    cap: Any, name: str, live: bool, fps: Optional[float], release: bool = True, pace: bool = False,
+    stall_timeout: Optional[float] = None,
 ) -> _Reader:
     rate = fps or float(cap.get(5) or 0.0)  # cv2.CAP_PROP_FPS
     if not (0 < rate < 1000):
         rate = 30.0
 
     def read() -> Optional[np.ndarray]:
+        tick = time.monotonic()
         ok, frame = cap.read()
+        if not ok and stall_timeout is not None and time.monotonic() - tick >= 0.9 * stall_timeout:
+            raise _stalled(name, stall_timeout)  # FFmpeg's read timeout ran out: a stall, not the end
         return frame if ok else None
 
-    return _Reader(name, live, rate, read, cap.release if release else None, pace)
+    reader = _Reader(name, live, rate, read, cap.release if release else None, pace)
+    reader.stall_timeout = stall_timeout  # type: ignore[attr-defined]  (the consumer's wait is bounded too)
+    return reader
 
 
 class _Grabber(threading.Thread):
@@ -247,6 +262,7 @@ class _Grabber(threading.Thread):
 
     def run(self) -> None:
         start = time.monotonic()
+        self._last = start
         index = 0
         try:
             while not self._halt.is_set() and (self.max_frames is None or index < self.max_frames):
@@ -273,6 +289,7 @@ class _Grabber(threading.Thread):
                 self._put(None)
 
     def _hand_over(self, packet: _Packet) -> None:
+        self._last = time.monotonic()
         if self.reader.live:
             with self._cond:
                 if self._slot is not None:
@@ -293,9 +310,12 @@ class _Grabber(threading.Thread):
     def get(self) -> Optional[_Packet]:
         """The next frame to process, or None at the end of the source."""
         if self.reader.live:
+            stall = getattr(self.reader, "stall_timeout", None)
             with self._cond:
                 while self._slot is None and not self._done:
                     self._cond.wait(0.1)
+                    if stall is not None and time.monotonic() - getattr(self, "_last", time.monotonic()) > 1.5 * stall:
+                        raise _stalled(self.reader.name, stall)  # read() itself is stuck (no read timeout)
                 packet, self._slot = self._slot, None
         else:
             packet = None

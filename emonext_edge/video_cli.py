@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .environment import EXIT_ENVIRONMENT
 from .errors import UsageError
 from .opencv import import_cv2
 
@@ -57,7 +58,8 @@ def add_video_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-live", dest="live", action="store_false", default=None,
                    help="read every frame in order, even from a camera or URL")
     p.add_argument("--open-timeout", type=float, default=10.0, metavar="SECONDS",
-                   help="how long a stream URL may take to open or to send a frame (default 10)")
+                   help="how long a stream URL may take to open or to send a frame (default 10); a live "
+                        "source that stalls longer ends the run with exit code 4, keeping what was written")
     p.add_argument("-v", "--verbose", action="store_true", help="per-stage times in the summary")
 
 
@@ -123,7 +125,7 @@ def run_video(args: argparse.Namespace, runtime_factory: Any) -> int:
     """``video`` command body; ``runtime_factory(args)`` builds the Runtime from the shared model options."""
     cv2 = import_cv2()
 
-    from .stream import quiet_opencv
+    from .stream import StreamStalledError, quiet_opencv
 
     if args.max_frames is not None and args.max_frames < 1:
         raise UsageError(f"--max-frames must be >= 1, got {args.max_frames}")
@@ -152,6 +154,7 @@ def run_video(args: argparse.Namespace, runtime_factory: Any) -> int:
     tmp = out_path.with_name(f".{out_path.stem}.partial{out_path.suffix}") if out_path else None
     writer = None
     interrupted = False
+    stalled = ""  # a live source that gave no frame for --open-timeout s: keep what was written, exit 4
     progress = _Progress()
     with contextlib.ExitStack() as stack:
         rt = stack.enter_context(runtime_factory(args))
@@ -184,7 +187,9 @@ def run_video(args: argparse.Namespace, runtime_factory: Any) -> int:
                     progress.update(stream)
             except KeyboardInterrupt:  # a live source: stop, keep what was written
                 interrupted = True
-            if stream.frames == 0:
+            except StreamStalledError as exc:
+                stalled = str(exc)
+            if stream.frames == 0 and not stalled:
                 raise UsageError(f"{stream.source}: no frames could be read")
             if writer is not None:
                 writer.release()
@@ -209,6 +214,9 @@ def run_video(args: argparse.Namespace, runtime_factory: Any) -> int:
         ms = stats["ms_per_frame"]
         print("ms per frame: " + ", ".join(f"{stage} {value:.1f}" for stage, value in ms.items())
               + " (decode runs in the capture thread, overlapped)")
+    if stalled:
+        print(f"error: {stalled}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
     return 130 if interrupted else 0
 
 

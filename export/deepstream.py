@@ -56,6 +56,7 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 
 from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
+from emonext_edge.argtypes import check_args, data_path, finite_float, non_negative_int, positive_int
 from emonext_edge.deepstream_boxes import DEFAULT_STRATEGY, NVINFER_MIN_OBJECT_SIZE
 from emonext_edge.errors import ExportError, ModelFileError
 from emonext_edge.fileio import sha256_file
@@ -939,6 +940,9 @@ def build_parser() -> argparse.ArgumentParser:
 @exporter_cli
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    check_args(args, batch=positive_int, gie_id=positive_int, operate_on_gie_id=positive_int,
+               reinfer_interval=non_negative_int, threshold=finite_float, gpu_id=non_negative_int,
+               onnx=data_path, checkpoint=data_path, calib=data_path, fidelity_data=data_path)
     set_verbosity(args.verbose)
     options = SgieOptions(gray=args.gray, gray_range=args.gray_range, batch=args.batch, precision=args.precision, gie_id=args.gie_id,
                           operate_on_gie_id=args.operate_on_gie_id, operate_on_class_ids=args.operate_on_class_ids,

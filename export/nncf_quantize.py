@@ -173,6 +173,8 @@ def quantize_int8(
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
 
+    from .pipeline import interruptible
+
     if not log.isEnabledFor(logging.INFO):
         nncf.set_log_level(logging.WARNING)  # its per-node "Not adding ..." INFO lines, unless asked for details
 
@@ -196,6 +198,20 @@ def quantize_int8(
         subset, options.preset, options.model_type, options.fast_bias_correction, options.smooth_quant_alpha, len(stn),
     )
     started = time.perf_counter()
+    with interruptible("NNCF INT8 quantization"):  # Ctrl-C: exit 130, even if NNCF swallows it in a worker
+        quantized = _quantize(nncf, fp32_model, calib, val, max_drop_pp, preset, subset, options, model_type,
+                              ignored, advanced)
+    leaked = fake_quantize_feeding(quantized, stn)
+    if leaked:
+        raise ExportError(f"INT8 quantization put FakeQuantize nodes into the STN: {leaked[:5]}")
+    log.info("NNCF INT8 done in %.1f s", time.perf_counter() - started)
+    return quantized
+
+
+def _quantize(nncf: Any, fp32_model: Any, calib: np.ndarray, val: Optional[tuple[np.ndarray, np.ndarray]],
+              max_drop_pp: Optional[float], preset: Any, subset: int, options: QuantizeOptions, model_type: Any,
+              ignored: Any, advanced: Any) -> Any:
+    """The ``nncf.quantize`` / ``quantize_with_accuracy_control`` call, options spelled out."""
     if val is not None and max_drop_pp is not None:
         val_images, val_labels = val
         val_images = _check_batch(val_images, "validation array")
@@ -231,8 +247,4 @@ def quantize_int8(
             ignored_scope=ignored,
             advanced_parameters=advanced,
         )
-    leaked = fake_quantize_feeding(quantized, stn)
-    if leaked:
-        raise ExportError(f"INT8 quantization put FakeQuantize nodes into the STN: {leaked[:5]}")
-    log.info("NNCF INT8 done in %.1f s", time.perf_counter() - started)
     return quantized

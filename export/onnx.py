@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
+from emonext_edge.argtypes import check_args, data_path, non_negative_float, positive_int
 from emonext_edge.errors import ExportError, VerificationError
 from emonext_edge.fileio import prepare_output_dir
 from emonext_edge.metadata import ArtifactMetadata, package_version, write_onnx_metadata
@@ -494,6 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
 @exporter_cli
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    check_args(args, atol=non_negative_float, opset=positive_int, fidelity_images=positive_int,
+               fidelity_data=data_path, checkpoint=data_path)  # before any work: --atol nan, a FIFO as data, ...
     set_verbosity(args.verbose)
     resolve_opset(args.stn, args.opset, args.force)  # fail fast, before loading anything
     if args.fidelity_images < 1:

@@ -30,6 +30,7 @@ from typing import Any, Optional
 import numpy as np
 
 from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
+from emonext_edge.argtypes import check_args, data_path, non_negative_float, positive_int, thread_count
 from emonext_edge.errors import VerificationError
 from emonext_edge.metadata import (
     ArtifactMetadata,
@@ -195,8 +196,17 @@ def export_ir(
             "verified_on": data_desc,
         }
         results = []
+        pending: list[tuple[str, list[str], ArtifactMetadata, Any, dict[str, Any]]] = []
 
         def finish(precision: str, names: list[str], meta: ArtifactMetadata, gate: Any, entry: dict[str, Any]) -> None:
+            pending.append((precision, names, meta, gate, entry))  # committed together at the end: an interrupt
+            # (Ctrl-C during INT8 quantization) or a crash before then leaves nothing at the final names
+
+        def commit_all() -> None:
+            while pending:
+                _commit(*pending.pop(0))
+
+        def _commit(precision: str, names: list[str], meta: ArtifactMetadata, gate: Any, entry: dict[str, Any]) -> None:
             meta.fidelity = gate
             result = stage.commit(names, meta, embed=embed_ir, keep_failed=opts.fidelity.keep_failed)
             results.append(result)
@@ -229,10 +239,11 @@ def export_ir(
             )
         finish("fp32", fp32_names, fp32_meta, fp32_gate, {"inference_precision": "f32"})
         if not fp32_gate.passed:
+            commit_all()  # --keep-failed keeps it, marked unverified
             raise_if_failed(results)  # everything else is gated against the FP32 IR: stop here
-        fp32_xml = report["artifacts"]["fp32"]["path"]
+        fp32_xml = str(stage.file(fp32_names[-1]))  # the staged FP32 IR (our own, just gated)
 
-        with Runtime(fp32_xml, threads=opts.threads, precision="f32") as reference:
+        with Runtime(fp32_xml, threads=opts.threads, precision="f32", verify=False) as reference:
             for precision in opts.precisions:
                 if precision == "fp32":
                     continue
@@ -264,6 +275,7 @@ def export_ir(
                 )
                 finish(precision, names, meta, gate, {"inference_precision": inference,
                                                       **({"options": opts.quantize.to_dict()} if precision == "int8" else {})})
+        commit_all()
     if not all(r.committed for r in results):
         raise_if_failed(results)
     return report
@@ -334,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
 @exporter_cli
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    check_args(args, atol=non_negative_float, threads=thread_count, subset_size=positive_int, calib=data_path,
+               calib_data=data_path, val_data=data_path, checkpoint=data_path, onnx=data_path)  # before any work
     set_verbosity(args.verbose)
     if args.int8 and not args.verbose:
         import nncf

@@ -18,20 +18,29 @@ Every exporter (ONNX, OpenVINO IR, the FP16 / Q/DQ ONNX, TensorRT engines) follo
   files (model file last of them) and the sidecar last.
 * A run killed at any point leaves only its ``.emonext-tmp-<pid>-*`` folder; the next run
   into the same directory removes it (:func:`emonext_edge.fileio.clean_stale_temps`).
+* The renames of one commit are bracketed by a marker ``.emonext-commit-<pid>-<model>.json``
+  listing the final names (:mod:`emonext_edge.commit_marker`): a run killed between two renames
+  leaves it, the Runtime then refuses those files ("an export into <dir> was interrupted while
+  committing <names>; run it again") and the next export into the directory removes them.
 * Exit codes (:func:`exporter_cli`): 0 done; 1 the fidelity gate / verification failed;
   2 bad input or usage (one ``error:`` line); 3 the target runtime is missing here (what
-  could be verified on this machine is committed; the message names the next command).
+  could be verified on this machine is committed; the message names the next command);
+  4 environment failure (disk full, quota, file-size limit, read-only file system: one line);
+  130 interrupted (Ctrl-C), nothing of the interrupted artifact at its final names.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -40,6 +49,8 @@ from typing import Callable as _Callable  # subscripted at run time: typing's, f
 import numpy as np
 
 from emonext_edge.cli_support import EXIT_BAD_INPUT, cli_entry
+from emonext_edge.commit_marker import roll_back, write_marker
+from emonext_edge.environment import EXIT_ENVIRONMENT, EnvironmentFailure, diagnose, environment_failure
 from emonext_edge.errors import BackendUnavailableError, VerificationError
 from emonext_edge.fileio import TEMP_PREFIX, clean_stale_temps, prepare_output_dir, sha256_file
 from emonext_edge.metadata import ArtifactMetadata, GateResult, sidecar_path, write_ir_metadata, write_onnx_metadata
@@ -50,11 +61,13 @@ EXIT_OK = 0
 EXIT_GATE_FAILED = 1
 # EXIT_BAD_INPUT (2) is re-exported from emonext_edge.cli_support
 EXIT_RUNTIME_MISSING = 3
+# EXIT_ENVIRONMENT (4) is re-exported from emonext_edge.environment
 
 Predictor = _Callable[[np.ndarray], np.ndarray]
 
 __all__ = [
     "EXIT_BAD_INPUT",
+    "EXIT_ENVIRONMENT",
     "EXIT_GATE_FAILED",
     "EXIT_OK",
     "EXIT_RUNTIME_MISSING",
@@ -66,6 +79,7 @@ __all__ = [
     "exporter_cli",
     "gate_artifact",
     "gate_line",
+    "interruptible",
     "raise_if_failed",
 ]
 
@@ -112,6 +126,35 @@ def exporter_cli(main: Optional[Callable[[Optional[Sequence[str]]], int]] = None
     return decorate(main) if main is not None else decorate
 
 
+@contextlib.contextmanager
+def interruptible(step: str) -> Iterator[None]:
+    """Ctrl-C during ``step`` ends the run (exit 130) even if a library swallows the KeyboardInterrupt.
+
+    NNCF, OpenVINO and the gate run long steps in C++ and in worker threads; an exception raised in
+    a callback can be caught there and the step carries on. Around the step, SIGINT is recorded
+    and raised as usual; if the step then returns normally, the interrupt is raised at its end,
+    before anything is committed. Only in the main thread (elsewhere signals cannot be handled).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    seen: list[int] = []
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum: int, frame: object) -> None:
+        seen.append(signum)
+        raise KeyboardInterrupt(f"interrupted during {step}")
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if seen:  # the step returned although it was interrupted: its KeyboardInterrupt was swallowed
+        log.warning("%s was interrupted (Ctrl-C) but carried on; stopping now, nothing committed", step)
+        raise KeyboardInterrupt(f"interrupted during {step}")
+
+
 def set_verbosity(verbose: bool) -> None:
     """``-v``: show the library's INFO logs (progress, figures); default: warnings only."""
     if verbose and "EMONEXT_LOGLEVEL" not in os.environ:
@@ -150,6 +193,7 @@ class Stage:
     def __init__(self, out_dir: str | os.PathLike, option: str = "--output") -> None:
         self.out_dir = prepare_output_dir(out_dir, option)
         clean_stale_temps(self.out_dir)
+        roll_back(self.out_dir)  # what a commit killed between its renames left at the final names
         self.dir = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=self.out_dir))
         self.results: list[CommitResult] = []
 
@@ -204,12 +248,13 @@ class Stage:
             if staged_sidecar in staged:
                 raise ValueError(f"{staged_sidecar.name}: the sidecar name collides with an artifact file")
             staged_sidecar.write_text(meta.to_json())
+        final_sidecar = sidecar_path(finals[-1]) if staged_sidecar is not None else None
+        marker = write_marker(self.out_dir, [*names, *([final_sidecar.name] if final_sidecar else [])])
         for src, dst in zip(staged, finals):
             os.replace(src, dst)
-        final_sidecar = None
-        if staged_sidecar is not None:
-            final_sidecar = sidecar_path(finals[-1])
+        if staged_sidecar is not None and final_sidecar is not None:
             os.replace(staged_sidecar, final_sidecar)
+        marker.unlink()  # the last rename is done: the commit is whole
         result = CommitResult(finals, final_sidecar, meta, committed=True)
         self.results.append(result)
         log.debug("committed %s", ", ".join(map(str, finals + ([final_sidecar] if final_sidecar else []))))
@@ -221,8 +266,19 @@ class Stage:
     def __enter__(self) -> Stage:  # noqa: PYI034
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: Optional[BaseException], tb: object) -> None:
+        reason = None
+        if isinstance(exc, Exception) and not isinstance(exc, (VerificationError, EnvironmentFailure)):
+            # disk full / file-size limit: the C++ writers (ONNX, OpenVINO) raise without an errno; look
+            reason = diagnose(self.dir, self.out_dir) or environment_failure(exc)
+        elif isinstance(exc, EnvironmentFailure) and str(self.dir) in str(exc):  # from a stage nested in ours
+            reason = str(exc).replace(str(self.dir), str(self.out_dir))
+            self.close()
+            raise EnvironmentFailure(reason) from exc.__cause__
         self.close()
+        if reason is not None:
+            detail = " ".join(str(exc).split())[:160]  # one line
+            raise EnvironmentFailure(f"{reason}; nothing was committed ({type(exc).__name__}: {detail})") from exc
 
 
 def embed_onnx(path: Path, meta: ArtifactMetadata) -> None:
@@ -280,7 +336,7 @@ def gate_artifact(
     from emonext_edge.runtime import Runtime
 
     outputs: list[np.ndarray] = []
-    with Runtime(artifact, **dict(runtime_options or {})) as rt:
+    with interruptible(f"the fidelity gate of {Path(artifact).name}"), Runtime(artifact, **dict(runtime_options or {})) as rt:
 
         def candidate(batch: np.ndarray) -> np.ndarray:
             out = rt.run(np.ascontiguousarray(batch, dtype=np.float32))

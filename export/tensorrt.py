@@ -44,6 +44,7 @@ import numpy as np
 from calibration.calib_file import DEFAULT_CALIBRATION_SIZE
 from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
 from emonext_edge import tensorrt_compat as compat
+from emonext_edge.argtypes import check_args, data_path, non_negative_int, positive_float, positive_int
 from emonext_edge.errors import BackendUnavailableError, ExportError, UsageError
 from emonext_edge.fileio import sha256_file
 from emonext_edge.metadata import ArtifactMetadata, Quantization, TensorRTInfo, read_metadata
@@ -478,6 +479,9 @@ def options_from_args(args: argparse.Namespace) -> EngineOptions:
 @exporter_cli
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    check_args(args, calib_num=positive_int, workspace=positive_float, min_batch=positive_int,
+               opt_batch=positive_int, max_batch=positive_int, dla_core=non_negative_int, device=non_negative_int,
+               onnx=data_path, checkpoint=data_path, calib=data_path, fidelity_data=data_path)
     if args.verbose and "EMONEXT_LOGLEVEL" not in os.environ:
         logging.getLogger().setLevel(logging.INFO)
     result = export_engine(options_from_args(args), say=lambda line: print(line, flush=True))

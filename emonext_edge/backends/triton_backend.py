@@ -20,6 +20,7 @@ can call :meth:`TritonBackend.run` at once; the server batches their requests.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import threading
@@ -133,6 +134,10 @@ class TritonBackend(Backend):
             if "deadline" in text.lower() or "timed out" in text.lower() or "timeout" in text.lower():
                 raise BackendUnavailableError(f"{self.url}: {what} timed out after {self.timeout:g} s ({text})") from None
             raise
+        except http.client.HTTPException as exc:  # HTTP: geventhttpclient's HTTPConnectionClosed, parse errors
+            raise BackendUnavailableError(f"{self.url}: the Triton server at {self.address} closed the connection "
+                                          f"or answered garbage during {what} ({type(exc).__name__}: "
+                                          f"{_first_line(exc) or 'no response'})") from None
         except (OSError, TimeoutError) as exc:  # HTTP: socket errors, gevent timeouts
             if "timed out" in str(exc).lower() or isinstance(exc, TimeoutError):
                 raise BackendUnavailableError(f"{self.url}: {what} timed out after {self.timeout:g} s") from None

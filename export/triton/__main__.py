@@ -5,8 +5,14 @@
     python -m export.triton serve exports/triton [--http-port 8000] [--grpc-port 8001] [--metrics-port 8002]
     python -m export.triton env            # create / locate the local server's environment
 
-Exit codes: 0 done; 2 bad input or a configuration Triton would reject (one line, the reason);
-3 the local server cannot run here (its environment cannot be created, or it did not start).
+Exit codes: 0 done (``serve``: stopped by Ctrl-C / SIGTERM / ``--duration``); 2 bad input or a
+configuration Triton would reject (one line, the reason; ports out of 1..65535 or given twice);
+3 the local server cannot run here (its environment cannot be created, or it did not start);
+4 environment failure: a port is already bound by another process (named, with its pid), disk full.
+
+``serve`` owns its server: tritonserver and its python-backend stubs end with the ``serve``
+process however it ends (SIGKILL included), and their ``/dev/shm`` regions are removed
+(see :mod:`export.triton.server`).
 """
 
 from __future__ import annotations
@@ -21,7 +27,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
+from emonext_edge.argtypes import (
+    check_args,
+    non_negative_int,
+    port_number,
+    positive_float,
+    positive_int,
+    thread_count,
+)
 from emonext_edge.cli_support import cli_entry
+from emonext_edge.environment import EXIT_ENVIRONMENT
 
 EXIT_NO_RUNTIME = 3
 DEFAULT_OUTPUT = Path("exports") / "triton"
@@ -65,6 +80,8 @@ def write_main(argv: Sequence[str]) -> int:
     from .repository import RepositoryOptions, write_repository
 
     args = parse_write_args(argv)
+    check_args(args, max_batch=non_negative_int, instances=positive_int, queue_delay_us=non_negative_int,
+               threads=thread_count)
     options = RepositoryOptions(
         max_batch=args.max_batch, instances=args.instances, preprocess=args.preprocess,
         python_backend=args.python_backend, triton_release=args.triton_release, queue_delay_us=args.queue_delay_us,
@@ -99,20 +116,25 @@ def serve_hint(output: str, summary: dict, python_backend: bool, release: Option
 
 def serve_main(argv: Sequence[str]) -> int:
     from .repository import read_repository_configs
-    from .server import ServerError, TritonServer
+    from .server import PortError, PortInUseError, ServerError, TritonServer, check_ports
 
     p = argparse.ArgumentParser(prog="python -m export.triton serve",
                                 description="Serve a repository with the tritonserver bundled in nvidia-pytriton "
                                 "(python backend only) until Ctrl-C / SIGTERM.")
     p.add_argument("repository")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--http-port", type=int, default=8000)
-    p.add_argument("--grpc-port", type=int, default=8001)
-    p.add_argument("--metrics-port", type=int, default=8002)
+    p.add_argument("--http-port", type=port_number, default=8000)
+    p.add_argument("--grpc-port", type=port_number, default=8001)
+    p.add_argument("--metrics-port", type=port_number, default=8002)
     p.add_argument("--env", help="server environment (default $EMONEXT_TRITON_ENV or ~/.cache/emonext-edge/triton-env)")
-    p.add_argument("--ready-timeout", type=float, default=120.0, help="seconds to wait for readiness (default 120)")
-    p.add_argument("--duration", type=float, help="stop after this many seconds (default: run until interrupted)")
+    p.add_argument("--ready-timeout", type=positive_float, default=120.0, help="seconds to wait for readiness (default 120)")
+    p.add_argument("--duration", type=positive_float, help="stop after this many seconds (default: run until interrupted)")
     args = p.parse_args(argv)
+    try:
+        check_ports([args.http_port, args.grpc_port, args.metrics_port])
+    except PortError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     configs = read_repository_configs(args.repository)
     if not configs:
         print(f"error: {args.repository}: no */config.pbtxt (not a model repository)", file=sys.stderr)
@@ -132,8 +154,12 @@ def serve_main(argv: Sequence[str]) -> int:
         stop["now"] = True
 
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)  # the terminal closed: stop the server cleanly too
     try:
         server.start()
+    except PortInUseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
     except ServerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_NO_RUNTIME

@@ -14,13 +14,29 @@ backends inside Triton. Traps, measured, that this module handles:
   or the server hangs in "loading" and ignores SIGINT: every wait has a hard timeout and the
   server is stopped with SIGTERM, then SIGKILL of its process group (the stubs included).
 
+Lifecycle (the server never outlives its owner, the process that called :meth:`TritonServer.start`):
+
+* ``tritonserver`` gets ``PR_SET_PDEATHSIG`` = SIGKILL (Linux ``prctl``) and its own session, and a
+  small watchdog process holds the read end of a pipe only the owner can write: when the owner
+  ends in any way (SIGKILL included) the pipe closes, the watchdog kills the server's process
+  group (the python-backend stubs with it) and removes the server's ``/dev/shm`` regions;
+* the python backend's shared-memory regions are named ``emonext-triton-<owner pid>-<http port>_*``
+  (``shm-region-prefix-name``); every start removes the regions whose owner is dead and that no
+  live process maps (leftovers of an end the watchdog could not see, e.g. the machine's OOM killer
+  taking both), and every stop removes the server's own;
+* ports are checked before the start (1..65535, distinct, nothing listening there):
+  a port held by another process is refused with :class:`PortInUseError`, naming the holder's
+  pid and command where ``/proc`` tells it, instead of reading a foreign server's readiness.
+
 Our package is made importable inside the server by copying ``emonext_edge`` into the
 environment (``<env>/src``) at every start, so the server runs the same code as the client.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -59,6 +75,20 @@ SRC_VAR = "EMONEXT_TRITON_SRC"
 
 class ServerError(EmoNeXtError):
     """The local Triton server could not be prepared, started, or did not become ready."""
+
+
+class PortInUseError(ServerError):
+    """A port the server should listen on is already bound by another process (``serve`` exit code 4)."""
+
+
+class PortError(ServerError, ValueError):
+    """A port number out of 1..65535, or the same port given twice (``serve`` exit code 2)."""
+
+
+#: the python backend's shared-memory regions of our servers: ``/dev/shm/<prefix><owner pid>-<http port>_...``
+SHM_PREFIX = "emonext-triton-"
+SHM_DIR = Path("/dev/shm")
+PR_SET_PDEATHSIG = 1
 
 
 def env_path(path: Optional[str | os.PathLike] = None) -> Path:
@@ -162,6 +192,188 @@ class ServerLayout:
         return cls(env, dist / "bin" / "tritonserver", backends, dist / "caches", site / "nvidia_pytriton.libs", env / "src")
 
 
+def check_ports(ports: Sequence[Optional[int]], names: Sequence[str] = ("http", "grpc", "metrics")) -> None:
+    """:class:`PortError` unless every given port is an int in 1..65535 and no two are the same."""
+    seen: dict[int, str] = {}
+    for name, port in zip(names, ports):
+        if port is None:
+            continue
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise PortError(f"--{name}-port {port!r}: expected a port number in 1..65535")
+        if port in seen:
+            raise PortError(f"--{name}-port {port}: the same port as --{seen[port]}-port; each needs its own")
+        seen[port] = name
+
+
+def _listener_inodes(port: int) -> set[str]:
+    """Socket inodes listening on TCP ``port`` (any address), from ``/proc/net/tcp{,6}``."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    return inodes
+
+
+def port_holders(port: int) -> list[tuple[int, str]]:
+    """``(pid, command)`` of the processes listening on TCP ``port`` that ``/proc`` shows us (may be empty)."""
+    inodes = {f"socket:[{i}]" for i in _listener_inodes(port)}
+    holders = []
+    if not inodes:
+        return holders
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fds = os.listdir(proc / "fd")
+            if any(os.readlink(proc / "fd" / fd) in inodes for fd in fds):
+                cmd = (proc / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+                holders.append((int(proc.name), Path(cmd).name or "?"))
+        except OSError:
+            continue
+    return sorted(holders)
+
+
+def ensure_ports_free(host: str, ports: Sequence[tuple[str, int]]) -> None:
+    """:class:`PortInUseError` naming the first port that another process is bound to on ``host``."""
+    for name, port in ports:
+        try:
+            family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        except OSError as exc:
+            raise ServerError(f"--host {host}: cannot be resolved to a local address ({exc})") from None
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # what tritonserver does: TIME_WAIT is no owner
+            try:
+                s.bind(address)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise ServerError(f"--host {host}: cannot listen there ({exc.strerror})") from None
+                holders = port_holders(port)
+                who = ", ".join(f"pid {pid} ({cmd})" for pid, cmd in holders) or "another process"
+                raise PortInUseError(f"{name} port {port} on {host} is already in use by {who} "
+                                     f"({exc.strerror}); stop it or choose another --{name}-port") from None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _mapped_shm_names() -> set[str]:
+    """Names of the ``/dev/shm`` files that some live process we can see maps or holds open."""
+    names = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for line in (proc / "maps").read_text().splitlines():
+                if "/dev/shm/" in line:
+                    names.add(line.rsplit("/dev/shm/", 1)[1].split()[0])
+            for fd in os.listdir(proc / "fd"):
+                target = os.readlink(proc / "fd" / fd)
+                if target.startswith("/dev/shm/"):
+                    names.add(target[len("/dev/shm/"):].split()[0])
+        except OSError:
+            continue
+    return names
+
+
+def shm_prefix(owner: int, http_port: int) -> str:
+    return f"{SHM_PREFIX}{owner}-{http_port}_"
+
+
+def clean_shm(prefix: Optional[str] = None, shm_dir: Path = SHM_DIR) -> list[Path]:
+    """Remove python-backend regions: those starting with ``prefix`` (a stopped server's own), or, without
+    ``prefix``, every region of ours whose owner process is dead and that no live process maps."""
+    try:
+        entries = [e for e in shm_dir.iterdir() if e.name.startswith(prefix or SHM_PREFIX)]
+    except OSError:
+        return []
+    if prefix is None and entries:
+        mapped = _mapped_shm_names()
+        orphans = []
+        for entry in entries:
+            owner = entry.name[len(SHM_PREFIX):].split("-", 1)[0]
+            if owner.isdigit() and not _pid_alive(int(owner)) and entry.name not in mapped:
+                orphans.append(entry)
+        entries = orphans
+    removed = []
+    for entry in entries:
+        try:
+            entry.unlink()
+            removed.append(entry)
+        except OSError:
+            pass
+    if removed:
+        log.info("removed %d python-backend shared-memory region(s): %s", len(removed),
+                 ", ".join(p.name for p in removed[:5]))
+    return removed
+
+
+def _die_with_owner(owner: int) -> None:  # preexec_fn of tritonserver: runs in the child between fork and exec
+    """Own session, and SIGKILL when the owner's forking thread ends (so start() from a thread that ends
+    early would take the server with it: start it from the thread that lives as long as it should)."""
+    import ctypes
+
+    os.setsid()  # its own process group: the stubs follow it, and a terminal's Ctrl-C reaches only the owner
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != owner:  # the owner died between fork and prctl
+        os._exit(1)
+
+
+#: the watchdog: waits for EOF on stdin (the owner's end of the pipe closes however the owner ends),
+#: then SIGTERM, 10 s grace, SIGKILL to the server's process group, and removes its shm regions
+WATCHDOG = """
+import os, signal, sys, time
+pgid, prefix, shm = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+while os.read(0, 4096):
+    pass
+def alive():  # a member of the group that is not a zombie (an init that does not reap keeps zombies)
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+        except (OSError, ValueError, IndexError):
+            pass
+    return False
+if alive():
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except OSError:
+        pass
+    deadline = time.monotonic() + 10
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+    deadline = time.monotonic() + 10
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+for name in os.listdir(shm):
+    if name.startswith(prefix):
+        try:
+            os.unlink(os.path.join(shm, name))
+        except OSError:
+            pass
+"""
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -222,6 +434,12 @@ class TritonServer:
     extra_args: Sequence[str] = ()
     process: Optional[subprocess.Popen[bytes]] = field(default=None, init=False, repr=False)
     staged: Optional[Path] = field(default=None, init=False, repr=False)
+    watchdog: Optional[subprocess.Popen[bytes]] = field(default=None, init=False, repr=False)
+    _watch_fd: Optional[int] = field(default=None, init=False, repr=False)
+    shm_region_prefix: Optional[str] = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        check_ports([self.http_port, self.grpc_port, self.metrics_port])
 
     @property
     def http_url(self) -> str:
@@ -244,6 +462,8 @@ class TritonServer:
             "--exit-on-error=true", "--strict-readiness=true", "--exit-timeout-secs=10",
             "--backend-config=python,shm-default-byte-size=8388608",
             "--backend-config=python,shm-growth-byte-size=8388608",
+            *([f"--backend-config=python,shm-region-prefix-name={self.shm_region_prefix}"]
+              if self.shm_region_prefix else []),
             *self.extra_args,
         ]
 
@@ -252,9 +472,16 @@ class TritonServer:
             raise ServerError(f"{self.repository}: no such model repository")
         env = self.env if self.env is not None and env_ready(Path(self.env)) else ensure_env(self.env)
         layout = ServerLayout.of(env)
+        check_ports([self.http_port, self.grpc_port, self.metrics_port])
+        given = [(n, p) for n, p in (("http", self.http_port), ("grpc", self.grpc_port),
+                                     ("metrics", self.metrics_port)) if p]
+        ensure_ports_free(self.host, given)  # never read a foreign server's readiness as ours
         self.http_port = self.http_port or free_port(self.host)
         self.grpc_port = self.grpc_port or free_port(self.host)
         self.metrics_port = self.metrics_port or free_port(self.host)
+        check_ports([self.http_port, self.grpc_port, self.metrics_port])
+        clean_shm()  # leftovers of servers whose owner died and no live process maps
+        self.shm_region_prefix = shm_prefix(os.getpid(), self.http_port)
         if self.log_file is None:
             self.log_file = env / "logs" / f"tritonserver-{os.getpid()}-{self.http_port}.log"
             week_ago = time.time() - 7 * 86400
@@ -267,13 +494,38 @@ class TritonServer:
         log.debug("starting %s", " ".join(cmd))
         with open(self.log_file, "wb") as out:
             self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            env=server_environment(layout, self.staged), start_new_session=True)
+                                            env=server_environment(layout, self.staged),
+                                            preexec_fn=functools.partial(_die_with_owner, os.getpid()))  # noqa: PLW1509  (setsid + prctl only)
         try:
+            self._start_watchdog()
             self.wait_ready(self.ready_timeout)
+            self._check_listener()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _start_watchdog(self) -> None:
+        """A process outside the server's group that ends the server when this process ends (see the module doc)."""
+        assert self.process is not None and self.shm_region_prefix is not None
+        read_fd, write_fd = os.pipe()
+        os.set_inheritable(write_fd, False)
+        try:
+            self.watchdog = subprocess.Popen(
+                [sys.executable, "-c", WATCHDOG, str(self.process.pid), self.shm_region_prefix, str(SHM_DIR)],
+                stdin=read_fd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        finally:
+            os.close(read_fd)
+        self._watch_fd = write_fd
+
+    def _check_listener(self) -> None:
+        """The HTTP port answering readiness must be this server's (a foreign one could have bound it meanwhile)."""
+        if self.process is None or not Path("/proc/net/tcp").exists():
+            return
+        holders = {pid for pid, _ in port_holders(int(self.http_port or 0))}
+        if holders and self.process.pid not in holders:
+            raise PortInUseError(f"http port {self.http_port} on {self.host} answered readiness but is held by "
+                                 f"pid {sorted(holders)}, not by our tritonserver (pid {self.process.pid})")
 
     def log_tail(self, lines: int = 15) -> str:
         try:
@@ -305,6 +557,8 @@ class TritonServer:
         if proc is None:
             return None
         staged, self.staged = self.staged, None
+        watchdog, self.watchdog = self.watchdog, None
+        watch_fd, self._watch_fd = self._watch_fd, None
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -320,6 +574,15 @@ class TritonServer:
         except subprocess.TimeoutExpired:
             return None
         finally:
+            if watch_fd is not None:
+                os.close(watch_fd)  # the watchdog sees EOF, finds the group gone, removes the regions and exits
+            if watchdog is not None:
+                try:
+                    watchdog.wait(25)
+                except subprocess.TimeoutExpired:
+                    watchdog.kill()
+            if self.shm_region_prefix:
+                clean_shm(self.shm_region_prefix)
             if staged is not None:
                 shutil.rmtree(staged, ignore_errors=True)
 

@@ -34,9 +34,20 @@ class TritonPythonModel:
             images = pb_utils.get_input_tensor_by_name(request, "image").as_numpy()
             try:
                 out = np.stack([self._one(image) for image in images]).astype(np.float32)
-            except Exception as exc:  # noqa: BLE001  answered as this request's error
+            except (ValueError, TypeError) as exc:  # the client's image (ImageError is a ValueError): HTTP 400
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=_client_error(exc)))
+                continue
+            except Exception as exc:  # noqa: BLE001  answered as this request's error (HTTP 500)
                 error = pb_utils.TritonError(f"emonext_preprocess: {exc}")
                 responses.append(pb_utils.InferenceResponse(output_tensors=[], error=error))
                 continue
             responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("input", out)]))
         return responses
+
+
+def _client_error(exc):
+    """An INVALID_ARG error (HTTP 400, gRPC INVALID_ARGUMENT); python backends without error codes
+    (before Triton 23.xx) only have the plain error, which Triton answers with 500."""
+    message = f"emonext_preprocess: {exc}"
+    code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
+    return pb_utils.TritonError(message, code) if code is not None else pb_utils.TritonError(message)
