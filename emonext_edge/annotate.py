@@ -74,7 +74,8 @@ def layout_labels(boxes: Sequence[Rect], sizes: Sequence[tuple[int, int]], frame
 
 
 def label_text(face: Any) -> str:
-    return f"#{face.id} {face.label} {face.score:.2f}"
+    """``#id Label score``; ``#id unknown`` for a face without a score (a crop that could not be classified)."""
+    return f"#{face.id} {face.label}" if face.score is None else f"#{face.id} {face.label} {face.score:.2f}"
 
 
 def draw_faces(frame: np.ndarray, faces: Sequence[Any], fps: float | None = None) -> np.ndarray:

@@ -26,7 +26,7 @@ sys.path.pop(0)
 
 pytest.importorskip("torch")  # the onnx_path fixture exports the official fixture model
 
-FRAME_KEYS = {"frame", "time", "detected", "faces"}
+FRAME_KEYS = {"frame", "time", "detected", "faces", "skipped"}
 FACE_KEYS = {"track", "box", "label", "score", "probs", "detected"}
 
 
