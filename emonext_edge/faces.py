@@ -86,8 +86,9 @@ def _default_detector_path() -> Path:
     return Path(lbp_frontal_face_cascade_filename())
 
 
-def check_bundled_yunet(path: Path = BUNDLED_YUNET) -> Path:
-    """``path`` when it is the bundled YuNet file with the expected SHA-256, else ``ModelFileError``."""
+def check_bundled_yunet(path: Optional[Path] = None) -> Path:
+    """The bundled YuNet file (or ``path``) when its SHA-256 is the expected one, else ``ModelFileError``."""
+    path = BUNDLED_YUNET if path is None else path
     if not path.is_file():
         raise ModelFileError(f"{path}: the bundled YuNet face detector is missing (reinstall emonext-edge)")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from emonext_edge.errors import VideoSourceError
 from emonext_edge.faces import crop_face
@@ -218,8 +220,6 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 # 320x240 frame; the stream runs with detect_every=3 to the end on the ONNX and the IR. Detectors:
 # the default (YuNet) on the pasted FER2013 faces, and a planted detector that reports exactly the
 # pasted boxes (tiny ones included) and misses some rounds, which drives the tracker into every jump.
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 PROP_W, PROP_H, PROP_FRAMES = 320, 240, 24
 
