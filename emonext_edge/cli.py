@@ -30,7 +30,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default=None, help="backend device, e.g. CPU, GPU, NPU, AUTO, cuda")
         p.add_argument("--precision", default=None, help="e.g. f32 / f16 / bf16 for OpenVINO (default f32)")
         p.add_argument("--threads", type=int, default=None, help="inference threads")
-        p.add_argument("--detector", default=None, help="face detector file: YuNet .onnx or cascade .xml")
+        p.add_argument("--detector", default=None,
+                       help="face detector: yunet (the bundled default), haar, or a YuNet .onnx / cascade .xml file")
         p.add_argument("--no-verify", dest="verify", action="store_false",
                        help="skip the SHA-256 check of the artifact's files against its sidecar (artifact_sha256)")
 
