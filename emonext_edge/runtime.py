@@ -217,6 +217,7 @@ class Runtime:
         detector: DetectorSpec = None,
         margin: float = 0.1,
         whole_image: bool = False,
+        **removed: Any,
     ) -> Prediction:
         """Classify one face image (path or uint8 array; BGR unless ``rgb``; gray and BGRA accepted).
 
@@ -233,7 +234,12 @@ class Runtime:
 
         ``whole_image=True`` skips the search and classifies the image as given. Smaller
         images are always classified as given. Returns one :class:`Prediction`.
+        ``detect_faces=True`` (0.3, which returned a list) is refused: use :meth:`predict_faces`.
         """
+        if removed:
+            advice = " (predict returns one Prediction; use predict_faces(frame) for every face)" \
+                if "detect_faces" in removed else ""
+            raise TypeError(f"predict() got unexpected keyword argument(s) {', '.join(sorted(removed))}{advice}")
         tensor = preprocess_one(image, rgb=rgb)  # validates the image, with the usual messages
         if not whole_image:
             crop = self._face_crop(image, rgb, detector, margin)
