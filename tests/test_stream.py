@@ -89,8 +89,10 @@ def test_smoothing_follows_a_real_expression_change_within_the_half_life(rt, fer
     second, _ = clips.compose_frames([surprise], 30)
     path = clips.write_clip(first + second[15:], tmp_path / "switch.avi")
     half_life, switch = 0.2, 0.5
-    raw = list(rt.stream(str(path), detect_every=3, smoothing=0))
-    smooth = list(rt.stream(str(path), detect_every=3, smoothing=half_life))
+    # the crop decides the raw labels: these were established on the Haar cascade's boxes (YuNet's taller boxes
+    # make the model waver between Happy and Neutral on this face), so the detector is pinned
+    raw = list(rt.stream(str(path), detect_every=3, smoothing=0, detector="haar"))
+    smooth = list(rt.stream(str(path), detect_every=3, smoothing=half_life, detector="haar"))
     assert all(len(r.faces) == 1 and r.faces[0].id == 1 for r in raw + smooth)  # same face position, same track
     raw_labels = [r.faces[0].label for r in raw]
     assert set(raw_labels[:15]) == {"Happy"} and set(raw_labels[15:]) == {"Surprise"}
