@@ -200,7 +200,25 @@ def test_default_detector_is_the_bundled_yunet_and_haar_is_the_fallback(tmp_path
         detect_faces(_astronaut())
     notes = [r.getMessage() for r in caplog.records]
     assert len(notes) == 1 and "SHA-256" in notes[0] and "Haar" in notes[0] and "\n" not in notes[0]
+    # an OpenCV without FaceDetectorYN (older than 4.8): the same fallback, with its own reason
+    monkeypatch.setattr(faces, "BUNDLED_YUNET", faces.Path(faces.__file__).parent / "data/face_detector/yunet_n_640_640.onnx")
+    monkeypatch.delattr(cv2, "FaceDetectorYN")
     monkeypatch.setattr(faces._local, "cache", {})
+    faces._fallback_noted.clear()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="emonext_edge.faces"):
+        assert faces.detector_kind() == "cascade"
+    assert len(caplog.records) == 1 and "FaceDetectorYN" in caplog.records[0].getMessage()
+    monkeypatch.setattr(faces._local, "cache", {})
+
+
+def test_yunet_on_a_large_photo_finds_a_big_face(fer2013_root):
+    """A 1600x1200 photo with a 700 px face: YuNet runs at 640 px (at full size it misses such faces)."""
+    path = sorted((fer2013_root / "val" / "Happy").glob("*.jpg"))[0]
+    frame = np.full((1200, 1600, 3), 120, np.uint8)
+    frame[200:900, 300:1000] = cv2.resize(cv2.imread(str(path)), (700, 700), interpolation=cv2.INTER_CUBIC)
+    (box,) = detect_faces(frame)
+    assert _iou(box, (300, 200, 700, 700)) > 0.4, box
 
 
 def test_yunet_finds_faces_the_haar_cascade_misses(fer2013_root):
