@@ -192,7 +192,7 @@ def _hit(det: tuple[int, int, int, int], truth: tuple[int, int, int, int]) -> bo
             and 0.6 * truth[2] <= det[2] <= 1.6 * truth[2])
 
 
-def detection_quality(frames, detector: str) -> dict[str, Any]:
+def detection_quality(frames, detector: str, scale: float = 1.0) -> dict[str, Any]:
     """Recall (overall and per pasted size), false positives per frame, detection ms per frame."""
     import cv2
 
@@ -201,13 +201,13 @@ def detection_quality(frames, detector: str) -> dict[str, Any]:
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
-        detect_faces(frames[0][0], detector=detector)  # load once
+        detect_faces(frames[0][0], detector=detector, scale=scale)  # load once
         found = dict.fromkeys(DETECTION_SIZES, 0)
         pasted = dict.fromkeys(DETECTION_SIZES, 0)
         false_pos, times, cpu = 0, [], []
         for frame, truth in frames:
             tick, cpu_tick = time.perf_counter(), time.thread_time()
-            dets = detect_faces(frame, detector=detector)
+            dets = detect_faces(frame, detector=detector, scale=scale)
             times.append((time.perf_counter() - tick) * 1000)
             cpu.append((time.thread_time() - cpu_tick) * 1000)
             for box in truth:
@@ -218,7 +218,7 @@ def detection_quality(frames, detector: str) -> dict[str, Any]:
         cv2.setNumThreads(threads)
     total = sum(pasted.values())
     return {
-        "detector": detector, "kind": detector_kind(detector), "frames": len(frames), "faces": total,
+        "detector": detector, "scale": scale, "kind": detector_kind(detector), "frames": len(frames), "faces": total,
         "recall": sum(found.values()) / max(total, 1),
         "recall_by_size": {size: found[size] / pasted[size] for size in DETECTION_SIZES if pasted[size]},
         "false_positives": false_pos, "false_positives_per_frame": false_pos / len(frames),
@@ -230,13 +230,13 @@ def detection_quality(frames, detector: str) -> dict[str, Any]:
 def _detection_markdown(rows: list[dict[str, Any]]) -> str:
     sizes = [s for s in DETECTION_SIZES if any(s in r["recall_by_size"] for r in rows)]
     lines = [
-        "| detector | frames | faces | recall | " + " | ".join(f"recall {s} px" for s in sizes)
+        "| detector | scale | frames | faces | recall | " + " | ".join(f"recall {s} px" for s in sizes)
         + " | false positives (per frame) | ms per 640x480 frame (median): wall | CPU |",
-        "|---|---:|---:|---:|" + "---:|" * len(sizes) + "---:|---:|---:|",
+        "|---|---:|---:|---:|---:|" + "---:|" * len(sizes) + "---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['detector']} | {r['frames']} | {r['faces']} | {r['recall']:.1%} | "
+            f"| {r['detector']} | {r['scale']:g} | {r['frames']} | {r['faces']} | {r['recall']:.1%} | "
             + " | ".join(f"{r['recall_by_size'].get(s, float('nan')):.0%}" for s in sizes)
             + f" | {r['false_positives']} ({r['false_positives_per_frame']:.2f}) | {r['ms_per_frame_median']:.1f} | "
             f"{r['cpu_ms_per_frame_median']:.1f} |"
@@ -361,9 +361,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     detection: list[dict[str, Any]] = []
     if args.detection_frames > 0:
         frames = detection_frames(args.fer_root, args.detection_frames)
-        for detector in args.detectors:
-            detection.append(detection_quality(frames, detector))
-            print(f"[video] detector {detector}: recall {detection[-1]['recall']:.1%}, "
+        for detector, scale in [(d, s) for d in args.detectors for s in args.detect_scale]:
+            detection.append(detection_quality(frames, detector, scale))
+            print(f"[video] detector {detector} scale {scale:g}: recall {detection[-1]['recall']:.1%}, "
                   f"{detection[-1]['false_positives']} false positives, "
                   f"{detection[-1]['ms_per_frame_median']:.1f} ms/frame (load {os.getloadavg()[0]:.2f})",
                   file=sys.stderr, flush=True)
