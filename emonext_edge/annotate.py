@@ -32,7 +32,9 @@ PAD = 3
 
 
 def color_for(label: str) -> tuple[int, int, int]:
-    """The label's colour (a stable colour derived from the name for labels outside FER2013)."""
+    """The label's colour (a stable colour derived from the name for labels outside FER2013; grey for unknown)."""
+    if label == "unknown":  # a face whose crop could not be classified (emonext_edge.stream.SkippedFace)
+        return (160, 160, 160)
     if label in EMOTION_COLORS:
         return EMOTION_COLORS[label]
     h = zlib.crc32(label.encode())
