@@ -214,7 +214,7 @@ def test_default_detector_is_the_bundled_yunet_and_haar_is_the_fallback(tmp_path
 
 def test_yunet_on_a_large_photo_finds_a_big_face(fer2013_root):
     """A 1600x1200 photo with a 700 px face: YuNet runs at 640 px (at full size it misses such faces)."""
-    path = sorted((fer2013_root / "val" / "Happy").glob("*.jpg"))[0]
+    path = min((fer2013_root / "val" / "Happy").glob("*.jpg"))
     frame = np.full((1200, 1600, 3), 120, np.uint8)
     frame[200:900, 300:1000] = cv2.resize(cv2.imread(str(path)), (700, 700), interpolation=cv2.INTER_CUBIC)
     (box,) = detect_faces(frame)
