@@ -34,7 +34,9 @@ PAD = 3
 
 
 def color_for(label: str) -> tuple[int, int, int]:
-    """The label's colour (a stable colour derived from the name for labels outside FER2013)."""
+    """The label's colour (a stable colour derived from the name for labels outside FER2013; grey for unknown)."""
+    if label == "unknown":  # a face whose crop could not be classified (emonext_edge.stream.SkippedFace)
+        return (160, 160, 160)
     if label in EMOTION_COLORS:
         return EMOTION_COLORS[label]
     h = zlib.crc32(label.encode())
@@ -76,7 +78,8 @@ def layout_labels(boxes: Sequence[Rect], sizes: Sequence[tuple[int, int]], frame
 
 
 def label_text(face: Any) -> str:
-    return f"#{face.id} {face.label} {face.score:.2f}"
+    """``#id Label score``; ``#id unknown`` for a face without a score (a crop that could not be classified)."""
+    return f"#{face.id} {face.label}" if face.score is None else f"#{face.id} {face.label} {face.score:.2f}"
 
 
 def draw_faces(frame: np.ndarray, faces: Sequence[Any], fps: float | None = None) -> np.ndarray:

@@ -30,7 +30,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default=None, help="backend device, e.g. CPU, GPU, NPU, AUTO, cuda")
         p.add_argument("--precision", default=None, help="e.g. f32 / f16 / bf16 for OpenVINO (default f32)")
         p.add_argument("--threads", type=int, default=None, help="inference threads")
-        p.add_argument("--detector", default=None, help="face detector file: YuNet .onnx or cascade .xml")
+        p.add_argument("--detector", default=None,
+                       help="face detector: yunet (the bundled default), haar, or a YuNet .onnx / cascade .xml file")
         p.add_argument("--no-verify", dest="verify", action="store_false",
                        help="skip the SHA-256 check of the artifact's files against its sidecar (artifact_sha256)")
 
@@ -38,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     runtime_args(predict)
     predict.add_argument("images", nargs="+", help="image files (face crops, or full frames with --faces)")
     predict.add_argument("--faces", action="store_true", help="detect faces in each image and classify each one")
+    predict.add_argument("--whole-image", action="store_true",
+                         help="classify each image as it is (by default a photo is searched for a face: one face "
+                              "is cropped, several faces are refused with advice to use --faces)")
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     video = sub.add_parser("video", help="faces in a video file, webcam or stream URL: tracked, smoothed, annotated")
@@ -58,10 +62,11 @@ def _predict(args: argparse.Namespace) -> int:
     with _runtime(args) as rt:
         for image in args.images:
             if args.faces:
-                faces = rt.predict(image, detect_faces=True, detector=args.detector)
+                faces = rt.predict_faces(image, detector=args.detector)
                 results.append({"image": image, "faces": [f.to_dict() for f in faces]})
             else:
-                results.append({"image": image, **rt.predict(image).to_dict()})
+                results.append({"image": image, **rt.predict(image, detector=args.detector,
+                                                              whole_image=args.whole_image).to_dict()})
         info = rt.info
     if args.json:
         for r in results:  # logits are for programs; keep the JSON readable but complete

@@ -1,14 +1,15 @@
 """Face detection and cropping for full frames (numpy + OpenCV, no torch).
 
-Default detector: OpenCV's bundled frontal-face Haar cascade (``cv2.CascadeClassifier``).
-OpenCV 5 removed both ``CascadeClassifier`` and the bundled cascades from its Python
-packages; there the default falls back to scikit-image's bundled LBP frontal-face cascade
-(``skimage.feature.Cascade``), and without scikit-image a clear error asks for a detector
-file. Pass a YuNet ``.onnx`` model file (``cv2.FaceDetectorYN``; e.g.
-``face_detection_yunet_2023mar.onnx`` from the OpenCV model zoo, which the user supplies:
-nothing is downloaded at run time), another cascade ``.xml``, or a callable
-``detector(frame) -> [(x, y, w, h), ...]`` as ``detector`` to choose. A file that is not a
-face detector is refused with a :class:`ModelFileError` naming it.
+Default detector: YuNet-n (``cv2.FaceDetectorYN``), bundled with the package in
+``emonext_edge/data/face_detector/`` together with its Apache-2.0 ``LICENSE`` and an
+attribution README; its SHA-256 is checked each time it is loaded. When it cannot be used
+(an OpenCV without ``FaceDetectorYN``, a missing or altered file, a load failure) the
+default falls back to OpenCV's bundled frontal-face Haar cascade with a one-line warning
+(once per process); OpenCV 5, which dropped the cascades, falls back further to
+scikit-image's LBP cascade. ``detector="yunet"`` / ``"haar"`` pick one by name (no
+fallback); a YuNet ``.onnx``, a cascade ``.xml``, or a callable
+``detector(frame) -> [(x, y, w, h), ...]`` choose another. A file that is not a face
+detector is refused with a :class:`ModelFileError` naming it.
 
 Boxes lying mostly outside the picture are dropped: outside the frame (DNN detectors
 may return such boxes) or over the uniform black bars of a letterboxed / padded frame.
@@ -19,6 +20,7 @@ detector instance (cached per thread and per model file).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -38,7 +40,16 @@ FloatBox = Tuple[float, float, float, float]
 DetectorSpec = Union[None, str, os.PathLike, Callable[[np.ndarray], Any]]
 
 HAAR_DEFAULT = "haarcascade_frontalface_default.xml"
+#: the bundled YuNet-n weights (Apache-2.0; LICENSE and README.md beside it) and their SHA-256
+BUNDLED_YUNET = Path(__file__).resolve().parent / "data" / "face_detector" / "yunet_n_640_640.onnx"
+BUNDLED_YUNET_SHA256 = "25a606a145a5b6d7271ae138fbd00eba91dad8b83222ae3f2c7ecd0f4a7b0e31"
+#: YuNet's score threshold (the value the weights' README gives for cv2.FaceDetectorYN.create)
+YUNET_SCORE = 0.6
+#: longest side YuNet is run at (frames above are shrunk for it)
+YUNET_MAX_SIDE = 640
+NAMED_DETECTORS = ("yunet", "haar")
 _local = threading.local()
+_fallback_noted = threading.Event()
 
 
 def default_cascade_path() -> Path:
@@ -76,13 +87,58 @@ def _default_detector_path() -> Path:
     return Path(lbp_frontal_face_cascade_filename())
 
 
+def check_bundled_yunet(path: Optional[Path] = None) -> Path:
+    """The bundled YuNet file (or ``path``) when its SHA-256 is the expected one, else ``ModelFileError``."""
+    path = BUNDLED_YUNET if path is None else path
+    if not path.is_file():
+        raise ModelFileError(f"{path}: the bundled YuNet face detector is missing (reinstall emonext-edge)")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != BUNDLED_YUNET_SHA256:
+        raise ModelFileError(
+            f"{path}: SHA-256 {digest[:12]}... does not match the bundled YuNet's {BUNDLED_YUNET_SHA256[:12]}... "
+            "(file altered or damaged; reinstall emonext-edge)"
+        )
+    return path
+
+
+def _default_detector() -> tuple[str, Any]:
+    """The bundled YuNet; else (with a one-line warning, once) the Haar / LBP cascade."""
+    import cv2
+
+    try:
+        if not hasattr(cv2, "FaceDetectorYN"):
+            raise ModelFileError(f"OpenCV {cv2.__version__} has no cv2.FaceDetectorYN (YuNet needs OpenCV 4.8+)")
+        return _detector(check_bundled_yunet())
+    except ModelFileError as exc:
+        fallback = _detector(_default_detector_path())
+        if not _fallback_noted.is_set():
+            _fallback_noted.set()
+            log.warning("face detector: YuNet unavailable (%s); using the %s cascade instead (finds fewer faces, "
+                        "some false ones)", exc, "Haar" if fallback[0] == "cascade" else "LBP")
+        return fallback
+
+
+def detector_kind(spec: DetectorSpec = None) -> str:
+    """What ``spec`` runs: ``"yunet"``, ``"cascade"`` (Haar/LBP via OpenCV), ``"skimage"`` or ``"callable"``."""
+    return "callable" if callable(spec) else _detector(spec)[0]
+
+
 def _detector(spec: Union[None, str, os.PathLike]) -> tuple[str, Any]:
     """(kind, detector) for ``spec``, created once per thread."""
     cv2 = import_cv2()
 
-    path = _default_detector_path() if spec is None else Path(spec)
-    cache: dict[Path, tuple[str, Any]] = getattr(_local, "cache", None) or {}
+    cache: dict[Any, tuple[str, Any]] = getattr(_local, "cache", None) or {}
     _local.cache = cache
+    if spec is None:
+        if None not in cache:
+            cache[None] = _default_detector()
+        return cache[None]
+    if isinstance(spec, str) and spec.lower() in NAMED_DETECTORS and not Path(spec).exists():
+        name = spec.lower()
+        if name not in cache:
+            cache[name] = _detector(check_bundled_yunet() if name == "yunet" else _default_detector_path())
+        return cache[name]
+    path = Path(spec)
     if path in cache:
         return cache[path]
     if not path.is_file():
@@ -130,7 +186,7 @@ def _load_yunet(path: Path) -> Any:
         "cls_8/16/32, obj_*, bbox_*, kps_*, such as face_detection_yunet_2023mar.onnx from the OpenCV model zoo)"
     )
     try:
-        detector = cv2.FaceDetectorYN.create(str(path), "", (64, 64), 0.8, 0.3, 5000)
+        detector = cv2.FaceDetectorYN.create(str(path), "", (64, 64), YUNET_SCORE, 0.3, 5000)
     except cv2.error as exc:
         raise ModelFileError(f"{not_yunet}; OpenCV: {_cv_reason(exc)}") from None
     try:
@@ -192,15 +248,17 @@ def detect_faces(
 ) -> list[Box]:
     """Faces in a BGR / gray / BGRA uint8 frame as ``(x, y, w, h)`` boxes, left to right.
 
-    ``detector``: ``None`` (OpenCV's Haar cascade), a cascade ``.xml``, a YuNet ``.onnx``,
-    or a callable ``detector(frame) -> [(x, y, w, h), ...]``. Boxes with less than half of
+    ``detector``: ``None`` (the bundled YuNet; Haar cascade fallback), ``"yunet"`` /
+    ``"haar"``, a cascade ``.xml``, a YuNet ``.onnx``, or a callable ``detector(frame) -> [(x, y, w, h), ...]``. Boxes with less than half of
     their area inside the picture (the frame minus black padding bars) are dropped.
-    ``min_size``: smallest face side in pixels (default: 1/10 of the shorter frame side, at
-    least 32: smaller faces carry too little detail for a 48-px-trained classifier anyway).
+    ``min_size``: smallest face side in pixels (default: YuNet 1/30 of the shorter frame side,
+    at least 24; cascades 1/10, at least 32, as they fire on small textures).
     ``scale`` (0 < scale <= 1): run the detector on the frame resized by this factor (boxes
-    are returned in frame pixels); 0.5 makes the Haar cascade about 2x faster (2.2x measured
-    on 640x480), and a face must then be at least 24 / scale px (the cascade's window). A frame without faces gives
-    an empty list.
+    are returned in frame pixels); 0.5 makes the detector about 2-4x faster, and a face must
+    then be at least 24 / scale px for the Haar cascade (its window). YuNet always sees at
+    most 640 px on the longer side (it was trained at 640x640: on larger inputs it misses
+    big faces and is slow); larger frames are shrunk for it. A frame without faces gives an
+    empty list.
     """
     cv2 = import_cv2()
 
@@ -208,10 +266,12 @@ def detect_faces(
     h, w = frame.shape[:2]
     if not 0 < scale <= 1:
         raise ValueError(f"scale must be in (0, 1], got {scale}")
-    if min_size is None:
-        min_size = max(32, min(h, w) // 10)
     det: Any
     kind, det = ("callable", detector) if callable(detector) else _detector(detector)
+    if min_size is None:
+        min_size = max(24, min(h, w) // 30) if kind in ("yunet", "callable") else max(32, min(h, w) // 10)
+    if kind == "yunet":
+        scale = min(scale, YUNET_MAX_SIDE / max(h, w))
     img, ih, iw, small = frame, h, w, min_size
     if scale < 1 and kind != "callable":
         iw, ih = max(1, round(w * scale)), max(1, round(h * scale))
@@ -228,7 +288,8 @@ def detect_faces(
         try:
             _, found = det.detect(np.ascontiguousarray(bgr))
         except cv2.error as exc:
-            raise ModelFileError(f"{detector}: the YuNet face detector failed on a {iw}x{ih} frame: {_cv_reason(exc)}") from None
+            name = detector if detector is not None else BUNDLED_YUNET.name
+            raise ModelFileError(f"{name}: the YuNet face detector failed on a {iw}x{ih} frame: {_cv_reason(exc)}") from None
         raw = [] if found is None else [tuple(row[:4]) for row in found]
     elif kind == "skimage":
         gray = to_gray(img, name="frame")

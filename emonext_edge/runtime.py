@@ -32,6 +32,9 @@ from .preprocess import INPUT_SHAPE, ImageInput, as_image_list, load_image, prep
 
 log = logging.getLogger(__name__)
 
+#: images with a shorter side of at least this many px are searched for faces by ``predict``
+SCENE_CHECK_SIDE = 128
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -215,25 +218,68 @@ class Runtime:
         self,
         image: ImageInput,
         rgb: bool = False,
-        detect_faces: bool = False,
         detector: DetectorSpec = None,
         margin: float = 0.1,
-    ) -> Union[Prediction, list[FacePrediction]]:
-        """Classify one image (path or uint8 array; BGR unless ``rgb``; gray and BGRA accepted).
+        whole_image: bool = False,
+        **removed: Any,
+    ) -> Prediction:
+        """Classify one face image (path or uint8 array; BGR unless ``rgb``; gray and BGRA accepted).
 
-        With ``detect_faces=True`` the image is a full frame: each face found (see
-        :func:`emonext_edge.faces.detect_faces`; ``detector`` picks the detector) is cropped
-        with ``margin`` and classified; returns one :class:`FacePrediction` per face, an
-        empty list when there is none.
+        ``predict`` never treats a scene as one face. An image of at least
+        :data:`SCENE_CHECK_SIDE` px on its shorter side is first searched for faces
+        (:func:`emonext_edge.faces.detect_faces`, ``detector``; default: the bundled YuNet):
+
+        - no face found, or one face filling at least half of the image's width and height:
+          the image is classified as given (a face crop; tight crops often have too little
+          context for the detector);
+        - one smaller face: that face is cropped (with ``margin``) and classified (a portrait);
+        - several faces: ``ImageError`` saying how many, with the advice to use
+          :meth:`predict_faces` (CLI: ``predict --faces``).
+
+        ``whole_image=True`` skips the search and classifies the image as given. Smaller
+        images are always classified as given. Returns one :class:`Prediction`.
+        ``detect_faces=True`` (0.3, which returned a list) is refused: use :meth:`predict_faces`.
         """
-        if not detect_faces:
-            return self._predictions(self.run(preprocess_one(image, rgb=rgb)[None]))[0]
-        return self.predict_faces(image, rgb=rgb, detector=detector, margin=margin)
+        if removed:
+            advice = " (predict returns one Prediction; use predict_faces(frame) for every face)" \
+                if "detect_faces" in removed else ""
+            raise TypeError(f"predict() got unexpected keyword argument(s) {', '.join(sorted(removed))}{advice}")
+        tensor = preprocess_one(image, rgb=rgb)  # validates the image, with the usual messages
+        if not whole_image:
+            crop = self._face_crop(image, rgb, detector, margin)
+            if crop is not None:
+                tensor = preprocess_one(crop)
+        return self._predictions(self.run(tensor[None]))[0]
+
+    def _face_crop(self, image: ImageInput, rgb: bool, detector: DetectorSpec, margin: float) -> Optional[np.ndarray]:
+        """The BGR crop of the one face of a larger image, ``None`` for a face crop; ``ImageError`` for several faces."""
+        name = str(image) if isinstance(image, (str, os.PathLike)) else "image"
+        frame = load_image(image) if isinstance(image, (str, os.PathLike)) else image
+        if not isinstance(frame, np.ndarray) or frame.ndim not in (2, 3):
+            return None  # preprocess_one accepted it; nothing a detector could search
+        if rgb and not isinstance(image, (str, os.PathLike)) and frame.ndim == 3 and frame.shape[2] in (3, 4):
+            frame = np.ascontiguousarray(frame[:, :, [2, 1, 0] + ([3] if frame.shape[2] == 4 else [])])
+        h, w = frame.shape[:2]
+        if min(h, w) < SCENE_CHECK_SIDE:
+            return None
+        boxes = detect_faces(frame, detector=detector, min_size=max(24, min(h, w) // 40))
+        if len(boxes) > 1:
+            raise ImageError(
+                f"{name}: {len(boxes)} faces found in this {w}x{h} image; predict classifies one face: use "
+                "predict_faces (CLI: predict --faces) to classify each face, or whole_image=True "
+                "(CLI: --whole-image) to classify the image as it is"
+            )
+        if not boxes or (boxes[0][2] >= w / 2 and boxes[0][3] >= h / 2):
+            return None
+        log.info("%s: classifying the face at %s of this %dx%d image", name, boxes[0], w, h)
+        return crop_face(frame, boxes[0], margin=margin)
 
     def predict_faces(
         self, frame: ImageInput, rgb: bool = False, detector: DetectorSpec = None, margin: float = 0.1
     ) -> list[FacePrediction]:
-        """Detect faces in ``frame`` and classify each crop (empty list when no face)."""
+        """Detect faces in ``frame`` and classify each crop (grown by ``margin``); one
+        :class:`FacePrediction` per face, left to right; an empty list when there is none.
+        ``detector``: see :func:`emonext_edge.faces.detect_faces` (default: the bundled YuNet)."""
         if isinstance(frame, (str, os.PathLike)):
             frame, rgb = load_image(frame), False
         if isinstance(frame, np.ndarray) and rgb and frame.ndim == 3 and frame.shape[2] in (3, 4):

@@ -86,13 +86,29 @@ class TrackResult:
 
 
 @dataclass(frozen=True)
+class SkippedFace:
+    """A face seen on a frame whose crop could not be classified (e.g. too small): not in
+    ``faces``, drawn as ``#id unknown``; ``reason`` says why. Counted in ``VideoStream.skipped``."""
+
+    id: int
+    box: Box
+    reason: str
+    label: str = "unknown"
+    score: Optional[float] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"track": self.id, "box": list(self.box), "reason": self.reason}
+
+
+@dataclass(frozen=True)
 class FrameResult:
     """Everything known about one processed frame.
 
     ``index``: position of the frame in the source (0-based; gaps = dropped frames);
     ``time``: seconds (see the module doc); ``faces``: one :class:`TrackResult` per
     visible face, by track id; ``detected``: the detector ran on this frame;
-    ``timings``: milliseconds per stage; ``frame``: the BGR image (annotated with ``draw=True``).
+    ``timings``: milliseconds per stage; ``frame``: the BGR image (annotated with ``draw=True``);
+    ``skipped``: faces whose crop could not be classified on this frame (drawn as unknown).
     """
 
     index: int
@@ -101,12 +117,15 @@ class FrameResult:
     detected: bool
     timings: dict[str, float]
     frame: np.ndarray = field(repr=False)
+    skipped: tuple[SkippedFace, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-lines record: ``{"frame", "time", "detected", "faces": [{"track", "box", "label", "score", "probs", "detected"}]}``."""
+        """The JSON-lines record: ``{"frame", "time", "detected", "faces": [{"track", "box", "label", "score",
+        "probs", "detected"}], "skipped": [{"track", "box", "reason"}]}``."""
         return {
             "frame": self.index, "time": round(self.time, 6), "detected": self.detected,
             "faces": [face.to_dict() for face in self.faces],
+            "skipped": [face.to_dict() for face in self.skipped],
         }
 
 
@@ -392,6 +411,7 @@ class VideoStream:
         self._grabber = _Grabber(self.reader, max_frames)
         self.frames = 0
         self.faces = 0
+        self.skipped = 0  # faces seen but not classifiable on their frame (see SkippedFace)
         self.totals = dict.fromkeys(STAGES, 0.0)
         self.cpu_totals = dict.fromkeys(STAGES, 0.0)  # CPU time of the thread that ran each stage
         self._started: Optional[float] = None
@@ -417,10 +437,10 @@ class VideoStream:
         return 0.0 if self._started is None else time.perf_counter() - self._started
 
     def stats(self) -> dict[str, Any]:
-        """Frames processed, dropped, faces, elapsed seconds, frames/s, mean ms per stage."""
+        """Frames processed, dropped, faces (classified), skipped faces, elapsed seconds, frames/s, mean ms per stage."""
         n = max(self.frames, 1)
         return {
-            "frames": self.frames, "dropped": self.dropped, "faces": self.faces,
+            "frames": self.frames, "dropped": self.dropped, "faces": self.faces, "skipped": self.skipped,
             "seconds": round(self.elapsed, 3), "fps": self.frames / max(self.elapsed, 1e-9),
             "ms_per_frame": {stage: self.totals[stage] / n for stage in STAGES},
             # CPU time of the thread running each stage: close to the wall time on an idle machine when the
@@ -459,14 +479,18 @@ class VideoStream:
                 packet = self._grabber.get()
                 if packet is None:
                     break
-                yield self._process(packet)
+                try:
+                    result = self._process(packet)
+                except EmoNeXtError as exc:  # name the frame, not an internal crop
+                    raise type(exc)(f"{self.source}: frame {packet.index}: {exc}") from None
+                yield result
         finally:
             self.close()
 
     def _process(self, packet: _Packet) -> FrameResult:
         frame = packet.frame
         if not isinstance(frame, np.ndarray):
-            raise ImageError(f"{self.source}: frame {packet.index} is a {type(frame).__name__}, expected a numpy array")
+            raise ImageError(f"got a {type(frame).__name__}, expected a numpy array")
         timings = dict.fromkeys(STAGES, 0.0)
         timings["decode"] = packet.decode_ms
         self.cpu_totals["decode"] += packet.decode_cpu_ms
@@ -490,22 +514,32 @@ class VideoStream:
                 self.smoother.forget(gone)
             placed = [(track, track.box, True) for track in tracks]
         else:
-            placed = [(track, box, False) for track, box in self.tracker.predict(packet.time)]
+            placed = [(track, box, False) for track, box in self.tracker.predict(packet.time, (w, h))]
         lap("detect")
         faces: list[TrackResult] = []
-        visible = []
-        for track, box, detected in placed:
-            clipped = _clip(*box, w, h)
-            if clipped is not None and clipped[2] * clipped[3] >= 0.5 * box[2] * box[3]:
+        skipped: list[SkippedFace] = []
+        visible, crops = [], []
+        if placed:
+            from .preprocess import preprocess_one
+
+            reset()
+            for track, box, detected in placed:
+                clipped = _clip(*box, w, h)
+                if clipped is None or clipped[2] * clipped[3] < 0.5 * box[2] * box[3]:
+                    continue  # mostly outside the frame: not shown
+                try:
+                    crops.append(preprocess_one(crop_face(frame, clipped, margin=self.margin), name="face crop"))
+                except ImageError as exc:  # one face that cannot be classified must not end the stream
+                    skipped.append(SkippedFace(track.id, clipped, str(exc)))
+                    log.debug("%s: frame %d: face #%d %s skipped: %s", self.source, packet.index, track.id, clipped, exc)
+                    continue
                 visible.append((track, clipped, detected))
+            lap("preprocess")
         if visible:
-            from .preprocess import preprocess
             from .runtime import softmax
 
             reset()
-            batch = preprocess([crop_face(frame, box, margin=self.margin) for _, box, _ in visible])
-            lap("preprocess")
-            probs = softmax(self.runtime.run(batch))
+            probs = softmax(self.runtime.run(np.stack(crops)))
             lap("infer")
             for (track, box, detected), p in zip(visible, probs):
                 smooth = self.smoother.update(track.id, p, packet.time)
@@ -520,13 +554,14 @@ class VideoStream:
             from .annotate import draw_faces
 
             reset()
-            draw_faces(frame, faces)
+            draw_faces(frame, [*faces, *skipped])
             lap("draw")
         self.frames += 1
         self.faces += len(faces)
+        self.skipped += len(skipped)
         for stage in STAGES:
             self.totals[stage] += timings[stage]
-        return FrameResult(packet.index, packet.time, tuple(faces), detect_now, timings, frame)
+        return FrameResult(packet.index, packet.time, tuple(faces), detect_now, timings, frame, tuple(skipped))
 
 
 def _clip(x: int, y: int, bw: int, bh: int, w: int, h: int) -> Optional[Box]:
@@ -541,4 +576,4 @@ def stream(runtime: Runtime, source: SourceSpec, **options: Any) -> VideoStream:
     return VideoStream(runtime, source, **options)
 
 
-__all__ = ["STAGES", "FrameResult", "TrackResult", "VideoStream", "describe_source", "open_source", "stream"]
+__all__ = ["STAGES", "FrameResult", "SkippedFace", "TrackResult", "VideoStream", "describe_source", "open_source", "stream"]

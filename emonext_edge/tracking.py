@@ -8,6 +8,14 @@ missed once keeps its id); a detection matching no track starts a new id. Ids ar
 reused. Between detection rounds :meth:`FaceTracker.predict` moves each box along its
 velocity, so the classifier can be run on frames where the detector is skipped.
 
+A predicted box is always one the detector could have produced: its width and height stay
+within the range of the track's last detected sizes (a face that jumped from 273 to 76 px
+is never extrapolated to 11 px), it moves at most one box size away from its last
+detection, it is shifted (and, if larger than the frame, shrunk) to lie inside the frame,
+and a track whose box would be smaller than ``min_side`` px is not shown on that frame.
+A detection is matched by centre distance only to a track of similar size (at most
+``max_size_ratio`` apart), so a jump in size starts a new track rather than bending an old one.
+
 Smoothers keep one state per track id and take frame timestamps in seconds, so their
 behaviour does not depend on the frame rate:
 
@@ -25,11 +33,21 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Protocol, Tuple, Union
+from typing import Optional, Protocol, Tuple, Union
 
 import numpy as np
 
 Box = Tuple[int, int, int, int]  # x, y, w, h in pixels
+#: detections whose sizes bound a track's predicted size
+SIZE_MEMORY = 3
+
+
+def inside(box: Box, frame_size: tuple[int, int]) -> Box:
+    """``box`` shifted into a ``(w, h)`` frame (and shrunk to the frame where it is larger)."""
+    fw, fh = frame_size
+    x, y, w, h = box
+    w, h = min(w, fw), min(h, fh)
+    return (min(max(x, 0), fw - w), min(max(y, 0), fh - h), w, h)
 
 
 def iou(a: Box, b: Box) -> float:
@@ -52,18 +70,33 @@ class Track:
     missed: int = 0  # consecutive detection rounds without a match
     velocity: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # d(x, y, w, h)/dt in px/s
     _state: np.ndarray = field(init=False, repr=False)
+    _sizes: deque = field(init=False, repr=False)  # (w, h) of the last detections
 
     def __post_init__(self) -> None:
         self._state = np.asarray(self.box, dtype=np.float64)
+        self._sizes = deque([self.box[2:4]], maxlen=SIZE_MEMORY)
 
-    def predicted(self, t: float) -> Box:
-        """The box extrapolated to time ``t`` along the track's velocity."""
+    def predicted(self, t: float, frame_size: Optional[tuple[int, int]] = None) -> Box:
+        """The box extrapolated to time ``t`` along the track's velocity, bounded as the module doc says.
+
+        ``frame_size`` ``(w, h)``: also keep the box inside the frame."""
         dt = max(0.0, t - self.last_time)
+        x0, y0, w0, h0 = self._state
         x, y, w, h = self._state + np.asarray(self.velocity) * dt
-        w, h = max(w, 1.0), max(h, 1.0)
-        return (round(x), round(y), round(w), round(h))
+        widths, heights = [s[0] for s in self._sizes], [s[1] for s in self._sizes]
+        w, h = min(max(w, min(widths), 1.0), max(widths)), min(max(h, min(heights), 1.0), max(heights))
+        # at most one box size away from the last detection (its centre)
+        reach = max(w0, h0)
+        cx = min(max(x + w / 2, x0 + w0 / 2 - reach), x0 + w0 / 2 + reach)
+        cy = min(max(y + h / 2, y0 + h0 / 2 - reach), y0 + h0 / 2 + reach)
+        box = (round(cx - w / 2), round(cy - h / 2), max(1, round(w)), max(1, round(h)))
+        return box if frame_size is None else inside(box, frame_size)
 
     def _observe(self, box: Box, t: float) -> None:
+        self._sizes.append(box[2:4])
+        self._observe_motion(box, t)
+
+    def _observe_motion(self, box: Box, t: float) -> None:
         dt = t - self.last_time
         new = np.asarray(box, dtype=np.float64)
         if dt > 0:
@@ -80,16 +113,26 @@ class FaceTracker:
 
     ``iou_threshold``: smallest IoU between a detection and a track's predicted box for a
     match; ``max_distance``: else the largest centre distance, as a fraction of the
-    track's box size; ``max_missed``: detection rounds a track survives unmatched.
+    track's box size, for a detection at most ``max_size_ratio`` times larger or smaller
+    than the track's box; ``max_missed``: detection rounds a track survives unmatched;
+    ``min_side``: a predicted box smaller than this (px) is not shown (it could not be classified).
     """
 
-    def __init__(self, iou_threshold: float = 0.3, max_distance: float = 0.6, max_missed: int = 3) -> None:
+    def __init__(
+        self, iou_threshold: float = 0.3, max_distance: float = 0.6, max_missed: int = 3,
+        max_size_ratio: float = 1.5, min_side: int = 16,
+    ) -> None:
         if not 0.0 < iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
         if max_distance < 0:
             raise ValueError(f"max_distance must be >= 0, got {max_distance}")
         if max_missed < 0:
             raise ValueError(f"max_missed must be >= 0, got {max_missed}")
+        if not max_size_ratio >= 1.0:
+            raise ValueError(f"max_size_ratio must be >= 1, got {max_size_ratio}")
+        if min_side < 1:
+            raise ValueError(f"min_side must be >= 1 px, got {min_side}")
+        self.max_size_ratio, self.min_side = float(max_size_ratio), int(min_side)
         self.iou_threshold = iou_threshold
         self.max_distance = max_distance
         self.max_missed = max_missed
@@ -119,7 +162,7 @@ class FaceTracker:
                 continue
             size = max(p[2], p[3])
             for bi, b in enumerate(boxes):
-                if bi in used_b:
+                if bi in used_b or not _similar_size(p, b, self.max_size_ratio):
                     continue
                 d = math.hypot(p[0] + p[2] / 2 - b[0] - b[2] / 2, p[1] + p[3] / 2 - b[1] - b[3] / 2)
                 if d <= self.max_distance * size:
@@ -151,12 +194,21 @@ class FaceTracker:
         """Tracks matched in the last detection round, sorted by id."""
         return sorted((track for track in self.tracks if track.missed == 0), key=lambda track: track.id)
 
-    def predict(self, t: float) -> list[tuple[Track, Box]]:
-        """Visible tracks with their boxes moved to time ``t`` (for frames without detection)."""
-        return [(track, track.predicted(t)) for track in self.visible()]
+    def predict(self, t: float, frame_size: Optional[tuple[int, int]] = None) -> list[tuple[Track, Box]]:
+        """Visible tracks with their boxes moved to time ``t`` (for frames without detection).
+
+        With ``frame_size`` ``(w, h)`` the boxes are kept inside the frame and a track whose
+        box would be smaller than ``min_side`` there is left out of this frame."""
+        placed = [(track, track.predicted(t, frame_size)) for track in self.visible()]
+        return [(track, box) for track, box in placed if min(box[2], box[3]) >= self.min_side]
 
     def reset(self) -> None:
         self.tracks, self.forgotten = [], []
+
+
+def _similar_size(a: Box, b: Box, ratio: float) -> bool:
+    sa, sb = max(a[2], a[3], 1), max(b[2], b[3], 1)
+    return max(sa, sb) <= ratio * min(sa, sb)
 
 
 class Smoother(Protocol):
@@ -263,5 +315,5 @@ def make_smoother(spec: SmoothingSpec) -> Smoother:
 
 __all__ = [
     "ExponentialSmoother", "FaceTracker", "NoSmoothing", "Smoother", "SmoothingSpec", "Track",
-    "WindowSmoother", "iou", "make_smoother",
+    "WindowSmoother", "inside", "iou", "make_smoother",
 ]

@@ -8,12 +8,14 @@ JSON lines (``--json out.jsonl``), one object per processed frame::
 
     {"frame": 12, "time": 0.4, "detected": true,
      "faces": [{"track": 1, "box": [x, y, w, h], "label": "Happy", "score": 0.81,
-                "probs": {"Angry": 0.01, ...}, "detected": true}]}
+                "probs": {"Angry": 0.01, ...}, "detected": true}],
+     "skipped": [{"track": 2, "box": [x, y, w, h], "reason": "..."}]}
 
 ``frame``: index in the source (gaps = frames dropped on a live source); ``time``:
 seconds (file: position in the video; live: since capture started); ``probs``: the
 smoothed probabilities (raw with ``--smoothing 0``); ``label``/``score``: their top
-entry; ``detected``: the box comes from a detection on this frame (else from tracking).
+entry; ``detected``: the box comes from a detection on this frame (else from tracking);
+``skipped``: faces seen whose crop could not be classified on this frame (drawn as unknown).
 """
 
 from __future__ import annotations
@@ -207,6 +209,7 @@ def run_video(args: argparse.Namespace, runtime_factory: Any) -> int:
     print(
         f"{stats['frames']} frames, {stats['faces']} faces, {stats['fps']:.1f} FPS overall"
         + (f", {stats['dropped']} dropped" if stats["dropped"] else "")
+        + (f", {stats['skipped']} faces skipped (crop not classifiable; drawn as unknown)" if stats["skipped"] else "")
         + (f"; wrote {' and '.join(wrote)}" if wrote else "")
         + ("; interrupted" if interrupted else "")
     )

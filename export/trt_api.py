@@ -30,7 +30,7 @@ import gzip
 import json
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
@@ -306,7 +306,7 @@ def dump_path(version: str) -> Path:
     return DATA_DIR / f"{version}.json.gz"
 
 
-@cache
+@lru_cache(maxsize=None)
 def load_dump(version: str) -> dict[str, Any]:
     """The shipped API dump of an audited version (``compat.KNOWN_VERSIONS``)."""
     with gzip.open(dump_path(version), "rt", encoding="utf-8") as f:

@@ -4,8 +4,8 @@ Images: ``skimage.data.astronaut()`` (a real portrait: 1 face), ``skimage.data.c
 (a real photo of a coffee cup: no face), and coffee() with three real FER2013 val faces
 (the first three ``Happy`` files, sorted) pasted at 150/130/140 px. FER2013 faces are
 tight 48 px crops, so a cascade detector finds only about half of arbitrary ones when
-pasted without surrounding head/hair; these three are found. The detector is the default
-one of this OpenCV build (OpenCV 5 dropped the Haar cascade; see emonext_edge/faces.py).
+pasted without surrounding head/hair; these three are found. The detector is the default:
+the bundled YuNet (Haar cascade fallback; see emonext_edge/faces.py).
 """
 
 from __future__ import annotations
@@ -110,14 +110,129 @@ def test_runtime_face_mode_classifies_each_crop(official_model, fer2013_root, tm
     d.mkdir(exist_ok=True)
     frame, _ = _composed(fer2013_root)
     with Runtime(onnx_artifact(official_model, d)) as rt:
-        found = rt.predict(frame, detect_faces=True)
+        found = rt.predict_faces(frame)
         assert len(found) == 3 and all(isinstance(f, FacePrediction) for f in found)
         for face in found:
             direct = rt.predict(crop_face(frame, face.box, margin=0.1))
             np.testing.assert_allclose(face.prediction.logits, direct.logits, atol=1e-5)
-        assert rt.predict(_coffee(), detect_faces=True) == []
-        rgb = rt.predict(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), rgb=True, detect_faces=True)
+        assert rt.predict_faces(_coffee()) == []
+        rgb = rt.predict_faces(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), rgb=True)
         assert [f.box for f in rgb] == [f.box for f in found]
+
+
+# -- predict never treats a scene as one face (issue 26) --------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_rt(tmp_path_factory):
+    pytest.importorskip("onnxruntime")
+    from _tiny_onnx import tiny_onnx
+
+    from emonext_edge import Runtime
+
+    with Runtime(tiny_onnx(tmp_path_factory.mktemp("tiny_faces") / "tiny.onnx")) as rt:
+        yield rt
+
+
+def test_predict_refuses_a_group_photo_and_crops_a_portrait(tiny_rt, fer2013_root):
+    from emonext_edge import Prediction
+
+    group, _ = _composed(fer2013_root)
+    with pytest.raises(ImageError, match=r"image: 3 faces found in this 600x400 image.*predict_faces.*--faces") as info:
+        tiny_rt.predict(group)
+    assert "\n" not in str(info.value)
+    assert isinstance(tiny_rt.predict(group, whole_image=True), Prediction)  # asked for: classified as given
+    portrait = _astronaut()
+    (box,) = detect_faces(portrait)
+    pred = tiny_rt.predict(portrait)  # one small face: that face is classified, not the scene
+    crop = tiny_rt.predict(crop_face(portrait, box, margin=0.1), whole_image=True)
+    whole = tiny_rt.predict(portrait, whole_image=True)
+    np.testing.assert_allclose(pred.logits, crop.logits, atol=1e-6)
+    assert not np.allclose(pred.logits, whole.logits, atol=1e-3)
+    rgb = tiny_rt.predict(cv2.cvtColor(portrait, cv2.COLOR_BGR2RGB), rgb=True)
+    np.testing.assert_allclose(rgb.logits, pred.logits, atol=1e-6)
+
+
+def test_predict_keeps_face_crops_as_given(tiny_rt, fer2013_root):
+    files = sorted((fer2013_root / "val" / "Happy").glob("*.jpg"))[:3]
+    for path in files:  # 48 px FER2013 crops, and the same upscaled to 224 px (found, fills the image)
+        image = cv2.imread(str(path))
+        big = cv2.resize(image, (224, 224), interpolation=cv2.INTER_CUBIC)
+        for im in (image, big):
+            np.testing.assert_array_equal(tiny_rt.predict(im).logits, tiny_rt.predict(im, whole_image=True).logits)
+    coffee = _coffee()  # no face anywhere: classified as given (nothing to crop)
+    np.testing.assert_array_equal(tiny_rt.predict(coffee).logits, tiny_rt.predict(coffee, whole_image=True).logits)
+
+
+def test_predict_cli_group_photo(tiny_rt, fer2013_root, tmp_path, capfd):
+    from emonext_edge.cli import main
+
+    group, _ = _composed(fer2013_root)
+    path = tmp_path / "group.png"
+    cv2.imwrite(str(path), group)
+    assert main(["predict", str(tiny_rt.path), str(path)]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "group.png: 3 faces" in err[0] and "--faces" in err[0]
+    assert main(["predict", str(tiny_rt.path), str(path), "--faces"]) == 0
+    out = capfd.readouterr().out
+    assert out.count("group.png face") == 3
+    assert main(["predict", str(tiny_rt.path), str(path), "--whole-image"]) == 0
+
+
+# -- the default detector: bundled YuNet, Haar fallback ----------------------------------------------
+def test_default_detector_is_the_bundled_yunet_and_haar_is_the_fallback(tmp_path, monkeypatch, caplog):
+    from emonext_edge import faces
+
+    assert faces.detector_kind() == "yunet" and faces.detector_kind("haar") == "cascade"
+    assert faces.check_bundled_yunet() == faces.BUNDLED_YUNET
+    for name in ("LICENSE", "README.md"):  # the licence and attribution travel with the weights
+        assert (faces.BUNDLED_YUNET.parent / name).is_file()
+    altered = tmp_path / "yunet_n_640_640.onnx"
+    data = bytearray(faces.BUNDLED_YUNET.read_bytes())
+    data[-1] ^= 1
+    altered.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="SHA-256 .* does not match"):
+        faces.check_bundled_yunet(altered)
+    monkeypatch.setattr(faces, "BUNDLED_YUNET", altered)
+    monkeypatch.setattr(faces._local, "cache", {})
+    faces._fallback_noted.clear()
+    with caplog.at_level("WARNING", logger="emonext_edge.faces"):
+        assert faces.detector_kind() == "cascade"
+        assert len(detect_faces(_astronaut())) == 1  # the Haar cascade still finds the portrait's face
+        detect_faces(_astronaut())
+    notes = [r.getMessage() for r in caplog.records]
+    assert len(notes) == 1 and "SHA-256" in notes[0] and "Haar" in notes[0] and "\n" not in notes[0]
+    # an OpenCV without FaceDetectorYN (older than 4.8): the same fallback, with its own reason
+    monkeypatch.setattr(faces, "BUNDLED_YUNET", faces.Path(faces.__file__).parent / "data/face_detector/yunet_n_640_640.onnx")
+    monkeypatch.delattr(cv2, "FaceDetectorYN")
+    monkeypatch.setattr(faces._local, "cache", {})
+    faces._fallback_noted.clear()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="emonext_edge.faces"):
+        assert faces.detector_kind() == "cascade"
+    assert len(caplog.records) == 1 and "FaceDetectorYN" in caplog.records[0].getMessage()
+    monkeypatch.setattr(faces._local, "cache", {})
+
+
+def test_yunet_on_a_large_photo_finds_a_big_face(fer2013_root):
+    """A 1600x1200 photo with a 700 px face: YuNet runs at 640 px (at full size it misses such faces)."""
+    path = min((fer2013_root / "val" / "Happy").glob("*.jpg"))
+    frame = np.full((1200, 1600, 3), 120, np.uint8)
+    frame[200:900, 300:1000] = cv2.resize(cv2.imread(str(path)), (700, 700), interpolation=cv2.INTER_CUBIC)
+    (box,) = detect_faces(frame)
+    assert _iou(box, (300, 200, 700, 700)) > 0.4, box
+
+
+def test_yunet_finds_faces_the_haar_cascade_misses(fer2013_root):
+    """Five FER2013 faces per class pasted on coffee() at 150 px: YuNet finds at least as many as Haar."""
+    found = {"yunet": 0, "haar": 0}
+    for label in ("Angry", "Fear", "Sad", "Surprise"):
+        files = sorted((fer2013_root / "val" / label).glob("*.jpg"))[:5]
+        for path in files:
+            frame = _coffee()
+            face = cv2.resize(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE), (150, 150), interpolation=cv2.INTER_CUBIC)
+            frame[100:250, 200:350] = face[:, :, None]
+            for name in found:
+                found[name] += any(_iou(b, (200, 100, 150, 150)) > 0.3 for b in detect_faces(frame, detector=name))
+    assert found["yunet"] >= 18 and found["yunet"] >= found["haar"], found
 
 
 # -- detector files that are not face detectors; padding; pluggable detectors (issue 18) ---------

@@ -90,7 +90,9 @@ def test_missing_metadata_warns_and_assumes_imagefolder(onnx_path, tmp_path, cap
 
 
 def test_face_predictions_type(rt):
-    assert rt.predict(np.full((200, 300, 3), 90, np.uint8), detect_faces=True) == []
+    assert rt.predict_faces(np.full((200, 300, 3), 90, np.uint8)) == []
+    with pytest.raises(TypeError, match="predict_faces"):  # 0.3's list-returning form: one return type now
+        rt.predict(np.full((200, 300, 3), 90, np.uint8), detect_faces=True)
     assert FacePrediction.__dataclass_fields__.keys() == {"box", "prediction"}
 
 

@@ -135,8 +135,8 @@ def test_predict_batch_and_faces_api(served, faces, local):
         ref = local.predict_batch(faces[:11])
         assert [p.label for p in batch] == [p.label for p in ref]
         assert max(float(np.abs(a.logits - b.logits).max()) for a, b in zip(batch, ref)) <= 1e-4
-        served_faces = rt.predict(frame, detect_faces=True)
-        local_faces = local.predict(frame, detect_faces=True)
+        served_faces = rt.predict_faces(frame)
+        local_faces = local.predict_faces(frame)
         assert [f.box for f in served_faces] == [f.box for f in local_faces]
         assert [f.prediction.label for f in served_faces] == [f.prediction.label for f in local_faces]
 

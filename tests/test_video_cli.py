@@ -26,7 +26,7 @@ sys.path.pop(0)
 
 pytest.importorskip("torch")  # the onnx_path fixture exports the official fixture model
 
-FRAME_KEYS = {"frame", "time", "detected", "faces"}
+FRAME_KEYS = {"frame", "time", "detected", "faces", "skipped"}
 FACE_KEYS = {"track", "box", "label", "score", "probs", "detected"}
 
 
@@ -118,3 +118,29 @@ def test_bad_detector_and_options(onnx_path, clip, tmp_path, capfd):
     for option, value in (("--smoothing", "-1"), ("--detect-every", "0"), ("--open-timeout", "0")):
         assert main(["video", str(onnx_path), str(clip), "--out", out, option, value]) == 2
         assert option in capfd.readouterr().err
+
+
+def test_demo_clip_script_runs_to_the_end_with_detect_every_3(fer2013_root, tmp_path, capfd):
+    """scripts/make_demo_clip.py (faces that move, jump in size, leave and appear) -> ``video`` to the last frame."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from _tiny_onnx import tiny_onnx
+
+    demo = tmp_path / "demo.mp4"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "make_demo_clip.py"), "--data", str(fer2013_root), "--out", str(demo),
+         "--frames", "45", "--seed", "1"], capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert demo.is_file() and not list(tmp_path.glob(".*partial*"))
+    cap = cv2.VideoCapture(str(demo))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 45 and int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 640
+    cap.release()
+    model = tiny_onnx(tmp_path / "tiny.onnx")
+    jsonl = tmp_path / "frames.jsonl"
+    assert main(["video", str(model), str(demo), "--detect-every", "3", "--json", str(jsonl)]) == 0
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [r["frame"] for r in rows] == list(range(45))
+    assert max(len(r["faces"]) for r in rows) >= 3  # several faces are found and classified
+    bad = subprocess.run([sys.executable, str(REPO / "scripts" / "make_demo_clip.py"), "--data", str(tmp_path),
+                          "--out", str(demo)], capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "no val/ folder" in bad.stderr
