@@ -38,10 +38,13 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--backend", default="auto", help="auto (by suffix), onnxruntime, openvino, tensorrt, torch")
         p.add_argument("--device", default=None, help="backend device, e.g. CPU, GPU, NPU, AUTO, cuda")
         p.add_argument("--precision", default=None, help="e.g. f32 / f16 / bf16 for OpenVINO (default f32)")
-        p.add_argument("--threads", type=int, default=None, help="inference threads")
+        p.add_argument("--threads", type=int, default=None, help="inference threads (1 to 4 x the CPUs)")
         p.add_argument("--detector", default=None, help="face detector file: YuNet .onnx or cascade .xml")
         p.add_argument("--no-verify", dest="verify", action="store_false",
                        help="skip the SHA-256 check of the artifact's files against its sidecar (artifact_sha256)")
+        p.add_argument("--strict-verify", dest="verify", action="store_const", const="strict",
+                       help="refuse an artifact whose files, labels and preprocessing are not all covered by "
+                            "recorded hashes (default: load it with a warning)")
 
     predict = sub.add_parser("predict", help="classify image files")
     runtime_args(predict)

@@ -370,3 +370,249 @@ def test_concurrent_soak_equals_single_thread(work):
         else:
             np.testing.assert_array_equal(value, expected[i])
     assert isinstance(expected[-1], str) and "shorter side" in expected[-1]
+
+
+# == issue 25: hardening, round two (library side) ============================================
+
+def _tiff_claiming(width: int, height: int) -> bytes:
+    """A 190-byte little-endian TIFF whose first directory claims ``width x height`` 8-bit gray
+    pixels in one uncompressed strip (the shape of the 9.8 MB TIFF that cost 5 GB before)."""
+    entries = [(256, 4, width), (257, 4, height), (258, 3, 8), (259, 3, 1), (262, 3, 1),
+               (273, 4, 8 + 2 + 12 * 9 + 4), (277, 3, 1), (278, 4, height), (279, 4, width * height & 0xFFFFFFFF)]
+    ifd = struct.pack("<H", len(entries))
+    for tag, kind, value in entries:
+        ifd += struct.pack("<HHI", tag, kind, 1) + (struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value))
+    return b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + b"\x00" * 64
+
+
+def _jpeg_with_segments(count: int, width: int, height: int) -> bytes:
+    """SOI, ``count`` minimal APP0 segments, then a frame header claiming ``width x height``:
+    the file that exhausted the old bounded scan (which then decoded it unchecked)."""
+    sof = b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, height, width, 1) + b"\x01\x11\x00"
+    return b"\xff\xd8" + b"\xff\xe0\x00\x02" * count + sof + b"\xff\xd9"
+
+
+_MEASURE_LOAD = r"""
+import json, resource, sys, time, tracemalloc
+from emonext_edge.errors import ImageError
+from emonext_edge.preprocess import load_image
+import cv2  # noqa: F401
+out = {}
+for path in sys.argv[1:]:
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tracemalloc.start()
+    t = time.perf_counter()
+    try:
+        outcome = "decoded %s" % (load_image(path).shape,)
+    except ImageError as exc:
+        outcome = "refused: " + str(exc)
+    out[path] = {"outcome": outcome, "seconds": time.perf_counter() - t,
+                 "traced_peak": tracemalloc.get_traced_memory()[1],
+                 "rss_growth": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024}
+    tracemalloc.stop()
+print(json.dumps(out))
+"""
+
+
+def _measure_loads(paths: list[Path]) -> dict[str, Any]:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", _MEASURE_LOAD, *map(str, paths)], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+class TestSizeBeforeDecoding:
+    """Item 2 of issue 25: every decoded format has its size read from the header; nothing that
+    cannot be sized is decoded; header scans take bounded time (API, CLI, calibration loader)."""
+
+    @pytest.fixture(scope="class")
+    def bombs(self, tmp_path_factory) -> dict[str, Path]:
+        d = tmp_path_factory.mktemp("bombs")
+        files = {
+            "tiff": ("bomb_100000x100000.tiff", _tiff_claiming(100_000, 100_000)),
+            "bigtiff_be": ("bomb_be.tif", b"MM\x00*" + struct.pack(">I", 8) + struct.pack(">H", 2)
+                           + struct.pack(">HHIHH", 256, 3, 1, 60000, 0) + struct.pack(">HHIHH", 257, 3, 1, 60000, 0)
+                           + b"\x00" * 8),
+            "pgm": ("bomb.pgm", b"P5\n# a comment\n90000 90000\n255\n" + b"\x00" * 100),
+            "pam": ("bomb.pam", b"P7\nWIDTH 90000\nHEIGHT 90000\nDEPTH 1\nMAXVAL 255\nTUPLTYPE GRAYSCALE\nENDHDR\n"),
+            "sunras": ("bomb.ras", b"\x59\xa6\x6a\x95" + struct.pack(">IIIIIII", 90000, 90000, 8, 0, 1, 0, 0)),
+            "jpeg_exhausting": ("segments.jpg", _jpeg_with_segments(20_000, 60_000, 60_000)),
+            "jpeg_garbage_40mb": ("garbage.jpg", b"\xff\xd8\xff\xe0\x00\x10" + b"\x00" * 14 + b"\x01" * (40 << 20)),
+            "jpeg_fill_40mb": ("fill.jpg", b"\xff\xd8" + b"\xff" * (40 << 20)),
+            "jp2": ("x.jp2", b"\x00\x00\x00\x0cjP  \r\n\x87\n" + b"\x00" * 64),
+            "text": ("notes.png", b"just some text, not an image at all\n"),
+        }
+        out = {}
+        for key, (name, data) in files.items():
+            (d / name).write_bytes(data)
+            out[key] = d / name
+        return out
+
+    @pytest.mark.parametrize("key, expect", [
+        ("tiff", ["bomb_100000x100000.tiff", "10,000,000,000 pixels", "50,000,000"]),
+        ("bigtiff_be", ["bomb_be.tif", "3,600,000,000 pixels"]),
+        ("pgm", ["bomb.pgm", "8,100,000,000 pixels"]),
+        ("pam", ["bomb.pam", "8,100,000,000 pixels"]),
+        ("sunras", ["bomb.ras", "8,100,000,000 pixels"]),
+        ("jpeg_exhausting", ["segments.jpg", "not a readable image", "first 4096 segments", "not decoded"]),
+        ("jpeg_garbage_40mb", ["garbage.jpg", "not a readable image", "no marker within"]),
+        ("jpeg_fill_40mb", ["fill.jpg", "not a readable image", "fill bytes"]),
+        ("jp2", ["x.jp2", "JPEG 2000 files are not accepted", "TIFF"]),
+        ("text", ["notes.png", "unknown format", "accepted: PNG, JPEG"]),
+    ])
+    def test_api_refuses_from_the_header(self, bombs, key, expect):
+        with pytest.raises(ImageError) as info:
+            preprocess(bombs[key])
+        message = str(info.value)
+        assert "\n" not in message
+        for part in expect:
+            assert part in message, (part, message)
+
+    def test_refusals_cost_bounded_time_and_memory(self, bombs):
+        """Measured in a fresh process: each refusal < 0.5 s, < 20 MB traced and RSS growth
+        (before: the TIFF 5.0 GB / 38 s, the exhausting JPEG 1.6 GB / 8.5 s, the 40 MB scan 6 s)."""
+        result = _measure_loads(list(bombs.values()))
+        for path, r in result.items():
+            assert r["outcome"].startswith("refused: "), (path, r)
+            assert r["seconds"] < 0.5 and r["traced_peak"] < 20e6 and r["rss_growth"] < 20e6, (path, r)
+
+    def test_a_real_jpeg_behind_many_segments_and_garbage_still_loads(self, tmp_path):
+        ok, encoded = cv2.imencode(".jpg", np.full((40, 50), 90, np.uint8))
+        raw = encoded.tobytes()
+        app = b"\xff\xe1" + struct.pack(">H", 60_002) + b"\x00" * 60_000  # a 60 kB EXIF-sized segment
+        (tmp_path / "padded.jpg").write_bytes(raw[:2] + app * 5 + b"\xff\xe0\x00\x02" * 300 + raw[2:])
+        from emonext_edge.preprocess import read_image_header
+
+        assert read_image_header(tmp_path / "padded.jpg") == ("JPEG", 50, 40)
+        assert preprocess(tmp_path / "padded.jpg").shape == (1, 3, 224, 224)
+
+    def test_every_writable_format_is_sized_from_its_header(self, tmp_path):
+        from emonext_edge.preprocess import read_image_header
+
+        image = np.random.default_rng(3).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+        for ext in (".png", ".jpg", ".bmp", ".gif", ".webp", ".tiff", ".ppm", ".pgm", ".pam", ".ras"):
+            path = tmp_path / f"a{ext}"
+            data = image[:, :, 0] if ext == ".pgm" else image
+            if not cv2.imwrite(str(path), data):
+                continue
+            assert read_image_header(path)[1:] == (53, 37), ext
+            assert preprocess(path).shape == (1, 3, 224, 224), ext
+
+    def test_file_size_limit(self, tmp_path, monkeypatch):
+        P = sys.modules["emonext_edge.preprocess"]  # the package exports a function of the same name
+        cv2.imwrite(str(tmp_path / "face.png"), np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))
+        monkeypatch.setattr(P, "MAX_FILE_BYTES", 1000)
+        with pytest.raises(ImageError, match=r"face.png: file is [\d,]+ bytes, over the limit of 1,000"):
+            preprocess(tmp_path / "face.png")
+
+    def test_calibration_and_accuracy_use_the_same_loader(self, bombs):
+        from calibration.calib_file import _load_item
+
+        with pytest.raises(ImageError, match="10,000,000,000 pixels"):
+            _load_item(bombs["tiff"], "x")
+        import benchmarks.accuracy as accuracy
+        from emonext_edge.preprocess import preprocess_one
+
+        assert accuracy.preprocess_one is preprocess_one  # file items go through load_image
+
+    @pytest.mark.parametrize("key", ["tiff", "jpeg_exhausting"])
+    def test_cli_exit_2_one_line(self, work, bombs, key):
+        done = _run_cli(["tiny.onnx", str(bombs[key])], work)
+        err = done.stderr.strip()
+        assert done.returncode == 2 and len(err.splitlines()) == 1 and err.startswith("error: "), (done.returncode, err)
+        assert bombs[key].name in err
+
+
+def _deflate_bomb(path: Path, member: str, inflated: int, prefix: bytes = b"") -> Path:
+    """A zip whose ``member`` is ``prefix`` + zeros, deflated: ``inflated`` bytes stored in ~1/1000 of that."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open(member, "w", force_zip64=True) as f:
+            f.write(prefix)
+            block = b"\0" * (1 << 22)
+            for _ in range(inflated // len(block)):
+                f.write(block)
+    return path
+
+
+class TestArchiveBombs:
+    """Item 2 of issue 25 (archives): a zip-bomb ``.pt`` (43 MB -> 46 s in the CRC pre-check) and a
+    calib.npz whose member claims a huge array (4.7 MB -> 4.9 GB) are refused from their
+    directories and headers, before anything is inflated."""
+
+    def test_pt_zip_bomb_refused_before_inflating(self, tmp_path):
+        import time
+
+        from emonext_edge.errors import CheckpointError
+        from emonext_edge.integrity import check_zip_crcs
+
+        bomb = _deflate_bomb(tmp_path / "bomb.pt", "bomb/data/0", 256 << 20)
+        assert bomb.stat().st_size < 1 << 20
+        start = time.perf_counter()
+        with pytest.raises(CheckpointError) as info:
+            check_zip_crcs(bomb)
+        assert time.perf_counter() - start < 0.5
+        message = str(info.value)
+        assert "bomb.pt" in message and "'bomb/data/0'" in message and "not inflated" in message and "\n" not in message
+
+    def test_pt_zip_bomb_cli(self, work, tmp_path):
+        pytest.importorskip("torch")
+        _deflate_bomb(work / "bomb_cli.pt", "bomb_cli/data/0", 64 << 20)
+        done = _run_cli(["bomb_cli.pt", "face.png"], work)
+        err = done.stderr.strip()
+        assert done.returncode == 2 and len(err.splitlines()) == 1, (done.returncode, err)
+        assert err.startswith("error: ") and "bomb_cli.pt" in err and "not inflated" in err
+
+    def test_real_checkpoint_members_pass(self, tmp_path):
+        torch = pytest.importorskip("torch")
+        from emonext_edge.integrity import check_zip_crcs
+
+        torch.save({"w": torch.zeros(1 << 20)}, tmp_path / "zeros.pt")  # 4 MB of zeros, stored as written
+        assert check_zip_crcs(tmp_path / "zeros.pt") is True
+
+    def _calib(self, tmp_path: Path) -> Path:
+        from calibration.calib_file import save_calibration
+
+        gray = np.random.default_rng(0).integers(0, 256, (3, 224, 224)).astype(np.float32) / np.float32(255)
+        save_calibration(tmp_path / "ok.npz", np.repeat(gray[:, None], 3, axis=1), {"source": "test"})
+        return tmp_path / "ok.npz"
+
+    def _npy_header(self, shape: tuple, descr: str = "|u1") -> bytes:
+        import io
+
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
+        assert buf.getvalue().startswith(b"\x93NUMPY")
+        return buf.getvalue()
+
+    def test_npz_deflate_bomb_refused(self, tmp_path):
+        import time
+
+        from calibration.calib_file import CalibrationFileError, read_calibration
+
+        bomb = _deflate_bomb(tmp_path / "bomb.npz", "data.npy", 256 << 20, self._npy_header((100_000, 224, 224)))
+        start = time.perf_counter()
+        with pytest.raises(CalibrationFileError, match=r"bomb.npz: member 'data.npy' declares .* not inflated"):
+            read_calibration(bomb)
+        assert time.perf_counter() - start < 0.5
+
+    def test_npz_header_claiming_a_huge_array_refused(self, tmp_path):
+        from calibration.calib_file import CalibrationFileError, read_calibration
+
+        ok = self._calib(tmp_path)
+        assert read_calibration(ok)[0].shape == (3, 3, 224, 224)
+        crafted = tmp_path / "claims.npz"
+        with zipfile.ZipFile(ok) as src, zipfile.ZipFile(crafted, "w") as dst:  # stored, like numpy.savez
+            dst.writestr("manifest.npy", src.read("manifest.npy"))
+            dst.writestr("data.npy", self._npy_header((100_000, 224, 224)) + b"\0" * 1000)
+        with pytest.raises(CalibrationFileError,
+                           match=r"claims.npz: member 'data.npy' declares a uint8 array of shape \[100000, 224, 224\]"):
+            read_calibration(crafted)
+
+    def test_calibration_show_cli(self, tmp_path):
+        bomb = _deflate_bomb(tmp_path / "bomb.npz", "data.npy", 64 << 20, self._npy_header((100_000, 224, 224)))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+        done = subprocess.run([sys.executable, "-m", "calibration", "show", str(bomb)], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=60, check=False)
+        err = done.stderr.strip()
+        assert done.returncode == 2 and len(err.splitlines()) == 1 and "bomb.npz" in err, (done.returncode, err)
