@@ -176,7 +176,10 @@ class Runtime:
                     assumed = (f"the model has {self.backend.num_classes} outputs, not the 7 FER2013 emotions: "
                                f"labels are class_0..class_{self.backend.num_classes - 1}")
                 log.warning("%s: no metadata (no sidecar %s, nothing embedded); %s", self.path, sidecar, assumed)
-            self.labels: tuple[str, ...] = labels_from(self.backend.metadata, self.backend.num_classes, str(self.path))
+            where = str(self.path)  # the sidecar, when the labels come from it
+            if isinstance(self.path, Path) and self.path.suffix != ".json" and self.path.with_suffix(".json").is_file():
+                where = str(self.path.with_suffix(".json"))
+            self.labels: tuple[str, ...] = labels_from(self.backend.metadata, self.backend.num_classes, where)
             if verify and isinstance(self.path, Path):
                 from .integrity import check_embedded_labels
 

@@ -616,3 +616,278 @@ class TestArchiveBombs:
                               capture_output=True, text=True, timeout=60, check=False)
         err = done.stderr.strip()
         assert done.returncode == 2 and len(err.splitlines()) == 1 and "bomb.npz" in err, (done.returncode, err)
+
+
+class TestLabelsUnderTheHash:
+    """Item 5 of issue 25: swapped labels in a sidecar, labels that disagree with the embedded
+    copy, bad labels, nothing recorded, and deeply nested sidecars."""
+
+    def _export(self, d: Path, name: str, labels: Optional[list[str]] = None) -> Path:
+        """tiny ONNX with the labels embedded in metadata_props and a sidecar as Stage.commit writes it."""
+        import onnx
+
+        from emonext_edge.fileio import sha256_file
+        from emonext_edge.labels import IMAGEFOLDER_LABELS
+        from emonext_edge.metadata import ArtifactMetadata, write_onnx_metadata, write_sidecar
+
+        path = tiny_onnx(d / name, sidecar=False)
+        meta = ArtifactMetadata(format="onnx", precision="fp32", labels=list(IMAGEFOLDER_LABELS))
+        model = onnx.load(str(path))
+        write_onnx_metadata(model, meta)
+        onnx.save(model, str(path))
+        meta.artifact_sha256 = {path.name: sha256_file(path)}
+        if labels is not None:
+            meta.labels = labels
+        write_sidecar(path, meta)
+        return path
+
+    def test_writer_records_the_hash_and_it_verifies(self, tmp_path):
+        from emonext_edge.metadata import record_digest
+
+        path = self._export(tmp_path, "good.onnx")
+        data = json.loads(path.with_suffix(".json").read_text())
+        assert data["record_sha256"] == record_digest(data)
+        with Runtime(path, verify="strict") as r:
+            assert r.labels[0] == "Angry"
+
+    def test_swapped_labels_refused_api_and_cli(self, tmp_path):
+        path = self._export(tmp_path, "swapped.onnx")
+        side = path.with_suffix(".json")
+        data = json.loads(side.read_text())
+        data["labels"][3], data["labels"][4] = data["labels"][4], data["labels"][3]  # Happy <-> Neutral
+        side.write_text(json.dumps(data))
+        with pytest.raises(EmoNeXtError) as info:
+            Runtime(path)
+        message = str(info.value)
+        assert "swapped.json" in message and "record_sha256" in message and "\n" not in message
+        cv2.imwrite(str(tmp_path / "face.png"), np.full((48, 48), 120, np.uint8))
+        done = _run_cli(["swapped.onnx", "face.png"], tmp_path)
+        err = done.stderr.strip()
+        assert done.returncode == 2 and len(err.splitlines()) == 1 and "swapped.json" in err, (done.returncode, err)
+
+    def test_sidecar_labels_differ_from_embedded(self, tmp_path):
+        """The sidecar rewritten with its hashes made consistent (record_sha256 recomputed) but
+        the labels reordered: the copy embedded in the ONNX still says the true order."""
+        from emonext_edge.labels import IMAGEFOLDER_LABELS
+
+        swapped = list(IMAGEFOLDER_LABELS)
+        swapped[0], swapped[6] = swapped[6], swapped[0]
+        path = self._export(tmp_path, "relabelled.onnx", labels=swapped)
+        with pytest.raises(EmoNeXtError) as info:
+            Runtime(path)
+        message = str(info.value)
+        assert "relabelled.json" in message and "ONNX metadata_props" in message and "'Surprise'" in message
+        assert "\n" not in message
+        with Runtime(path, verify=False) as r:  # the documented way out
+            assert r.labels == tuple(swapped)
+
+    @pytest.mark.parametrize("labels, expect", [
+        ([0, 1, 2, 3, 4, 5, 6], "label 0 is int 0, expected a string"),
+        (["a", "b", "c", "d", "e", "f", "a"], "label 6 ('a') repeats label 0"),
+        (["a", "b", "c", "d", "e", "f", "A"], "label 6 ('A') repeats label 0"),
+        (["a", "b", "", "d", "e", "f", "g"], "label 2 ('') is empty"),
+        (["a", "b", "c", "d", "e", "f", "\x1b[31mred"], "label 6 ('\\x1b[31mred') contains the control character U+001B"),
+        (["a", "b", "c", "d", "e", "f", "evil\u202etxt"], "contains the control character U+202E"),
+    ])
+    def test_bad_labels_named(self, tmp_path, labels, expect):
+        path = tiny_onnx(tmp_path / "bad.onnx", labels=labels)
+        with pytest.raises(EmoNeXtError) as info:
+            Runtime(path)
+        message = str(info.value)
+        assert expect in message and "bad.json" in message and "\n" not in message and "\x1b" not in message
+
+    def test_unverified_artifacts_warn_and_strict_refuses(self, tmp_path, caplog):
+        bare = tiny_onnx(tmp_path / "bare.onnx", sidecar=False)
+        nohash = tiny_onnx(tmp_path / "nohash.onnx")
+        data = json.loads(nohash.with_suffix(".json").read_text())
+        del data["artifact_sha256"], data["record_sha256"]
+        nohash.with_suffix(".json").write_text(json.dumps(data))
+        old = tiny_onnx(tmp_path / "old03.onnx")  # a 0.3 sidecar: file hashes, no record hash
+        data = json.loads(old.with_suffix(".json").read_text())
+        del data["record_sha256"]
+        old.with_suffix(".json").write_text(json.dumps(data))
+        for path, expect in ((bare, "unverified: no sidecar bare.json"), (nohash, "nohash.json records no artifact_sha256"),
+                             (old, "not covered by a hash (no record_sha256")):
+            caplog.clear()
+            with caplog.at_level(logging.WARNING), Runtime(path) as r:
+                assert r.predict(np.full((48, 48), 9, np.uint8)).label
+            lines = [rec.getMessage() for rec in caplog.records if expect in rec.getMessage()]
+            assert len(lines) == 1 and "\n" not in lines[0] and "verify='strict'" in lines[0], caplog.text
+            with pytest.raises(EmoNeXtError, match="verify='strict' refuses it"):
+                Runtime(path, verify="strict")
+        done = _run_cli(["bare.onnx", "--strict-verify", str(tmp_path / "x.png")], tmp_path)
+        assert done.returncode == 2 and "unverified: no sidecar bare.json" in done.stderr, done.stderr
+        with pytest.raises(EmoNeXtError, match=r"verify='yes': expected True"):
+            Runtime(bare, verify="yes")
+
+    @pytest.mark.parametrize("text, expect", [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"labels": ' + "[" * 500 + "]" * 500 + "}", "nested more than 32 levels"),
+        ('{"labels": ["a", ', "not valid JSON"),
+        ("\udcff", "not UTF-8"),
+    ], ids=["nested-100000", "nested-500", "truncated", "not-utf8"])
+    def test_malformed_or_deep_sidecar_named(self, tmp_path, text, expect):
+        import time
+
+        path = tiny_onnx(tmp_path / "deep.onnx")
+        path.with_suffix(".json").write_bytes(text.encode("utf-8", "surrogateescape"))
+        start = time.perf_counter()
+        with pytest.raises(EmoNeXtError) as info:
+            Runtime(path)
+        assert time.perf_counter() - start < 2
+        message = str(info.value)
+        assert "deep.json" in message and expect in message and "\n" not in message
+        done = _run_cli(["deep.onnx", "x.png"], tmp_path)
+        err = done.stderr.strip()
+        assert done.returncode == 2 and len(err.splitlines()) == 1 and "deep.json" in err, (done.returncode, err)
+
+
+class TestArgumentsAndOutput:
+    """Items 6, 7 and 9 of issue 25 (library/predict side): threads bounded before any work,
+    closed or full stdout, special files given as images."""
+
+    @pytest.mark.parametrize("threads", [-1, 0, 99_999, 4_000, True, 2.5, "4"])
+    def test_threads_checked_before_any_work(self, threads):
+        import time
+
+        start = time.perf_counter()
+        with pytest.raises(EmoNeXtError) as info:
+            Runtime("/nonexistent/model.onnx", threads=threads)  # no model: the error must be about threads
+        assert time.perf_counter() - start < 0.5
+        message = str(info.value)
+        assert message.startswith(f"threads={threads!r}") and "\n" not in message, message
+
+    @pytest.mark.parametrize("value", ["-1", "0", "99999"])
+    def test_cli_threads_exit_2(self, work, value):
+        done = _run_cli(["tiny.onnx", "face.png", "--threads", value], work)
+        err = done.stderr.strip()
+        limit = min(256, 4 * (os.cpu_count() or 1))
+        assert done.returncode == 2 and err.startswith(f"error: --threads={value}: expected 1 to {limit} threads"), err
+        assert len(err.splitlines()) == 1
+
+    def test_threads_within_the_bound_work(self, work):
+        with Runtime(work / "tiny.onnx", threads=1) as r:
+            assert r.predict(np.full((48, 48), 9, np.uint8)).label
+
+    def test_closed_stdout_is_quiet_exit_0(self, work):
+        """``predict --json | head -1``: the reader is gone before the results are written."""
+        env = {k: v for k, v in os.environ.items() if k != "EMONEXT_LOGLEVEL"}
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+        read_end, write_end = os.pipe()
+        proc = subprocess.Popen([sys.executable, "-m", "emonext_edge", "predict", "tiny.onnx", "face.png", "--json"],
+                                cwd=work, env=env, stdout=write_end, stderr=subprocess.PIPE, text=True)
+        os.close(write_end)
+        os.close(read_end)  # closed before the child has loaded the model
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0 and err.strip() == "", (proc.returncode, err)
+
+    @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full here")
+    @pytest.mark.parametrize("json_flag", [[], ["--json"]])
+    def test_full_stdout_named_exit_4(self, work, json_flag):
+        env = {k: v for k, v in os.environ.items() if k != "EMONEXT_LOGLEVEL"}
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+        with open("/dev/full", "w") as full:
+            done = subprocess.run([sys.executable, "-m", "emonext_edge", "predict", "tiny.onnx", "face.png", *json_flag],
+                                  cwd=work, env=env, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+        err = done.stderr.strip()
+        assert done.returncode == 4 and err == "error: cannot write the results to stdout: No space left on device " \
+                                               "(disk or device full)", (done.returncode, err)
+
+    @pytest.fixture
+    def specials(self, tmp_path) -> dict[str, tuple[Path, str]]:
+        fifo = tmp_path / "pipe.png"
+        os.mkfifo(fifo)
+        (tmp_path / "loop_a.png").symlink_to(tmp_path / "loop_b.png")
+        (tmp_path / "loop_b.png").symlink_to(tmp_path / "loop_a.png")
+        (tmp_path / "dangling.png").symlink_to(tmp_path / "gone.png")
+        out = {"fifo": (fifo, "is a FIFO (named pipe), not an image file"),
+               "loop": (tmp_path / "loop_a.png", "is a symbolic link loop"),
+               "dangling": (tmp_path / "dangling.png", "is a broken symbolic link")}
+        if Path("/dev/zero").exists():
+            out["devzero"] = (Path("/dev/zero"), "/dev/zero: is a character device, not an image file")
+        return out
+
+    @pytest.mark.parametrize("key", ["fifo", "loop", "dangling", "devzero"])
+    def test_special_files_named_api_and_cli(self, work, specials, key):
+        import time
+
+        if key not in specials:
+            pytest.skip(f"no {key} here")
+        path, expect = specials[key]
+        start = time.perf_counter()
+        with pytest.raises(ImageError) as info:
+            preprocess(path)  # a FIFO is never opened: this would block
+        assert time.perf_counter() - start < 0.5
+        assert expect in str(info.value) and "no such image file" not in str(info.value)
+        done = _run_cli(["tiny.onnx", str(path)], work)
+        err = done.stderr.strip()
+        assert done.returncode == 2 and len(err.splitlines()) == 1 and expect in err, (done.returncode, err)
+
+
+_MEASURE_BATCH = r"""
+import json, resource, sys, time
+import numpy as np
+from emonext_edge.runtime import Runtime
+n = int(sys.argv[2])
+faces = list(np.random.default_rng(5).integers(0, 256, (n, 48, 48), dtype=np.uint8))
+rt = Runtime(sys.argv[1])
+rt.predict_batch(faces[:40])  # warm up: imports, session, one chunk
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t = time.perf_counter()
+preds = rt.predict_batch(faces)
+seconds = time.perf_counter() - t
+grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024
+sample = [0, 31, 32, n // 2, n - 1]
+same = all(np.array_equal(preds[i].logits, rt.predict(faces[i]).logits) for i in sample)
+print(json.dumps({"n": len(preds), "seconds": seconds, "rss_growth": grown, "same_as_predict": same}))
+"""
+
+
+class TestBoundedBatchMemory:
+    """Item 1 of issue 25: ``predict_batch`` of 200 faces took 2.5 GB RSS, 1,000 faces 10.9 GB
+    (one float32 stack of the whole list, one batch). Now: chunks of ``CHUNK_SIZE``."""
+
+    #: stated bound on the RSS growth of predict_batch(3000 faces) with the tiny model; the
+    #: unchunked float32 stack alone would be 3000 x 602 KB = 1.8 GB
+    PEAK_GROWTH = 150e6
+
+    def test_peak_rss_of_thousands_of_faces_is_bounded(self, work):
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+        done = subprocess.run([sys.executable, "-c", _MEASURE_BATCH, str(work / "tiny.onnx"), "3000"], env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr
+        r = json.loads(done.stdout)
+        assert r["n"] == 3000 and r["same_as_predict"], r
+        assert r["rss_growth"] < self.PEAK_GROWTH, r
+        assert r["seconds"] < 120, r  # ~5-10 s on the shared 2-core machine
+
+    def test_chunked_results_equal_one_unchunked_batch(self, work):
+        from emonext_edge.runtime import CHUNK_SIZE
+
+        rng = np.random.default_rng(11)
+        items = [rng.integers(0, 256, (int(rng.integers(16, 90)), int(rng.integers(16, 90))), dtype=np.uint8)
+                 for _ in range(3 * CHUNK_SIZE + 5)]
+        with Runtime(work / "tiny.onnx") as r:
+            chunked = r.predict_batch(items)
+            whole = r.backend.run(preprocess(items))  # the backend itself, all at once
+        assert len(chunked) == len(items)
+        np.testing.assert_array_equal(np.stack([p.logits for p in chunked]), whole)
+
+    def test_bad_element_named_by_its_index_in_the_whole_list(self, work):
+        from emonext_edge.runtime import CHUNK_SIZE
+
+        items = [np.full((48, 48), 7, np.uint8)] * (2 * CHUNK_SIZE + 10)
+        items[2 * CHUNK_SIZE + 3] = np.zeros((48, 48), np.float32)
+        with Runtime(work / "tiny.onnx") as r, pytest.raises(ImageError) as info:
+            r.predict_batch(items)
+        assert str(info.value).startswith(f"batch element {2 * CHUNK_SIZE + 3}: image[")
+
+    def test_run_feeds_the_backend_bounded_batches(self, work):
+        from emonext_edge.runtime import CHUNK_SIZE
+
+        with Runtime(work / "tiny.onnx") as r:
+            sizes = []
+            real = r.backend.run
+            r.backend.run = lambda batch: (sizes.append(batch.shape[0]), real(batch))[1]
+            out = r.run(np.zeros((2 * CHUNK_SIZE + 1, 3, 224, 224), np.float32))
+        assert out.shape[0] == 2 * CHUNK_SIZE + 1 and max(sizes) == CHUNK_SIZE, sizes
