@@ -38,6 +38,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from .errors import ImageError, ImageTypeError
+from .fileio import special_file_kind
 
 RESIZE_SHORTER = 236
 CROP_SIZE = 224
@@ -295,30 +296,6 @@ def image_file_size(path: Union[str, os.PathLike]) -> Optional[tuple[int, int]]:
     return width, height
 
 
-def _special_file(p: Path) -> Optional[str]:
-    """What ``p`` is when it is not a regular file ("a FIFO (named pipe)", ...); ``None`` for a regular file."""
-    import errno
-    import stat
-
-    try:
-        mode = p.stat().st_mode
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return "a symbolic link loop (too many levels of symbolic links)"
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-            return "no such image file" if not p.is_symlink() else "a broken symbolic link (its target does not exist)"
-        return f"not readable ({exc.strerror or exc})"
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    for test, what in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return what
-    return "not a regular file"
-
-
 # -- reading and checking -------------------------------------------------------------------
 def load_image(path: Union[str, os.PathLike]) -> np.ndarray:
     """Read an image file as uint8 (gray HxW, BGR HxWx3 or BGRA HxWx4) or raise ``ImageError``.
@@ -332,7 +309,7 @@ def load_image(path: Union[str, os.PathLike]) -> np.ndarray:
     import cv2
 
     p = Path(path)
-    what = _special_file(p)
+    what = special_file_kind(p, missing="no such image file")
     if what == "no such image file":
         raise ImageError(f"{p}: no such image file")
     if what == "a directory":

@@ -25,7 +25,7 @@ import numpy as np
 
 from .backends import is_model_url, open_backend
 from .backends.base import Backend
-from .errors import EmoNeXtError, ImageError, ModelPathTypeError, UsageError
+from .errors import EmoNeXtError, ImageError, ModelFileError, ModelPathTypeError, UsageError
 from .faces import Box, DetectorSpec, crop_face, detect_faces
 from .metadata import labels_from
 from .preprocess import INPUT_SHAPE, ImageInput, as_image_list, load_image, preprocess, preprocess_one
@@ -157,6 +157,13 @@ class Runtime:
         verify = _verify_mode(verify)
         # a served model ("grpc://host:8001/emonext", "http://...") keeps its URL; files become Paths
         self.path: Any = model_path if is_model_url(model_path) else Path(model_path)
+        if isinstance(self.path, Path):
+            from .fileio import special_file_kind
+
+            kind = special_file_kind(self.path, missing="")
+            if kind and kind != "a directory":  # missing files and directories: open_backend says which
+                raise ModelFileError(f"{self.path}: is {kind}, not a model file" if kind.startswith("a ")
+                                     else f"{self.path}: {kind}")
         notes: list[tuple[int, str]] = []  # "unverified" warnings, logged once the artifact has loaded
         if verify and isinstance(self.path, Path) and self.path.is_file():
             from .integrity import verify_artifact

@@ -891,3 +891,21 @@ class TestBoundedBatchMemory:
             r.backend.run = lambda batch: (sizes.append(batch.shape[0]), real(batch))[1]
             out = r.run(np.zeros((2 * CHUNK_SIZE + 1, 3, 224, 224), np.float32))
         assert out.shape[0] == 2 * CHUNK_SIZE + 1 and max(sizes) == CHUNK_SIZE, sizes
+
+
+def test_special_files_as_model_named_not_opened(tmp_path):
+    """A FIFO given as the model would block ONNX Runtime forever; /dev/zero would be read forever."""
+    import time
+
+    fifo = tmp_path / "model.onnx"
+    os.mkfifo(fifo)
+    start = time.perf_counter()
+    with pytest.raises(EmoNeXtError, match="model.onnx: is a FIFO \\(named pipe\\), not a model file"):
+        Runtime(fifo)
+    if Path("/dev/zero").exists():
+        with pytest.raises(EmoNeXtError, match="/dev/zero: is a character device, not a model file"):
+            Runtime("/dev/zero")
+    assert time.perf_counter() - start < 1
+    done = _run_cli([str(fifo), "face.png"], tmp_path)
+    err = done.stderr.strip()
+    assert done.returncode == 2 and err == f"error: {fifo}: is a FIFO (named pipe), not a model file", err
