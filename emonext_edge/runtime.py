@@ -58,7 +58,7 @@ def check_threads(threads: Any, name: str = "threads") -> Optional[int]:
 
 
 def _verify_mode(verify: Any) -> VerifyMode:
-    if verify is True or verify is False or verify == "strict":
+    if verify is True or verify is False or (isinstance(verify, str) and verify == "strict"):
         return verify
     raise UsageError(f"verify={verify!r}: expected True (check what is recorded, warn when nothing is), "
                      "'strict' (refuse unverifiable artifacts) or False")
