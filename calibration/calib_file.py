@@ -37,6 +37,12 @@ log = logging.getLogger(__name__)
 
 FORMAT = "emonext-calib/1"
 MAX_LISTED_SKIPS = 50
+#: Most tensors a calib.npz may hold (read back as float32: 4096 x 602 KB = 2.4 GB). NNCF's and
+#: TensorRT's calibrators use a few hundred; the default is 300.
+MAX_CALIBRATION_TENSORS = 4096
+#: Largest manifest member (the JSON lists item names): 64 MiB.
+MAX_MANIFEST_BYTES = 64 << 20
+_MEMBERS = {"manifest.npy": MAX_MANIFEST_BYTES, "data.npy": MAX_CALIBRATION_TENSORS * 4 * 3 * 224 * 224 + 4096}
 
 
 class CalibrationFileError(EmoNeXtError, ValueError):
@@ -99,12 +105,52 @@ def save_calibration(path: str | os.PathLike, tensors: np.ndarray, manifest: dic
     return manifest
 
 
+def _check_members(path: Path) -> None:
+    """Refuse a calib.npz whose members (from the zip directory and each ``.npy`` header, nothing
+    inflated beyond that) declare more than a calibration set can hold: a zip bomb, or an array
+    header claiming a huge shape. Raises ``CalibrationFileError`` naming the member."""
+    from emonext_edge.integrity import check_zip_inflation
+
+    with zipfile.ZipFile(path) as archive:
+        check_zip_inflation(archive, path, sum(_MEMBERS.values()), CalibrationFileError, "a calibration set")
+        for info in archive.infolist():
+            limit = _MEMBERS.get(info.filename)
+            if limit is None:
+                continue  # np.load ignores it unless asked; 'manifest'/'data' are checked below
+            if info.file_size > limit:
+                raise CalibrationFileError(f"{path}: member {info.filename!r} declares {info.file_size:,} bytes, over "
+                                           f"the {limit:,} a calibration set of at most {MAX_CALIBRATION_TENSORS} "
+                                           "tensors can need; not inflated")
+            with archive.open(info) as member:
+                try:
+                    version = np.lib.format.read_magic(member)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(member, max_header_size=10_000)
+                except (ValueError, EOFError, SyntaxError) as exc:
+                    raise CalibrationFileError(f"{path}: member {info.filename!r} is not a .npy array ({exc})") from None
+            count = 1
+            for dim in shape:
+                count *= int(dim)
+            if count * dtype.itemsize > info.file_size:
+                raise CalibrationFileError(
+                    f"{path}: member {info.filename!r} declares a {dtype} array of shape {list(shape)} "
+                    f"({count * dtype.itemsize:,} bytes) in {info.file_size:,} bytes: corrupt or crafted; not inflated")
+            if info.filename == "data.npy" and shape and int(shape[0]) > MAX_CALIBRATION_TENSORS:
+                raise CalibrationFileError(f"{path}: 'data' holds {int(shape[0]):,} tensors, over the limit of "
+                                           f"{MAX_CALIBRATION_TENSORS} (calibration.calib_file.MAX_CALIBRATION_TENSORS)")
+
+
 def read_calibration(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
-    """Read and verify a calib.npz: (float32 [N, 3, 224, 224], manifest). Raises ``CalibrationFileError``."""
+    """Read and verify a calib.npz: (float32 [N, 3, 224, 224], manifest). Raises ``CalibrationFileError``.
+
+    Member sizes and array headers are checked before any array is inflated (:func:`_check_members`).
+    """
     path = Path(path)
     if not path.is_file():
         raise CalibrationFileError(f"{path}: no such calibration file")
     try:
+        _check_members(path)
         with np.load(path, allow_pickle=False) as npz:
             files = set(npz.files)
             if not {"manifest", "data"} <= files:
@@ -114,6 +160,8 @@ def read_calibration(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any
             data = npz["data"]
     except CalibrationFileError:
         raise
+    except RecursionError:
+        raise CalibrationFileError(f"{path}: manifest JSON is nested too deeply") from None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, UnicodeDecodeError) as exc:
         raise CalibrationFileError(f"{path}: not a readable calib.npz ({type(exc).__name__}: {exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -161,6 +209,9 @@ def build_calibration(
     """
     from emonext_edge import __version__
 
+    if not 1 <= num <= MAX_CALIBRATION_TENSORS:
+        raise DataError(f"{source}: {option} {num}: expected 1 to {MAX_CALIBRATION_TENSORS} calibration images "
+                        "(calibration.calib_file.MAX_CALIBRATION_TENSORS)")
     kind = detect_kind(source, split)
     # videos: sample up to 2*num frames evenly, so frames without a face can be made up for
     data: SourceData = read_source(source, split, frames=2 * num, kind=kind)

@@ -19,8 +19,9 @@ THREADS_PER_CPU = 4
 
 
 def max_threads() -> int:
-    """The largest ``--threads`` accepted: ``THREADS_PER_CPU`` x the logical CPUs (at least 4)."""
-    return max(4, THREADS_PER_CPU * (os.cpu_count() or 1))
+    """The largest ``--threads`` / ``threads=`` accepted: ``THREADS_PER_CPU`` x the logical CPUs (at least 4,
+    at most 256). One bound for the CLIs and the API (``Runtime(threads=...)``)."""
+    return min(256, max(4, THREADS_PER_CPU * (os.cpu_count() or 1)))
 
 
 def _int(text: str) -> int:

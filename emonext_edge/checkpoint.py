@@ -25,7 +25,7 @@ import torch
 from .errors import ArchitectureMismatchError, CheckpointError
 from .fileio import sha256_file
 from .integrity import check_safetensors, check_zip_crcs
-from .labels import DEFAULT_LABELS
+from .labels import DEFAULT_LABELS, validate_labels
 from .model import EmoNeXt
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,9 @@ def load_model(
     state, which = extract_state_dict(raw, prefer_ema=prefer_ema, where=str(p))
     arch = infer_architecture(state, str(p))
     if labels is None and isinstance(raw, Mapping) and isinstance(raw.get("labels"), (list, tuple)):
-        labels = [str(x) for x in raw["labels"]]
+        labels = list(validate_labels(list(raw["labels"]), f"{p} ('labels' entry)", CheckpointError))
+    elif labels is not None:
+        labels = list(validate_labels(labels, f"{p} (labels=)", CheckpointError))
     if labels is None and arch["num_classes"] != len(DEFAULT_LABELS):
         raise CheckpointError(
             f"{p}: the head has {arch['num_classes']} classes, not the 7 FER2013 emotions; pass labels=[...]"

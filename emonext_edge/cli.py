@@ -3,21 +3,31 @@
     python -m emonext_edge predict MODEL IMAGE... [--faces] [--json]
     python -m emonext_edge video MODEL SOURCE [--out annotated.mp4] [--json frames.jsonl] [--detect-every N] ...
 
-Bad input ends with one line ``error: ...`` on stderr and exit code 2.
+Bad input ends with one line ``error: ...`` on stderr and exit code 2 (``--threads`` outside
+1..4 x CPUs included, before anything is loaded). Output: a closed stdout (``| head -1``)
+ends quietly with exit 141 (the shell's code for a SIGPIPE death, as for every CLI of the project); an unwritable one (``> /dev/full``, disk full)
+ends with ``error: cannot write the results to stdout: ...`` and exit 4 (:data:`EXIT_OUTPUT`).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import os
+import sys
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from .cli_support import cli_entry
+from .cli_support import EXIT_BROKEN_PIPE, cli_entry
+from .environment import EXIT_ENVIRONMENT
 from .video_cli import add_video_arguments, run_video
 
 log = logging.getLogger("emonext_edge.cli")
+
+#: exit code when the results cannot be written to stdout (full disk, /dev/full, I/O error)
+EXIT_OUTPUT = EXIT_ENVIRONMENT
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,11 +39,14 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--backend", default="auto", help="auto (by suffix), onnxruntime, openvino, tensorrt, torch")
         p.add_argument("--device", default=None, help="backend device, e.g. CPU, GPU, NPU, AUTO, cuda")
         p.add_argument("--precision", default=None, help="e.g. f32 / f16 / bf16 for OpenVINO (default f32)")
-        p.add_argument("--threads", type=int, default=None, help="inference threads")
+        p.add_argument("--threads", type=int, default=None, help="inference threads (1 to 4 x the CPUs)")
         p.add_argument("--detector", default=None,
                        help="face detector: yunet (the bundled default), haar, or a YuNet .onnx / cascade .xml file")
         p.add_argument("--no-verify", dest="verify", action="store_false",
                        help="skip the SHA-256 check of the artifact's files against its sidecar (artifact_sha256)")
+        p.add_argument("--strict-verify", dest="verify", action="store_const", const="strict",
+                       help="refuse an artifact whose files, labels and preprocessing are not all covered by "
+                            "recorded hashes (default: load it with a warning)")
 
     predict = sub.add_parser("predict", help="classify image files")
     runtime_args(predict)
@@ -51,8 +64,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _runtime(args: argparse.Namespace) -> Any:
-    from .runtime import Runtime
+    from .runtime import Runtime, check_threads
 
+    check_threads(args.threads, "--threads")
     return Runtime(args.model, backend=args.backend, device=args.device, precision=args.precision, threads=args.threads,
                    verify=getattr(args, "verify", True))
 
@@ -72,8 +86,7 @@ def _predict(args: argparse.Namespace) -> int:
         for r in results:  # logits are for programs; keep the JSON readable but complete
             for item in r.get("faces", [r]):
                 item["logits"] = [round(v, 6) for v in item["logits"]]
-        print(json.dumps({"model": args.model, "backend": info, "results": results}, indent=2, default=str))
-        return 0
+        return _emit(json.dumps({"model": args.model, "backend": info, "results": results}, indent=2, default=str))
     rows = []
     for r in results:
         for i, item in enumerate(r["faces"]) if args.faces else [(None, r)]:
@@ -82,10 +95,37 @@ def _predict(args: argparse.Namespace) -> int:
         if args.faces and not r["faces"]:
             rows.append((r["image"], "(no face)", ""))
     width = max(len("image"), *(len(w) for w, _, _ in rows))
-    print(f"{'image':<{width}}  {'label':<10}  score")
-    for where, label, score in rows:
-        print(f"{where:<{width}}  {label:<10}  {score}")
+    lines = [f"{'image':<{width}}  {'label':<10}  score"]
+    lines += [f"{where:<{width}}  {label:<10}  {score}" for where, label, score in rows]
+    return _emit("\n".join(lines))
+
+
+def _emit(text: str) -> int:
+    """Write ``text`` and a newline to stdout and flush: 0, or :data:`EXIT_BROKEN_PIPE` quietly when the
+    reader has gone (EPIPE), or :data:`EXIT_OUTPUT` with one ``error:`` line when stdout cannot be written."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except OSError as exc:
+        _silence_stdout()
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        hint = " (disk or device full)" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        print(f"error: cannot write the results to stdout: {reason}{hint}", file=sys.stderr)
+        return EXIT_OUTPUT
     return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def _video(args: argparse.Namespace) -> int:

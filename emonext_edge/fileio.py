@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,36 @@ TEMP_PREFIX = ".emonext-tmp-"
 _TEMP_RE = re.compile(r"^\.emonext-tmp-(\d+)-")
 #: 0.2 temporaries (``.<name>.XXXX.tmp`` files, ``.<stem>.XXXX`` IR folders) count as stale after this long
 LEGACY_STALE_SECONDS = 600
+
+
+def special_file_kind(path: str | os.PathLike, missing: str = "no such file") -> Optional[str]:
+    """What ``path`` is when it is not a regular file: ``missing`` when it does not exist, "a
+    directory", "a FIFO (named pipe)", "a character device", "a block device", "a socket", "a
+    symbolic link loop (...)", "a broken symbolic link (...)"; ``None`` for a regular file.
+
+    Only ``stat`` is called: a FIFO is never opened (that would block).
+    """
+    import errno
+    import stat
+
+    p = Path(path)
+    try:
+        mode = p.stat().st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link loop (too many levels of symbolic links)"
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return "a broken symbolic link (its target does not exist)" if p.is_symlink() else missing
+        return f"not readable ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    for test, what in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return what
+    return "not a regular file"
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -35,18 +35,22 @@ SHA256_KEY = "artifact_sha256"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
-def recorded_hashes(artifact: Union[str, os.PathLike]) -> tuple[Optional[Path], dict[str, str]]:
-    """``(sidecar, {basename: sha256})`` recorded for ``artifact``; ``(None, {})`` without a sidecar
-    or without the ``artifact_sha256`` field. A malformed field raises ``ModelFileError``."""
+def _sidecar_record(artifact: Union[str, os.PathLike]) -> tuple[Optional[Path], Optional[dict[str, Any]]]:
+    """``(sidecar path or None, its JSON object or None)``; malformed JSON raises ``ModelFileError``."""
+    from .metadata import read_json_file
+
     sidecar = Path(artifact).with_suffix(".json")
-    if not sidecar.is_file() or sidecar == Path(artifact):
-        return None, {}
-    try:
-        data = json.loads(sidecar.read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelFileError(f"{sidecar}: metadata sidecar is not valid JSON ({exc})") from None
+    if sidecar == Path(artifact) or not sidecar.exists():
+        return None, None
+    if not sidecar.is_file():
+        raise ModelFileError(f"{sidecar}: metadata sidecar is not a regular file")
+    data = read_json_file(sidecar)
+    return sidecar, data if isinstance(data, dict) else None
+
+
+def _hashes_of(sidecar: Path, data: Optional[dict[str, Any]]) -> dict[str, str]:
     if not isinstance(data, dict) or SHA256_KEY not in data:
-        return sidecar, {}
+        return {}
     hashes = data[SHA256_KEY]
     if not isinstance(hashes, dict) or not hashes or not all(
         isinstance(k, str) and isinstance(v, str) and _HEX64.match(v.lower()) for k, v in hashes.items()
@@ -54,7 +58,16 @@ def recorded_hashes(artifact: Union[str, os.PathLike]) -> tuple[Optional[Path], 
         raise ModelFileError(
             f"{sidecar}: '{SHA256_KEY}' must map file names to 64-digit hex SHA-256 digests, got {hashes!r:.200}"
         )
-    return sidecar, {k: v.lower() for k, v in hashes.items()}
+    return {k: v.lower() for k, v in hashes.items()}
+
+
+def recorded_hashes(artifact: Union[str, os.PathLike]) -> tuple[Optional[Path], dict[str, str]]:
+    """``(sidecar, {basename: sha256})`` recorded for ``artifact``; ``(None, {})`` without a sidecar
+    or without the ``artifact_sha256`` field. A malformed field raises ``ModelFileError``."""
+    sidecar, data = _sidecar_record(artifact)
+    if sidecar is None:
+        return None, {}
+    return sidecar, _hashes_of(sidecar, data)
 
 
 def _file_for(name: str, artifact: Path, names: list[str]) -> Path:
@@ -72,15 +85,40 @@ def _file_for(name: str, artifact: Path, names: list[str]) -> Path:
     return direct
 
 
-def verify_artifact(artifact: Union[str, os.PathLike]) -> list[Path]:
-    """Hash every file the artifact's sidecar lists under ``artifact_sha256`` and compare.
+def _unverified(message: str, strict: bool, notes: Optional[list[tuple[int, str]]], level: int = logging.WARNING) -> None:
+    if strict:
+        raise ModelFileError(f"{message}; verify='strict' refuses it (re-export it, or load it with verify=True)")
+    note = (level, f"{message} (verify='strict' refuses such artifacts)")
+    if notes is not None:
+        notes.append(note)
+    else:
+        log.log(*note)
 
-    Returns the files verified (empty when nothing is recorded); raises ``ModelFileError``
-    naming the file, both digests and the sidecar on a mismatch or a missing file.
+
+def verify_artifact(artifact: Union[str, os.PathLike], strict: bool = False,
+                    notes: Optional[list[tuple[int, str]]] = None) -> list[Path]:
+    """Hash every file the artifact's sidecar lists under ``artifact_sha256`` and compare; check
+    the record's ``record_sha256`` (labels and preprocessing, :func:`emonext_edge.metadata.record_digest`).
+
+    Returns the files verified. Raises ``ModelFileError`` naming the file, both digests and
+    the sidecar on a mismatch or a missing file. An artifact with no sidecar, no
+    ``artifact_sha256`` or (written before 0.4) no ``record_sha256`` is logged as unverified
+    in one warning line, or refused when ``strict``; with ``notes`` given, that
+    ``(log level, message)`` is appended to it instead of logged (the Runtime logs it once the
+    artifact has loaded, so a failed load shows only its error).
     """
+    from .metadata import RECORD_SHA256_KEY, record_digest
+
     artifact = Path(artifact)
-    sidecar, hashes = recorded_hashes(artifact)
+    sidecar, data = _sidecar_record(artifact)
+    hashes = _hashes_of(sidecar, data) if sidecar is not None else {}
     if not hashes:
+        # a zip-format checkpoint still has every member's CRC-32 checked on load: said at INFO
+        zipped = artifact.suffix.lower() in (".pt", ".pth") and zipfile.is_zipfile(artifact)
+        crc = "; only its zip CRC-32s are checked" if zipped else ""
+        what = f"no sidecar {artifact.with_suffix('.json').name}" if sidecar is None else f"{sidecar.name} records no {SHA256_KEY}"
+        _unverified(f"{artifact}: unverified: {what}, so its files and labels cannot be checked{crc}", strict,
+                    notes, logging.INFO if zipped else logging.WARNING)
         return []
     names = list(hashes)
     checked = []
@@ -96,15 +134,97 @@ def verify_artifact(artifact: Union[str, os.PathLike]) -> list[Path]:
                 "or load it anyway with verify=False (--no-verify)"
             )
         checked.append(path)
-    log.debug("%s: SHA-256 of %d file(s) verified against %s", artifact, len(checked), sidecar)
+    assert data is not None and sidecar is not None
+    recorded = data.get(RECORD_SHA256_KEY)
+    if recorded is None:
+        _unverified(f"{sidecar}: labels and preprocessing are not covered by a hash (no {RECORD_SHA256_KEY}: "
+                    "written before emonext-edge 0.4)", strict, notes)
+    elif recorded != record_digest(data):
+        raise ModelFileError(
+            f"{sidecar}: its labels/preprocessing do not match {RECORD_SHA256_KEY} {str(recorded)[:16]}...: the "
+            "sidecar was edited after export (e.g. labels reordered); re-export it, or load it anyway with "
+            "verify=False (--no-verify)"
+        )
+    log.debug("%s: SHA-256 of %d file(s) and the record verified against %s", artifact, len(checked), sidecar)
     return checked
+
+
+def embedded_labels(artifact: Path, backend: Any) -> tuple[Optional[str], Optional[list[Any]]]:
+    """``(carrier, labels)`` embedded in the model file itself (ONNX ``metadata_props`` via the
+    backend's ONNX Runtime session, IR ``rt_info`` from the XML); ``(None, None)`` when there are none."""
+    from .metadata import from_string_map, read_ir_rt_info
+
+    suffix = artifact.suffix.lower()
+    data: Optional[dict[str, Any]] = None
+    if suffix == ".onnx" and getattr(backend, "session", None) is not None:
+        carrier = "ONNX metadata_props"
+        data = from_string_map(backend.session.get_modelmeta().custom_metadata_map)
+    elif suffix == ".xml":
+        carrier = "IR rt_info"
+        data = read_ir_rt_info(artifact)
+    else:
+        return None, None
+    labels = (data or {}).get("labels")
+    return (carrier, labels) if labels else (None, None)
+
+
+def check_embedded_labels(artifact: Path, backend: Any, labels: Any) -> None:
+    """Refuse a sidecar whose labels differ from the copy embedded in the model file.
+
+    Only when both exist: labels read from the embedded copy itself need no comparison.
+    Raises ``ModelFileError`` naming the sidecar, the model file and both orders.
+    """
+    sidecar = artifact.with_suffix(".json")
+    if sidecar == artifact or not sidecar.is_file():
+        return
+    carrier, embedded = embedded_labels(artifact, backend)
+    if embedded is None or list(embedded) == list(labels):
+        return
+    raise ModelFileError(
+        f"{sidecar}: labels {list(labels)!r:.200} differ from those embedded in {artifact.name} ({carrier}: "
+        f"{list(embedded)!r:.200}); the sidecar was edited or belongs to another export; re-export, or load it "
+        "anyway with verify=False (--no-verify)"
+    )
+
+
+#: A zip member may inflate to at most this many times its stored size. PyTorch and
+#: ``numpy.savez`` store members uncompressed (ratio 1); deflated weights compress < 1.5x.
+MAX_INFLATE_RATIO = 20
+#: Members smaller than this are never refused for their ratio (pickles, manifests, zeros).
+_SMALL_MEMBER = 1 << 20
+#: Largest declared (inflated) size of all members of a ``.pt`` checkpoint: 8 GiB, twice a
+#: ConvNeXt-large EmoNeXt with its EMA copy and optimiser state.
+MAX_CHECKPOINT_BYTES = 8 << 30
+
+
+def check_zip_inflation(archive: zipfile.ZipFile, where: Any, max_total: int, error: type = CheckpointError,
+                        what: str = "a checkpoint") -> None:
+    """Refuse, before anything is inflated, an archive whose members declare more than
+    ``max_total`` bytes in all or more than :data:`MAX_INFLATE_RATIO` x their stored size
+    (a zip bomb). Reads the central directory only. Raises ``error`` naming the member."""
+    total = 0
+    for info in archive.infolist():
+        total += info.file_size
+        if info.file_size > _SMALL_MEMBER and info.file_size > MAX_INFLATE_RATIO * max(info.compress_size, 1):
+            raise error(
+                f"{where}: member {info.filename!r} declares {info.file_size:,} bytes stored in {info.compress_size:,} "
+                f"(over {MAX_INFLATE_RATIO}x compression): not {what} (a compressed archive bomb?); not inflated"
+            )
+        if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:
+            raise error(f"{where}: member {info.filename!r} is stored uncompressed but declares {info.file_size:,} "
+                        f"bytes for {info.compress_size:,} stored: the archive is corrupt")
+    if total > max_total:
+        raise error(f"{where}: members declare {total:,} bytes in all, over the limit of {max_total:,} for {what}; "
+                    "not inflated")
 
 
 def check_zip_crcs(path: Union[str, os.PathLike]) -> bool:
     """Recompute the CRC-32 of every member of a zip-format checkpoint (PyTorch >= 1.6).
 
     Returns ``False`` for a non-zip (legacy pickle) file, which carries no checksum;
-    raises ``CheckpointError`` naming the file and the first bad member.
+    raises ``CheckpointError`` naming the file and the first bad member. Sizes are checked
+    first (:func:`check_zip_inflation`, :data:`MAX_CHECKPOINT_BYTES`), so a zip bomb is
+    refused from its directory, before any byte is inflated.
     """
     path = Path(path)
     if not zipfile.is_zipfile(path):
@@ -114,6 +234,7 @@ def check_zip_crcs(path: Union[str, os.PathLike]) -> bool:
         return False
     try:
         with zipfile.ZipFile(path) as archive:
+            check_zip_inflation(archive, path, MAX_CHECKPOINT_BYTES)
             for info in archive.infolist():
                 try:
                     with archive.open(info) as member:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -42,7 +43,7 @@ from typing import Any, Optional, Union
 from typing import Mapping as _Mapping  # subscripted at run time: typing's, for Python 3.8
 
 from .errors import ModelFileError
-from .labels import DEFAULT_LABELS
+from .labels import DEFAULT_LABELS, validate_labels
 from .preprocess import PREPROCESSING_SPEC
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,67 @@ METADATA_PREFIX = "emonext."
 RT_INFO_SECTION = "emonext"
 
 FORMATS = ("onnx", "openvino-ir", "tensorrt-engine", "pytorch")
+#: sidecar/manifest key holding :func:`record_digest` (written beside ``artifact_sha256``)
+RECORD_SHA256_KEY = "record_sha256"
+#: the fields of the record that change predictions, covered by ``record_sha256``
+RECORD_HASH_FIELDS = ("labels", "preprocessing")
+#: deepest nesting accepted in a metadata record (ours is 4 deep)
+MAX_JSON_DEPTH = 32
+#: largest sidecar/manifest read (ours are a few kB)
+MAX_SIDECAR_BYTES = 16 << 20
+
+
+def record_digest(record: Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical JSON (sorted keys, no spaces, ASCII) of the record's
+    :data:`RECORD_HASH_FIELDS`: what makes a sidecar's labels and preprocessing verifiable."""
+    subset = {key: record.get(key) for key in RECORD_HASH_FIELDS}
+    text = json.dumps(subset, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def check_depth(value: Any, where: str, limit: int = MAX_JSON_DEPTH) -> None:
+    """``ModelFileError`` if ``value`` nests lists/dicts deeper than ``limit`` (iterative: no RecursionError)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            children = list(item.values())
+        elif isinstance(item, (list, tuple)):
+            children = list(item)
+        else:
+            continue
+        if depth > limit:
+            raise ModelFileError(f"{where}: metadata is nested more than {limit} levels deep; not an EmoNeXt record")
+        stack.extend((child, depth + 1) for child in children)
+
+
+def parse_json(text: Union[str, bytes], where: str, what: str = "metadata sidecar") -> Any:
+    """``json.loads`` with one-line ``ModelFileError`` for malformed or too deeply nested JSON."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ModelFileError(f"{where}: {what} JSON is nested too deeply to parse; not an EmoNeXt record") from None
+    except ValueError as exc:
+        raise ModelFileError(f"{where}: {what} is not valid JSON ({exc})") from None
+    check_depth(value, where)
+    return value
+
+
+def read_json_file(path: Path, what: str = "metadata sidecar") -> Any:
+    """Read and parse a sidecar/manifest: size-limited (:data:`MAX_SIDECAR_BYTES`), regular files only."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_SIDECAR_BYTES:
+            raise ModelFileError(f"{path}: {what} is {size:,} bytes, over the limit of {MAX_SIDECAR_BYTES:,}")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_SIDECAR_BYTES + 1)
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ModelFileError(f"{path}: {what} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return parse_json(text, str(path), what)
 ENGINE_FORMAT = "tensorrt-engine"
 
 
@@ -235,8 +297,7 @@ class ArtifactMetadata:
             raise ModelFileError(f"{where}: format must be one of {list(FORMATS)}, got {self.format!r}")
         if not self.precision:
             raise ModelFileError(f"{where}: precision is not set")
-        if not self.labels or not all(isinstance(x, str) for x in self.labels):
-            raise ModelFileError(f"{where}: labels must be a non-empty list of strings, got {self.labels!r}")
+        validate_labels(self.labels, where, ModelFileError)
         if self.format == ENGINE_FORMAT and self.tensorrt is None:
             raise ModelFileError(f"{where}: a TensorRT engine manifest needs the tensorrt section")
         return self
@@ -269,8 +330,10 @@ class ArtifactMetadata:
         out = {k: v for k, v in out.items() if v is not None}
         if self.artifact_sha256 and not embedded:
             out["artifact_sha256"] = dict(self.artifact_sha256)
+            out[RECORD_SHA256_KEY] = record_digest(out)
         for key, value in self.extra.items():
-            out.setdefault(key, copy.deepcopy(value))
+            if key != RECORD_SHA256_KEY:
+                out.setdefault(key, copy.deepcopy(value))
         return out
 
     @classmethod
@@ -278,10 +341,13 @@ class ArtifactMetadata:
         """Parse a record written by this version or by 0.2; ``ModelFileError`` names ``where``."""
         if not isinstance(data, Mapping):
             raise ModelFileError(f"{where}: metadata must be a JSON object, got {type(data).__name__}")
+        check_depth(data, where)
         d = dict(copy.deepcopy(dict(data)))
         labels = d.pop("labels", None)
-        if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        if not isinstance(labels, list) or not labels:
             raise ModelFileError(f"{where}: metadata has no 'labels' list of strings")
+        validate_labels(labels, where, ModelFileError)
+        d.pop(RECORD_SHA256_KEY, None)  # recomputed by to_dict whenever artifact_sha256 is written
         version = d.pop("schema_version", None)
         legacy = d.pop("format_version", None)
         if version is None:
@@ -340,7 +406,7 @@ def as_metadata(meta: MetadataLike, where: str = "metadata") -> ArtifactMetadata
 def _embedded_dict(meta: MetadataLike) -> dict[str, Any]:
     if isinstance(meta, ArtifactMetadata):
         return meta.to_dict(embedded=True)
-    return {k: v for k, v in meta.items() if k != "artifact_sha256"}
+    return {k: v for k, v in meta.items() if k not in ("artifact_sha256", RECORD_SHA256_KEY)}
 
 
 # --------------------------------------------------------------------------- sidecar / manifest
@@ -352,15 +418,14 @@ def write_sidecar(artifact: str | os.PathLike, meta: MetadataLike) -> Path:
 
     path = sidecar_path(artifact)
     data = meta.to_dict() if isinstance(meta, ArtifactMetadata) else dict(meta)
+    if data.get("artifact_sha256"):
+        data[RECORD_SHA256_KEY] = record_digest(data)
     write_json_atomic(path, data)
     return path
 
 
 def _load_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelFileError(f"{path}: metadata sidecar is not valid JSON ({exc})") from None
+    return read_json_file(path)
 
 
 def read_sidecar_metadata(artifact: str | os.PathLike) -> Optional[ArtifactMetadata]:
@@ -411,8 +476,11 @@ def from_string_map(props: Mapping[str, str]) -> Optional[dict[str, Any]]:
         if k.startswith(METADATA_PREFIX):
             try:
                 out[k[len(METADATA_PREFIX):]] = json.loads(v)
+            except RecursionError:
+                raise ModelFileError(f"embedded metadata {k!r} is nested too deeply to parse") from None
             except ValueError:
                 out[k[len(METADATA_PREFIX):]] = v
+    check_depth(out, "embedded metadata")
     return out or None
 
 
@@ -476,8 +544,11 @@ def read_ir_rt_info(xml_path: str | os.PathLike) -> Optional[dict[str, Any]]:
                 continue
             try:
                 meta[key] = json.loads(raw)
+            except RecursionError:
+                raise ModelFileError(f"{path}: rt_info entry {key!r} is nested too deeply to parse") from None
             except ValueError:
                 meta[key] = raw
+    check_depth(meta, str(path))
     return meta or None
 
 
@@ -605,7 +676,7 @@ def labels_from(meta: Optional[Mapping[str, Any]], num_classes: int, where: str)
     if isinstance(meta, ArtifactMetadata):
         meta = {"labels": meta.labels}
     if meta and meta.get("labels"):
-        labels = tuple(meta["labels"])
+        labels = validate_labels(meta["labels"], where, ModelFileError)
         if len(labels) != num_classes:
             raise ModelFileError(f"{where}: metadata lists {len(labels)} labels but the model outputs {num_classes}")
         return labels

@@ -27,6 +27,7 @@ refused from their header (PNG, JPEG, GIF, BMP, WebP) before anything is decoded
 from __future__ import annotations
 
 import math
+import re
 import os
 import struct
 from collections.abc import Iterable
@@ -37,6 +38,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from .errors import ImageError, ImageTypeError
+from .fileio import special_file_kind
 from .opencv import import_cv2
 
 RESIZE_SHORTER = 236
@@ -83,104 +85,251 @@ def check_size(height: int, width: int, name: str = "image") -> None:
         )
 
 
-def _jpeg_size(f: Any) -> Optional[tuple[int, int]]:
-    f.seek(2)
-    for _ in range(10_000):
-        byte = f.read(1)
-        while byte and byte != b"\xff":  # skip to the next marker
-            byte = f.read(1)
-        while byte == b"\xff":  # fill bytes
-            byte = f.read(1)
-        if not byte:
-            return None
-        marker = byte[0]
-        if marker in (0x01, *range(0xD0, 0xDA)):  # standalone markers (TEM, RSTn, SOI, EOI)
-            if marker == 0xD9:
-                return None
+#: Largest accepted image file, in bytes (512 MiB): a 50 MP 16-bit RGBA TIFF stored raw is 400 MB.
+MAX_FILE_BYTES = 512 * 1024 * 1024
+#: Formats whose size is read from the header before decoding; any other file is refused.
+HEADER_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WebP", "TIFF", "PNM (PBM/PGM/PPM/PAM)", "Sun raster")
+_JPEG_MAX_SEGMENTS = 4096  # real files: < 50 (APPn, DQT, DHT, SOF); the crafted one had 10,000s
+_JPEG_MAX_GAP = 1 << 16  # bytes of garbage skipped between two segments
+_PNM_HEADER_BYTES = 1 << 16  # PNM/PAM header (with comments) must fit in 64 KiB
+_TIFF_MAX_ENTRIES = 4096
+_SOF_MARKERS = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
+#: signatures OpenCV decodes but whose size is not read here (refused by name)
+_REFUSED_SIGNATURES = (
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000"), (b"\xff\x4f\xff\x51", "JPEG 2000 codestream"),
+    (b"\x76\x2f\x31\x01", "OpenEXR (floating point)"), (b"#?RADIANCE", "Radiance HDR (floating point)"),
+    (b"#?RGBE", "Radiance HDR (floating point)"), (b"PF\n", "PFM (floating point)"), (b"Pf\n", "PFM (floating point)"),
+)
+
+
+class _HeaderError(Exception):
+    """Why a header could not be read (becomes ``ImageError: <path>: not a readable image: ...``)."""
+
+
+def _jpeg_size(f: Any) -> tuple[int, int]:
+    """Follow the JPEG segments (by their lengths, never byte by byte) to the first frame header.
+
+    Bounded: at most :data:`_JPEG_MAX_SEGMENTS` segments and :data:`_JPEG_MAX_GAP` bytes of
+    garbage between two of them; a scan that reaches the data (SOS) or the end without a frame
+    header raises, so a file whose size cannot be read is never decoded.
+    """
+    pos = 2
+    for _ in range(_JPEG_MAX_SEGMENTS):
+        f.seek(pos)
+        buf = f.read(16)
+        if buf[:1] != b"\xff":  # garbage before the next marker: find it in one bounded read
+            buf += f.read(_JPEG_MAX_GAP)
+            i = buf.find(b"\xff")
+            if i < 0:
+                raise _HeaderError(f"JPEG: no marker within {_JPEG_MAX_GAP:,} bytes after offset {pos}")
+            pos, buf = pos + i, buf[i:]
+        rest = buf.lstrip(b"\xff")
+        if not rest:  # a long run of fill bytes
+            f.seek(pos)
+            run = f.read(_JPEG_MAX_GAP)
+            rest = run.lstrip(b"\xff")
+            if not rest:
+                raise _HeaderError(f"JPEG: more than {_JPEG_MAX_GAP:,} fill bytes at offset {pos}")
+            buf = run
+        pos += len(buf) - len(rest)  # pos: the marker byte
+        marker = rest[0]
+        if marker in (0x00, 0x01, 0xD8, *range(0xD0, 0xD8)):  # stuffed zero, TEM, SOI, RSTn: no length
+            pos += 1
             continue
-        head = f.read(2)
-        if len(head) < 2:
-            return None
-        length = struct.unpack(">H", head)[0]
-        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
-            sof = f.read(5)
-            if len(sof) < 5:
-                return None
-            height, width = struct.unpack(">HH", sof[1:5])
+        if marker == 0xD9:
+            raise _HeaderError("JPEG: image ends (EOI) before a frame header (SOF)")
+        if marker == 0xDA:
+            raise _HeaderError("JPEG: scan data (SOS) before a frame header (SOF)")
+        f.seek(pos + 1)
+        seg = f.read(7)
+        if len(seg) < 2:
+            raise _HeaderError(f"JPEG: file ends inside the segment header at offset {pos}")
+        length = struct.unpack(">H", seg[:2])[0]
+        if length < 2:
+            raise _HeaderError(f"JPEG: segment 0x{marker:02X} at offset {pos} has invalid length {length}")
+        if marker in _SOF_MARKERS:
+            if len(seg) < 7:
+                raise _HeaderError("JPEG: file ends inside the frame header (SOF)")
+            height, width = struct.unpack(">HH", seg[3:7])
             return width, height
-        f.seek(length - 2, os.SEEK_CUR)
-    return None
+        pos += 1 + length
+    raise _HeaderError(f"JPEG: no frame header (SOF) within the first {_JPEG_MAX_SEGMENTS} segments")
 
 
-def image_file_size(path: Union[str, os.PathLike]) -> Optional[tuple[int, int]]:
-    """``(width, height)`` read from an image file's header (PNG, JPEG, GIF, BMP, WebP), ``None`` otherwise.
+def _tiff_size(f: Any, head: bytes) -> tuple[int, int]:
+    """ImageWidth / ImageLength of the first IFD (the page OpenCV decodes); classic and BigTIFF."""
+    order = "<" if head[:2] == b"II" else ">"
+    big = struct.unpack(order + "H", head[2:4])[0] == 43
+    if big:
+        offset, count_fmt, count_size, entry_size = struct.unpack(order + "Q", head[8:16])[0], "Q", 8, 20
+    else:
+        offset, count_fmt, count_size, entry_size = struct.unpack(order + "I", head[4:8])[0], "H", 2, 12
+    f.seek(offset)
+    raw = f.read(count_size)
+    if len(raw) < count_size:
+        raise _HeaderError(f"TIFF: first directory offset {offset} is beyond the end of the file")
+    count = struct.unpack(order + count_fmt, raw)[0]
+    if not 0 < count <= _TIFF_MAX_ENTRIES:
+        raise _HeaderError(f"TIFF: first directory has {count} entries (expected 1..{_TIFF_MAX_ENTRIES})")
+    table = f.read(count * entry_size)
+    if len(table) < count * entry_size:
+        raise _HeaderError("TIFF: file ends inside the first directory")
+    tags: dict[int, int] = {}
+    for i in range(count):
+        entry = table[i * entry_size : (i + 1) * entry_size]
+        tag, kind = struct.unpack(order + "HH", entry[:4])
+        n = struct.unpack(order + ("Q" if big else "I"), entry[4 : 12 if big else 8])[0]
+        value = entry[12:] if big else entry[8:]
+        if n != 1 or kind not in (3, 4, 16):  # SHORT, LONG, LONG8 single values are stored inline
+            continue
+        tags[tag] = struct.unpack(order + {3: "H", 4: "I", 16: "Q"}[kind], value[: {3: 2, 4: 4, 16: 8}[kind]])[0]
+    if 256 not in tags or 257 not in tags:
+        raise _HeaderError("TIFF: first directory has no ImageWidth/ImageLength")
+    samples = tags.get(277, 1)
+    if samples > 4:
+        raise _HeaderError(f"TIFF: {samples} samples per pixel (expected 1 to 4)")
+    tile = tags.get(322, 0) * tags.get(323, 0)
+    if tile > MAX_PIXELS:
+        raise _HeaderError(f"TIFF: tiles of {tags[322]}x{tags[323]} pixels, over the limit of {MAX_PIXELS:,}")
+    return tags[256], tags[257]
 
-    Nothing is decoded: a small file that claims to be huge is refused before OpenCV
-    allocates it.
+
+_PNM_SEP = rb"(?:\s|#[^\n]*\n)+"
+_PNM = re.compile(rb"P[1-6]" + _PNM_SEP + rb"(\d{1,10})" + _PNM_SEP + rb"(\d{1,10})")
+
+
+def _pnm_size(f: Any) -> tuple[int, int]:
+    f.seek(0)
+    head = f.read(_PNM_HEADER_BYTES)
+    if head[:2] == b"P7":
+        end = head.find(b"ENDHDR")
+        if end < 0:
+            raise _HeaderError(f"PAM: no ENDHDR within the first {_PNM_HEADER_BYTES:,} bytes")
+        fields = dict(re.findall(rb"^(WIDTH|HEIGHT|DEPTH)[ \t]+(\d{1,10})", head[:end], re.M))
+        if b"WIDTH" not in fields or b"HEIGHT" not in fields:
+            raise _HeaderError("PAM: header has no WIDTH/HEIGHT")
+        if int(fields.get(b"DEPTH", b"1")) > 4:
+            raise _HeaderError(f"PAM: depth {int(fields[b'DEPTH'])} (expected 1 to 4)")
+        return int(fields[b"WIDTH"]), int(fields[b"HEIGHT"])
+    match = _PNM.match(head)
+    if not match:
+        raise _HeaderError(f"PNM: no width and height within the first {_PNM_HEADER_BYTES:,} bytes")
+    return int(match.group(1)), int(match.group(2))
+
+
+def _webp_size(f: Any, head: bytes) -> tuple[int, int]:
+    chunk = head[12:16]
+    if chunk == b"VP8X":
+        f.seek(24)
+        b = f.read(6)
+        if len(b) == 6:
+            return 1 + int.from_bytes(b[0:3], "little"), 1 + int.from_bytes(b[3:6], "little")
+    elif chunk == b"VP8L":
+        f.seek(21)
+        b = f.read(4)
+        if len(b) == 4:
+            bits = int.from_bytes(b, "little")
+            return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    elif chunk == b"VP8 ":
+        f.seek(26)
+        b = f.read(4)
+        if len(b) == 4:
+            width, height = struct.unpack("<HH", b)
+            return width & 0x3FFF, height & 0x3FFF
+    raise _HeaderError(f"WebP: unknown or truncated first chunk {chunk!r}")
+
+
+def _header(f: Any) -> tuple[str, int, int]:
+    """``(format, width, height)`` from the open file's header, or ``_HeaderError``."""
+    head = f.read(32)
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        if head[12:16] != b"IHDR" or len(head) < 24:
+            raise _HeaderError("PNG: the first chunk is not IHDR")
+        return ("PNG", *struct.unpack(">II", head[16:24]))
+    if head[:3] == b"\xff\xd8\xff":
+        return ("JPEG", *_jpeg_size(f))
+    if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
+        return ("GIF", *struct.unpack("<HH", head[6:10]))
+    if head[:2] == b"BM" and len(head) >= 26:
+        if struct.unpack("<I", head[14:18])[0] == 12:
+            width, height = struct.unpack("<HH", head[18:22])
+        else:
+            width, height = struct.unpack("<ii", head[18:26])
+        return "BMP", abs(width), abs(height)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return ("WebP", *_webp_size(f, head))
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+") and len(head) >= 16:
+        return ("TIFF", *_tiff_size(f, head))
+    if re.match(rb"P[1-7]\s", head[:3]):
+        return ("PNM", *_pnm_size(f))
+    if head[:4] == b"\x59\xa6\x6a\x95" and len(head) >= 12:
+        return ("Sun raster", *struct.unpack(">II", head[4:12]))
+    for signature, name in _REFUSED_SIGNATURES:
+        if head.startswith(signature):
+            raise _HeaderError(f"{name} files are not accepted (accepted: {', '.join(HEADER_FORMATS)})")
+    raise _HeaderError(f"unknown format (first bytes {head[:8].hex(' ')}); accepted: {', '.join(HEADER_FORMATS)}")
+
+
+def read_image_header(path: Union[str, os.PathLike]) -> tuple[str, int, int]:
+    """``(format, width, height)`` read from an image file's header, without decoding anything.
+
+    Every format :func:`load_image` decodes has its size read here (:data:`HEADER_FORMATS`);
+    a file whose header cannot be read (unknown format, truncated, a JPEG whose frame header
+    is not found within bounded work) raises ``ImageError`` "not a readable image: ...".
+    Cost: a few small reads, at most ~4,096 seeks for a JPEG; never a scan of the whole file.
     """
     try:
         with open(path, "rb") as f:
-            head = f.read(32)
-            if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
-                width, height = struct.unpack(">II", head[16:24])
-                return width, height
-            if head[:6] in (b"GIF87a", b"GIF89a"):
-                width, height = struct.unpack("<HH", head[6:10])
-                return width, height
-            if head[:2] == b"BM" and len(head) >= 26:
-                if struct.unpack("<I", head[14:18])[0] == 12:
-                    width, height = struct.unpack("<HH", head[18:22])
-                else:
-                    width, height = struct.unpack("<ii", head[18:26])
-                return abs(width), abs(height)
-            if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-                chunk = head[12:16]
-                if chunk == b"VP8X":
-                    f.seek(24)
-                    b = f.read(6)
-                    if len(b) == 6:
-                        return 1 + int.from_bytes(b[0:3], "little"), 1 + int.from_bytes(b[3:6], "little")
-                elif chunk == b"VP8L":
-                    f.seek(21)
-                    b = f.read(4)
-                    if len(b) == 4:
-                        bits = int.from_bytes(b, "little")
-                        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
-                elif chunk == b"VP8 ":
-                    f.seek(26)
-                    b = f.read(4)
-                    if len(b) == 4:
-                        width, height = struct.unpack("<HH", b)
-                        return width & 0x3FFF, height & 0x3FFF
-                return None
-            if head[:2] == b"\xff\xd8":
-                return _jpeg_size(f)
-    except (OSError, struct.error):
+            return _header(f)
+    except _HeaderError as exc:
+        raise ImageError(f"{path}: not a readable image: {exc}; its size cannot be checked before decoding, "
+                         "so it is not decoded") from None
+    except struct.error:
+        raise ImageError(f"{path}: not a readable image: the header is truncated") from None
+
+
+def image_file_size(path: Union[str, os.PathLike]) -> Optional[tuple[int, int]]:
+    """``(width, height)`` from the header (see :func:`read_image_header`), ``None`` when it cannot be read."""
+    try:
+        _, width, height = read_image_header(path)
+    except (ImageError, OSError):
         return None
-    return None
+    return width, height
 
 
 # -- reading and checking -------------------------------------------------------------------
 def load_image(path: Union[str, os.PathLike]) -> np.ndarray:
     """Read an image file as uint8 (gray HxW, BGR HxWx3 or BGRA HxWx4) or raise ``ImageError``.
 
-    Files whose header states a size outside the limits are refused before decoding.
+    The size is read from the header first (:func:`read_image_header`) and checked
+    (:func:`check_size`), so nothing outside the limits is decoded; files whose header cannot
+    be read, of more than :data:`MAX_FILE_BYTES`, and special files (FIFOs, devices, symlink
+    loops) are refused by name. EXIF orientation is not applied and 16-bit samples keep their
+    high byte (docs/limits.md says why).
     """
     cv2 = import_cv2()
 
     p = Path(path)
-    if p.is_dir():
-        raise ImageError(f"{p}: is a directory, not an image file")
-    if not p.is_file():
+    what = special_file_kind(p, missing="no such image file")
+    if what == "no such image file":
         raise ImageError(f"{p}: no such image file")
-    size = image_file_size(p)
-    if size is not None:
-        check_size(size[1], size[0], str(p))
+    if what == "a directory":
+        raise ImageError(f"{p}: is a directory, not an image file")
+    if what is not None:
+        raise ImageError(f"{p}: is {what}, not an image file" if what.startswith("a ") else f"{p}: {what}")
+    size = p.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise ImageError(f"{p}: file is {size:,} bytes, over the limit of {MAX_FILE_BYTES:,} for an image file "
+                         "(emonext_edge.preprocess.MAX_FILE_BYTES)")
+    _, width, height = read_image_header(p)
+    check_size(height, width, str(p))
     data = np.fromfile(str(p), dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
         raise ImageError(f"{p}: not a readable image (OpenCV could not decode {data.size} bytes)")
-    if image.dtype == np.uint16:  # 16-bit PNG/TIFF: keep the top 8 bits, as PIL's 'L' does
+    if image.dtype == np.uint16:
+        # 16-bit PNG/TIFF/PNM: keep the high byte (v >> 8). Pillow's 'L' conversion would clip
+        # to 255 instead, turning almost every pixel white; see docs/limits.md.
         image = np.right_shift(image, 8).astype(np.uint8)
     elif image.dtype != np.uint8:
         raise ImageError(f"{p}: {image.dtype} pixel data (a floating-point/HDR file); expected an 8- or 16-bit image")

@@ -24,8 +24,9 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from .backends import is_model_url, open_backend
+from .argtypes import THREADS_PER_CPU, max_threads
 from .backends.base import Backend
-from .errors import EmoNeXtError, ImageError, ModelPathTypeError
+from .errors import EmoNeXtError, ImageError, ModelFileError, ModelPathTypeError, UsageError
 from .faces import Box, DetectorSpec, crop_face, detect_faces
 from .metadata import labels_from
 from .preprocess import INPUT_SHAPE, ImageInput, as_image_list, load_image, preprocess, preprocess_one
@@ -34,6 +35,34 @@ log = logging.getLogger(__name__)
 
 #: images with a shorter side of at least this many px are searched for faces by ``predict``
 SCENE_CHECK_SIDE = 128
+
+#: Images preprocessed and run at a time by ``predict_batch`` / ``run`` (a dynamic-batch model
+#: never gets more): bounds peak memory to one chunk of float32 input (32 x 602 KB = 19 MB) plus
+#: the backend's activations for a batch of 32, whatever the length of the list.
+CHUNK_SIZE = 32
+VerifyMode = Union[bool, str]
+
+
+
+
+def check_threads(threads: Any, name: str = "threads") -> Optional[int]:
+    """``None`` or an int in 1..:func:`max_threads`, else ``UsageError`` naming ``name`` (e.g. ``--threads``)."""
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
+        raise UsageError(f"{name}={threads!r}: expected a whole number of threads, got {type(threads).__name__}")
+    limit = max_threads()
+    if not 1 <= int(threads) <= limit:
+        raise UsageError(f"{name}={threads}: expected 1 to {limit} threads "
+                         f"({THREADS_PER_CPU} x the {os.cpu_count() or 1} CPUs of this machine, at least 4, at most 256)")
+    return int(threads)
+
+
+def _verify_mode(verify: Any) -> VerifyMode:
+    if verify is True or verify is False or (isinstance(verify, str) and verify == "strict"):
+        return verify
+    raise UsageError(f"verify={verify!r}: expected True (check what is recorded, warn when nothing is), "
+                     "'strict' (refuse unverifiable artifacts) or False")
 
 
 @dataclass(frozen=True)
@@ -81,6 +110,18 @@ def check_batch(batch: Any, where: str = "batch") -> np.ndarray:
     return np.ascontiguousarray(batch)
 
 
+def _element_error(exc: ImageError, start: int, size: int) -> tuple[int, str]:
+    """Index in the whole list and message of an error ``preprocess`` raised for a chunk that
+    starts at ``start`` ("batch element i: ..." for chunks of several, the bare message for one)."""
+    import re
+
+    text = str(exc)
+    match = re.match(r"batch element (\d+): (.*)$", text, re.S) if size > 1 else None
+    if match:
+        return start + int(match.group(1)), match.group(2)
+    return start, text
+
+
 class Runtime:
     """Load an EmoNeXt artifact and classify faces with it.
 
@@ -90,9 +131,12 @@ class Runtime:
     ``backend``: "auto" (by suffix) or a backend name. ``device``, ``precision``, ``threads``
     and ``**backend_options`` (e.g. ``providers=`` for ONNX Runtime, ``hint=`` /
     ``num_requests=`` for OpenVINO) go to the backend; ``None`` leaves its default.
-    ``verify``: check the SHA-256 of every file the artifact's sidecar/manifest lists under
-    ``artifact_sha256`` before loading (default; costs one read of the files, see README
-    "Limits and integrity"); ``False`` skips it.
+    ``threads``: 1 to :func:`max_threads` (4 x the CPUs), checked before anything is loaded.
+    ``verify``: ``True`` (default) checks the SHA-256 of every file the sidecar/manifest lists
+    under ``artifact_sha256``, the hash of the record's labels and preprocessing
+    (``record_sha256``) and the sidecar's labels against the copy embedded in the model; an
+    artifact with nothing recorded loads with a one-line warning that it is unverified.
+    ``"strict"`` refuses such artifacts; ``False`` skips every check (docs/limits.md).
     """
 
     def __init__(
@@ -114,12 +158,22 @@ class Runtime:
                 f"Runtime: model_path must be a str or os.PathLike path to an artifact (.onnx, .xml, .engine, .pt, ...) "
                 f"or a model URL, got {type(model_path).__name__} ({model_path!r:.60})"
             )
+        threads = check_threads(threads)
+        verify = _verify_mode(verify)
         # a served model ("grpc://host:8001/emonext", "http://...") keeps its URL; files become Paths
         self.path: Any = model_path if is_model_url(model_path) else Path(model_path)
+        if isinstance(self.path, Path):
+            from .fileio import special_file_kind
+
+            kind = special_file_kind(self.path, missing="")
+            if kind and kind != "a directory":  # missing files and directories: open_backend says which
+                raise ModelFileError(f"{self.path}: is {kind}, not a model file" if kind.startswith("a ")
+                                     else f"{self.path}: {kind}")
+        notes: list[tuple[int, str]] = []  # "unverified" warnings, logged once the artifact has loaded
         if verify and isinstance(self.path, Path) and self.path.is_file():
             from .integrity import verify_artifact
 
-            verify_artifact(self.path)
+            verify_artifact(self.path, strict=verify == "strict", notes=notes)
         options = dict(backend_options)
         for key, value in (("device", device), ("precision", precision), ("threads", threads)):
             if value is not None:
@@ -134,10 +188,19 @@ class Runtime:
                     assumed = (f"the model has {self.backend.num_classes} outputs, not the 7 FER2013 emotions: "
                                f"labels are class_0..class_{self.backend.num_classes - 1}")
                 log.warning("%s: no metadata (no sidecar %s, nothing embedded); %s", self.path, sidecar, assumed)
-            self.labels: tuple[str, ...] = labels_from(self.backend.metadata, self.backend.num_classes, str(self.path))
+            where = str(self.path)  # the sidecar, when the labels come from it
+            if isinstance(self.path, Path) and self.path.suffix != ".json" and self.path.with_suffix(".json").is_file():
+                where = str(self.path.with_suffix(".json"))
+            self.labels: tuple[str, ...] = labels_from(self.backend.metadata, self.backend.num_classes, where)
+            if verify and isinstance(self.path, Path):
+                from .integrity import check_embedded_labels
+
+                check_embedded_labels(self.path, self.backend, self.labels)
         except BaseException:
             self.backend.close()
             raise
+        for level, message in notes:
+            log.log(level, "%s", message)
         self.metadata: dict[str, Any] = dict(self.backend.metadata or {})
 
     # -- life cycle -----------------------------------------------------------------
@@ -179,13 +242,14 @@ class Runtime:
     def run(self, batch: np.ndarray) -> np.ndarray:
         """float32 ``[N, 3, 224, 224]`` -> float32 logits ``[N, C]``.
 
-        Batches above the artifact's maximum are split; a fixed-batch artifact larger
-        than the remainder gets zero padding, trimmed from the result; nothing else is padded.
+        Run in chunks of at most :data:`CHUNK_SIZE` (or the artifact's maximum batch, if
+        smaller), so the backend's memory does not grow with ``N``; a fixed-batch artifact
+        larger than the remainder gets zero padding, trimmed from the result; nothing else is padded.
         """
         backend = self._open()
         batch = check_batch(batch)
         n = batch.shape[0]
-        step = backend.max_batch or n
+        step = min(backend.max_batch or CHUNK_SIZE, CHUNK_SIZE) if backend.min_batch <= CHUNK_SIZE else backend.min_batch
         outputs = []
         for start in range(0, n, step):
             chunk = batch[start : start + step]
@@ -296,11 +360,26 @@ class Runtime:
 
         Same rule as :func:`emonext_edge.preprocess`: a list, or an ``[N, H, W]`` / ``[N, H, W, C]``
         array stack, gives one prediction per image; a single path or image gives a list of one.
+        Images are read, preprocessed and run :data:`CHUNK_SIZE` at a time, so peak memory is
+        one chunk's, not the list's (docs/limits.md); the results are those of one big batch.
         """
         items = as_image_list(images, where="predict_batch")
         if len(items) == 0:
             raise ImageError("predict_batch: got an empty list of images")
-        return self._predictions(self.run(preprocess(items, rgb=rgb)))
+        self._open()
+        out: list[Prediction] = []
+        for start in range(0, len(items), CHUNK_SIZE):
+            chunk = items[start : start + CHUNK_SIZE]
+            try:
+                batch = preprocess(chunk, rgb=rgb)
+            except ImageError as exc:
+                if len(items) == 1:
+                    raise
+                index, message = _element_error(exc, start, len(chunk))
+                raise type(exc)(f"batch element {index}: {message}") from None
+            out += self._predictions(self.run(batch))
+            del batch
+        return out
 
     # -- video (issue 18; implementation in emonext_edge/stream.py) ----------------------
     def stream(self, source: Any, detect_every: int = 1, smoothing: Any = None, **options: Any) -> Any:

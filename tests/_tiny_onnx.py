@@ -16,6 +16,7 @@ import numpy as np
 
 from emonext_edge.fileio import sha256_file
 from emonext_edge.labels import IMAGEFOLDER_LABELS
+from emonext_edge.metadata import record_digest
 
 
 def tiny_onnx(path: Path, classes: int = 7, sidecar: bool = True, labels: Optional[list[str]] = None) -> Path:
@@ -41,5 +42,6 @@ def tiny_onnx(path: Path, classes: int = 7, sidecar: bool = True, labels: Option
             "labels": list(labels or (IMAGEFOLDER_LABELS if classes == 7 else [f"c{i}" for i in range(classes)])),
             "artifact_sha256": {path.name: sha256_file(path)},
         }
+        meta["record_sha256"] = record_digest(meta)
         path.with_suffix(".json").write_text(json.dumps(meta))
     return path

@@ -11,7 +11,7 @@ import pytest
 
 from emonext_edge.errors import VerificationError
 from emonext_edge.fileio import sha256_file
-from emonext_edge.metadata import ArtifactMetadata, from_string_map, read_metadata, read_sidecar, sidecar_path
+from emonext_edge.metadata import ArtifactMetadata, from_string_map, read_metadata, read_sidecar, record_digest, sidecar_path
 from emonext_edge.preprocess import PREPROCESSING_SPEC
 from export.common import UsageError
 from export.onnx import export_onnx, main, op_counts, resolve_opset
@@ -99,8 +99,10 @@ def test_metadata_round_trip(exports, official_checkpoint):
         sidecar = read_sidecar(path)
         embedded = from_string_map({p.key: p.value for p in onnx.load(path).metadata_props})
         # the sidecar is the embedded record plus the SHA-256 of the file (a file cannot hold its own hash)
-        assert {k: v for k, v in sidecar.items() if k != "artifact_sha256"} == embedded
+        # and the SHA-256 of its labels + preprocessing (issue 25)
+        assert {k: v for k, v in sidecar.items() if k not in ("artifact_sha256", "record_sha256")} == embedded
         assert sidecar["artifact_sha256"] == {path.name: sha256_file(path)}
+        assert sidecar["record_sha256"] == record_digest(sidecar)
         assert read_metadata(path) == ArtifactMetadata.from_dict(sidecar)
         assert report["sidecar"] == str(sidecar_path(path))
         assert sidecar["labels"] == ["Angry", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise"]

@@ -211,7 +211,7 @@ def test_header_sizes_and_refusal_before_decoding(tmp_path):
         assert image_file_size(path) == (53, 37), name
         assert load_image(path).shape[:2] == (37, 53)
     cv2.imwrite(str(tmp_path / "t.tiff"), image)
-    assert image_file_size(tmp_path / "t.tiff") is None  # not parsed: checked after decoding
+    assert image_file_size(tmp_path / "t.tiff") == (53, 37)  # TIFF headers are read too (issue 25)
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))

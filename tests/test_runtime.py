@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from emonext_edge import FacePrediction, Prediction, Runtime
-from emonext_edge.errors import EmoNeXtError, ImageError
+from emonext_edge.errors import EmoNeXtError, ImageError, ModelFileError
 from emonext_edge.preprocess import preprocess
 
 pytest.importorskip("torch")
@@ -72,7 +72,9 @@ def test_labels_come_from_metadata(onnx_path, tmp_path, faces):
     meta = json.loads(onnx_path.with_suffix(".json").read_text())
     meta["labels"] = [f"emotion_{i}" for i in range(len(meta["labels"]))]
     dst.with_suffix(".json").write_text(json.dumps(meta))
-    with Runtime(dst) as renamed:
+    with pytest.raises(ModelFileError, match="renamed.json"):  # hand-edited labels: refused (issue 25)
+        Runtime(dst)
+    with Runtime(dst, verify=False) as renamed:
         assert renamed.labels == tuple(meta["labels"])
         assert renamed.predict(faces[0]).label in meta["labels"]
 
