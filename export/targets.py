@@ -1,0 +1,141 @@
+"""The export targets: one interface, one registry.
+
+A target is one module under ``export/`` with one :class:`Target` subclass instance in it.
+It declares its ``name``, its command (``prog``), its own CLI arguments
+(:meth:`Target.add_arguments`; the shared fidelity/data flags, ``-v`` and the exit codes
+belong to :mod:`export.driver`), a typed options dataclass made from them
+(:meth:`Target.options`) and :meth:`Target.build`, which yields :class:`Candidate` artifacts
+into a :class:`~export.pipeline.Stage`. The driver gates each candidate with its ``check``
+and commits it (stage -> build -> check -> commit), and returns one :class:`ExportResult`.
+
+Targets whose build is not yet a generator of candidates (ONNX, OpenVINO, TensorRT,
+DeepStream, which run their own stages inside their ``export_*`` functions) override
+:meth:`Target.export` instead and convert what they wrote into an :class:`ExportResult`.
+
+:data:`TARGETS` maps a name to ``"module:attribute"``; :func:`get_target` imports the module
+only when the target is used (no torch, OpenVINO or TensorRT at import time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from emonext_edge.metadata import ArtifactMetadata, GateResult
+
+from .pipeline import CommitResult, embed_onnx
+
+__all__ = ["TARGETS", "Candidate", "ExportResult", "Target", "get_target"]
+
+#: every export target: name -> "module:attribute" of its :class:`Target` instance
+TARGETS: dict[str, str] = {
+    "onnx": "export.onnx:TARGET",
+    "openvino": "export.openvino:TARGET",
+    "tensorrt": "export.tensorrt:TARGET",
+    "deepstream": "export.deepstream:TARGET",
+    "ort-int8": "export.ort_int8:TARGET",
+}
+
+
+@dataclass
+class Candidate:
+    """One artifact a target built in the stage, not yet gated.
+
+    ``names``: its files in commit order, model file last (stage basenames). ``metadata``: its
+    record without the gate result. ``check(staged_model_file) -> GateResult``: the gate that
+    decides whether it is committed. ``embed``: the carrier writer for the record
+    (:func:`export.pipeline.embed_onnx`, :func:`~export.pipeline.embed_ir`, ``None``: sidecar only).
+    """
+
+    names: list[str]
+    metadata: ArtifactMetadata
+    check: Callable[[Path], GateResult]
+    embed: Optional[Callable[[Path, ArtifactMetadata], None]] = embed_onnx
+
+
+@dataclass
+class ExportResult:
+    """What one export run did — the same shape for every target.
+
+    ``artifacts``: one :class:`~export.pipeline.CommitResult` per gated artifact (committed or
+    not); ``lines``: what the CLI prints after the gate lines; ``detail``: the target's own
+    result object where it has one (``EngineResult``, ``DeepStreamExport``, the report dict).
+    """
+
+    target: str
+    artifacts: list[CommitResult] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    detail: Any = None
+    exit_code: int = 0
+
+    @property
+    def passed(self) -> bool:
+        """Every artifact passed its gate (an empty run passes: nothing was gated)."""
+        return all(a.passed for a in self.artifacts)
+
+    @property
+    def paths(self) -> list[Path]:
+        """The model files that reached their final names."""
+        return [a.path for a in self.artifacts if a.committed]
+
+    @property
+    def path(self) -> Optional[Path]:
+        """The last committed model file (the one a single-artifact target wrote)."""
+        paths = self.paths
+        return paths[-1] if paths else None
+
+
+class Target:
+    """One export target. Subclasses set the class attributes and implement :meth:`options` and
+    :meth:`build` (or :meth:`export`); see the "Adding a target" checklist in docs/architecture.md."""
+
+    name: str = ""
+    prog: str = ""
+    description: str = ""
+    #: the target takes ``--calib`` (calib.npz or a dataset root; the driver adds the flag)
+    uses_calibration: bool = False
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """The target's own flags (not the shared ones of :func:`export.driver.add_shared_arguments`)."""
+
+    def options(self, args: argparse.Namespace) -> Any:
+        """The typed options from parsed arguments; raise ``UsageError`` (exit 2) for bad input."""
+        raise NotImplementedError
+
+    def output_dir(self, options: Any) -> Path:
+        """Where :meth:`build`'s stage lives (the output directory)."""
+        raise NotImplementedError
+
+    def build(self, options: Any, stage: Any) -> Iterator[Candidate]:
+        """Write candidate artifacts into ``stage`` and yield them in commit order."""
+        raise NotImplementedError
+
+    def export(self, options: Any) -> ExportResult:
+        """Build, gate and commit (the driver's loop); targets with their own stages override this."""
+        from .driver import run_build
+
+        return run_build(self, options)
+
+    def __repr__(self) -> str:
+        return f"<export target {self.name}>"
+
+
+def get_target(name: str) -> Target:
+    """The registered target ``name`` (its module imported now); ``KeyError`` naming the known ones."""
+    try:
+        spec = TARGETS[name]
+    except KeyError:
+        raise KeyError(f"unknown export target {name!r}; known: {', '.join(TARGETS)}") from None
+    module, _, attr = spec.partition(":")
+    target = getattr(importlib.import_module(module), attr)
+    if not isinstance(target, Target) or target.name != name:
+        raise TypeError(f"{spec}: expected the Target named {name!r}, got {target!r}")
+    return target
+
+
+def target_names() -> Sequence[str]:
+    return tuple(TARGETS)
