@@ -48,21 +48,24 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
+from calibration.fidelity import FidelityOptions, gate_from_args
 from emonext_edge.argtypes import check_args, data_path, non_negative_float, positive_int
-from emonext_edge.errors import ExportError, VerificationError
+from emonext_edge.errors import ExportError
 from emonext_edge.fileio import prepare_output_dir
 from emonext_edge.metadata import ArtifactMetadata, package_version, write_onnx_metadata
 
 from .common import UsageError, load_source
-from .pipeline import Stage, embed_onnx, exporter_cli, gate_artifact, gate_line, raise_if_failed, set_verbosity
+from .driver import build_parser as driver_parser
+from .driver import cli
+from .pipeline import CommitResult, Stage, embed_onnx, gate_artifact, gate_line, raise_if_failed
+from .targets import ExportResult, Target
 
 log = logging.getLogger(__name__)
 
@@ -452,79 +455,85 @@ def _parse_batch(text: str) -> int | None:
     return value
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # one-line error, exit code 2 via the CLI wrapper
-        raise UsageError(message)
+@dataclass(frozen=True)
+class OnnxTargetOptions:
+    """The ``onnx`` target's options: the source checkpoint (``None``: the seeded untrained
+    default model), the output file and the :class:`OnnxExportOptions`."""
+
+    output: Path
+    checkpoint: str | None = None
+    export: OnnxExportOptions = field(default_factory=OnnxExportOptions)
+
+
+class OnnxTarget(Target):
+    name = "onnx"
+    prog = "python -m export.onnx"
+    description = "Export EmoNeXt to ONNX with a deployable STN, gated against PyTorch through ONNX Runtime."
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--checkpoint", help="EmoNeXt checkpoint (.pt/.pth/.safetensors); default: seeded untrained EmoNeXt-Tiny"
+        )
+        p.add_argument("--output", default="exports/emonext.onnx",
+                       help="output .onnx file, its directory is created (sidecar <stem>.json beside it; "
+                            "default: exports/emonext.onnx)")
+        p.add_argument("--opset", type=int, default=None, help="ONNX opset (native: 16-19, default 17; decomposed: 13)")
+        p.add_argument(
+            "--stn", choices=STN_MODES, default="native", help="STN sampler: one GridSample node, or opset-13 Gather ops"
+        )
+        p.add_argument(
+            "--block-layout",
+            choices=CLI_BLOCK_LAYOUTS,
+            default="channels_last",
+            help="ConvNeXt blocks as official (permute + Linear) or as 1x1 convs without permutes (faster on OpenVINO)",
+        )
+        p.add_argument("--batch", type=_parse_batch, default=None, help="'dynamic' (default) or a fixed batch size")
+        p.add_argument("--atol", type=float, default=OnnxExportOptions.atol,
+                       help=f"max |Δlogit| against PyTorch FP32 (default {OnnxExportOptions.atol:g})")
+        p.add_argument(
+            "--force", action="store_true", help="allow native exports at opset 20 despite the GridSample mode rename"
+        )
+
+    def options(self, args: argparse.Namespace) -> OnnxTargetOptions:
+        check_args(args, atol=non_negative_float, opset=positive_int, fidelity_images=positive_int,
+                   fidelity_data=data_path, checkpoint=data_path)  # before any work: --atol nan, a FIFO as data, ...
+        resolve_opset(args.stn, args.opset, args.force)  # fail fast, before loading anything
+        if args.fidelity_images < 1:
+            raise UsageError(f"--fidelity-images must be >= 1, got {args.fidelity_images}")
+        output = _check_output(args.output)
+        if args.fidelity_data is not None and not Path(args.fidelity_data).exists():
+            raise UsageError(f"--fidelity-data {args.fidelity_data}: no such file or folder")
+        if args.checkpoint is not None and not Path(args.checkpoint).is_file():
+            raise UsageError(f"--checkpoint {args.checkpoint}: checkpoint not found")
+        return OnnxTargetOptions(output, args.checkpoint, OnnxExportOptions(
+            opset=args.opset, stn=args.stn, batch=args.batch, block_layout=args.block_layout, force=args.force,
+            atol=args.atol, fidelity=gate_from_args(args),
+        ))
+
+    def export(self, options: OnnxTargetOptions) -> ExportResult:
+        source = load_source(options.checkpoint)
+        if options.checkpoint is None:
+            print(f"note: no --checkpoint given; exporting the {source.description}")
+        else:
+            print(f"source: {source.description}")
+        report = export_onnx(source.model, options.output, options.export, source_info=source.info)
+        sidecar = Path(report["sidecar"]) if report["sidecar"] else None
+        result = ExportResult(self.name, [CommitResult([Path(report["path"])], sidecar, report["metadata"],
+                                                       report["committed"])], [report["gate"]], detail=report)
+        if report["passed"]:
+            result.lines.append(
+                f"wrote {report['path']} (STN {report['stn_mode']}, {report['block_layout']} blocks, "
+                f"opset {report['opset']}, batch {report['batch']}, {report['num_nodes']} nodes, "
+                f"sha256 {report['sha256'][:12]}) and {report['sidecar']}")
+        return result
+
+
+TARGET = OnnxTarget()
+main = cli(TARGET)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="python -m export.onnx",
-        description="Export EmoNeXt to ONNX with a deployable STN, gated against PyTorch through ONNX Runtime.",
-    )
-    p.add_argument(
-        "--checkpoint", help="EmoNeXt checkpoint (.pt/.pth/.safetensors); default: seeded untrained EmoNeXt-Tiny"
-    )
-    p.add_argument("--output", default="exports/emonext.onnx",
-                   help="output .onnx file, its directory is created (sidecar <stem>.json beside it; "
-                        "default: exports/emonext.onnx)")
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset (native: 16-19, default 17; decomposed: 13)")
-    p.add_argument(
-        "--stn", choices=STN_MODES, default="native", help="STN sampler: one GridSample node, or opset-13 Gather ops"
-    )
-    p.add_argument(
-        "--block-layout",
-        choices=CLI_BLOCK_LAYOUTS,
-        default="channels_last",
-        help="ConvNeXt blocks as official (permute + Linear) or as 1x1 convs without permutes (faster on OpenVINO)",
-    )
-    p.add_argument("--batch", type=_parse_batch, default=None, help="'dynamic' (default) or a fixed batch size")
-    p.add_argument("--atol", type=float, default=OnnxExportOptions.atol,
-                   help=f"max |Δlogit| against PyTorch FP32 (default {OnnxExportOptions.atol:g})")
-    p.add_argument(
-        "--force", action="store_true", help="allow native exports at opset 20 despite the GridSample mode rename"
-    )
-    add_fidelity_arguments(p)
-    # 0.2 names of --fidelity-data / --fidelity-images
-    p.add_argument("--verify-data", dest="fidelity_data", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    p.add_argument("--verify-count", dest="fidelity_images", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    p.add_argument("-v", "--verbose", action="store_true", help="show progress and details")
-    return p
-
-
-@exporter_cli
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    check_args(args, atol=non_negative_float, opset=positive_int, fidelity_images=positive_int,
-               fidelity_data=data_path, checkpoint=data_path)  # before any work: --atol nan, a FIFO as data, ...
-    set_verbosity(args.verbose)
-    resolve_opset(args.stn, args.opset, args.force)  # fail fast, before loading anything
-    if args.fidelity_images < 1:
-        raise UsageError(f"--fidelity-images must be >= 1, got {args.fidelity_images}")
-    output = _check_output(args.output)
-    if args.fidelity_data is not None and not Path(args.fidelity_data).exists():
-        raise UsageError(f"--fidelity-data {args.fidelity_data}: no such file or folder")
-    if args.checkpoint is None:
-        source = load_source(None)
-        print(f"note: no --checkpoint given; exporting the {source.description}")
-    else:
-        if not Path(args.checkpoint).is_file():
-            raise UsageError(f"--checkpoint {args.checkpoint}: checkpoint not found")
-        source = load_source(args.checkpoint)
-        print(f"source: {source.description}")
-    options = OnnxExportOptions(
-        opset=args.opset, stn=args.stn, batch=args.batch, block_layout=args.block_layout, force=args.force,
-        atol=args.atol, fidelity=gate_from_args(args),
-    )
-    report = export_onnx(source.model, output, options, source_info=source.info)
-    print(report["gate"])
-    if not report["passed"]:  # --keep-failed: written, marked unverified, still a failure
-        raise VerificationError(f"{report['path']} failed its fidelity gate; kept (--keep-failed), marked unverified")
-    print(
-        f"wrote {report['path']} (STN {report['stn_mode']}, {report['block_layout']} blocks, opset {report['opset']}, "
-        f"batch {report['batch']}, {report['num_nodes']} nodes, sha256 {report['sha256'][:12]}) and {report['sidecar']}"
-    )
-    return 0
+    return driver_parser(TARGET)
 
 
 if __name__ == "__main__":

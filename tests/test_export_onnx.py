@@ -238,7 +238,7 @@ def test_cli_default_model_says_so_first(tmp_path, capsys):
         (["--stn", "decomposed", "--opset", "17"], "opset 13"),
         (["--stn", "grid"], "invalid choice"),
         (["--batch", "0"], "positive integer"),
-        (["--verify-data", "{tmp}/nofaces"], "nofaces"),
+        (["--fidelity-data", "{tmp}/nofaces"], "nofaces"),
     ],
 )
 def test_cli_bad_input_exits_2(args, message, tmp_path, capsys):
