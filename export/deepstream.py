@@ -49,13 +49,13 @@ import os
 import re
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
-from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
+from calibration.fidelity import FidelityOptions, gate_from_args
 from emonext_edge.argtypes import check_args, data_path, finite_float, non_negative_int, positive_int
 from emonext_edge.deepstream_boxes import DEFAULT_STRATEGY, NVINFER_MIN_OBJECT_SIZE
 from emonext_edge.errors import ExportError, ModelFileError
@@ -66,7 +66,11 @@ from emonext_edge.tensorrt_compat import ApiPlan, parse_version, plan_for
 
 from . import trt_opcheck
 from .common import UsageError, load_source, synthetic_faces, verification_batch
-from .pipeline import Stage, embed_onnx, exporter_cli, gate_line, raise_if_failed, set_verbosity
+from .driver import build_parser as driver_parser
+from .driver import cli
+from .pipeline import CommitResult, Stage, embed_onnx, gate_line, raise_if_failed
+from .targets import ExportResult
+from .targets import Target as ExportTarget
 from .trt_pinning import fp32_layer_names
 
 log = logging.getLogger(__name__)
@@ -891,11 +895,6 @@ def _stage_files(stage: Any, variant: Any, options: SgieOptions, labels: Sequenc
 # --------------------------------------------------------------------------- CLI
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:
-        raise UsageError(message)
-
-
 def _class_ids(text: str) -> tuple[int, ...]:
     try:
         ids = tuple(int(t) for t in re.split(r"[;,]", text) if t.strip())
@@ -906,79 +905,103 @@ def _class_ids(text: str) -> tuple[int, ...]:
     return ids
 
 
+@dataclass(frozen=True)
+class DeepStreamTargetOptions:
+    """The ``deepstream`` target's options: source, output directory, SGIE options, DeepStream target."""
+
+    output: str
+    onnx: Optional[str]
+    checkpoint: Optional[str]
+    sgie: SgieOptions
+    target: Target
+    calib: Optional[str] = None
+    fidelity_data: Optional[str] = None
+    fidelity: FidelityOptions = field(default_factory=FidelityOptions)
+    verbose: bool = False
+
+
+class DeepStreamTarget(ExportTarget):
+    name = "deepstream"
+    prog = "python -m export.deepstream"
+    description = __doc__.splitlines()[0]
+    uses_calibration = True
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        src = p.add_mutually_exclusive_group()
+        src.add_argument("--onnx", help="EmoNeXt ONNX from python -m export.onnx (or its Q/DQ INT8 from export.tensorrt)")
+        src.add_argument("--checkpoint", help="EmoNeXt checkpoint (default with neither: seeded untrained EmoNeXt-Tiny)")
+        p.add_argument("--output", default="exports/deepstream", help="output directory (default exports/deepstream)")
+        tgt = p.add_mutually_exclusive_group()
+        tgt.add_argument("--deepstream", choices=tuple(DEEPSTREAM_RELEASES),
+                         help=f"target DeepStream release (default {DEFAULT_DEEPSTREAM}): decides the TensorRT version the "
+                              "package must build on (6.2/6.3: TensorRT 8.5, opset 16)")
+        tgt.add_argument("--trt-version", help="target TensorRT version instead of a DeepStream release, e.g. 8.5.2")
+        p.add_argument("--gray", action="store_true", help="1-channel GRAY input (model-color-format=2) instead of RGB")
+        p.add_argument("--gray-range", choices=tuple(GRAY_RANGES), default="full",
+                       help="with --gray: 'limited' when the GRAY8 frames hold video-range luma 16..235 "
+                            "(offsets=16, net-scale-factor=1/219); default full")
+        p.add_argument("--batch", type=int, default=16, help="SGIE batch size: faces per batch (default 16)")
+        p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp16")
+        p.add_argument("--gie-id", type=int, default=2, help="gie-unique-id of the SGIE (default 2)")
+        p.add_argument("--operate-on-gie-id", type=int, default=1, help="gie-unique-id of the face detector (default 1)")
+        p.add_argument("--operate-on-class-ids", type=_class_ids, default=(0,), help="face class id(s), e.g. '0' or '0;1'")
+        p.add_argument("--reinfer-interval", type=int, default=15,
+                       help="re-classify tracked faces every N frames (default 15; nvinfer's default never does)")
+        p.add_argument("--threshold", type=float, default=0.0, help="classifier-threshold (default 0: always label)")
+        p.add_argument("--gpu-id", type=int, default=0)
+
+    def options(self, args: argparse.Namespace) -> DeepStreamTargetOptions:
+        check_args(args, batch=positive_int, gie_id=positive_int, operate_on_gie_id=positive_int,
+                   reinfer_interval=non_negative_int, threshold=finite_float, gpu_id=non_negative_int,
+                   onnx=data_path, checkpoint=data_path, calib=data_path, fidelity_data=data_path)
+        options = SgieOptions(gray=args.gray, gray_range=args.gray_range, batch=args.batch, precision=args.precision, gie_id=args.gie_id,
+                              operate_on_gie_id=args.operate_on_gie_id, operate_on_class_ids=args.operate_on_class_ids,
+                              reinfer_interval=args.reinfer_interval, threshold=args.threshold, gpu_id=args.gpu_id)
+        for flag, value in (("--onnx", args.onnx), ("--checkpoint", args.checkpoint), ("--calib", args.calib)):
+            if value is not None and not Path(value).exists():
+                raise UsageError(f"{flag} {value}: no such file or directory")
+        if args.onnx is None and args.checkpoint is None:
+            print("note: neither --onnx nor --checkpoint given; exporting the seeded untrained EmoNeXt-Tiny")
+        target = resolve_target(args.deepstream, args.trt_version)
+        print(f"target: {target.label}{' (default; --deepstream for another)' if not (args.deepstream or args.trt_version) else ''}: "
+              f"opset {target.plan.onnx_opset}, STN {target.plan.stn_mode}")
+        return DeepStreamTargetOptions(args.output, args.onnx, args.checkpoint, options, target, args.calib,
+                                       args.fidelity_data, gate_from_args(args), args.verbose)
+
+    def export(self, o: DeepStreamTargetOptions) -> ExportResult:
+        result = export_deepstream(o.output, onnx_path=o.onnx, checkpoint=o.checkpoint, options=o.sgie,
+                                   calib=o.calib, verify_data=o.fidelity_data, fidelity=o.fidelity,
+                                   target=o.target)
+        g = result.gate
+        if "int8_gate" in result.metadata.source:
+            print(f"Q/DQ INT8 ONNX (made here from --calib) vs the FP32 ONNX: "
+                  f"{gate_line(GateResult(**result.metadata.source['int8_gate']))}")
+        print(f"verified {MODEL_NAME} vs {g.reference} on {g.data}: max |Δprob| {g.figures['max_abs_prob_diff']:.3g} "
+              f"(tolerance {PROB_ATOL:g}), argmax identical")
+        if o.verbose:
+            for check in g.figures["checks"]:
+                print(f"  {check}")
+        tgt = result.metadata.extra["deepstream"]["target"]
+        print(f"{tgt['operator_check']}; engine {tgt['engine_precision']}; STN: {tgt['stn']}"
+              + (f" ({len(tgt['fp32_layers'])} layers)" if tgt["fp32_layers"] else ""))
+        print(f"wrote {', '.join(result.files)} in {result.output}")
+        print(f"engine: nvinfer builds and saves "
+              f"{engine_file_name(MODEL_NAME, o.sgie.batch, o.sgie.gpu_id, o.sgie.precision)} at its first start on the device")
+        print(f"next, on the device: write your face detector's config_infer_primary_face.txt, then "
+              f"python3 {SAMPLE_APP} --uri file:///path/video.mp4 --pgie-config config_infer_primary_face.txt "
+              f"(fakesink; --sink file writes an MP4, x264enc on Orin Nano)")
+        print(f"fallback without the box rewrite (agreement {RAW_BOX_AGREEMENT}): deepstream-app -c {APP_CONFIG}")
+        sidecar = result.output / result.files[-1] if result.files[-1] else None
+        committed = CommitResult([result.output / f for f in result.files[:-1]], sidecar, result.metadata, result.committed)
+        return ExportResult(self.name, [committed], detail=result)
+
+
+TARGET = DeepStreamTarget()
+main = cli(TARGET)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m export.deepstream", description=__doc__.splitlines()[0])
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--onnx", help="EmoNeXt ONNX from python -m export.onnx (or its Q/DQ INT8 from export.tensorrt)")
-    src.add_argument("--checkpoint", help="EmoNeXt checkpoint (default with neither: seeded untrained EmoNeXt-Tiny)")
-    p.add_argument("--output", default="exports/deepstream", help="output directory (default exports/deepstream)")
-    tgt = p.add_mutually_exclusive_group()
-    tgt.add_argument("--deepstream", choices=tuple(DEEPSTREAM_RELEASES),
-                     help=f"target DeepStream release (default {DEFAULT_DEEPSTREAM}): decides the TensorRT version the "
-                          "package must build on (6.2/6.3: TensorRT 8.5, opset 16)")
-    tgt.add_argument("--trt-version", help="target TensorRT version instead of a DeepStream release, e.g. 8.5.2")
-    p.add_argument("--gray", action="store_true", help="1-channel GRAY input (model-color-format=2) instead of RGB")
-    p.add_argument("--gray-range", choices=tuple(GRAY_RANGES), default="full",
-                   help="with --gray: 'limited' when the GRAY8 frames hold video-range luma 16..235 "
-                        "(offsets=16, net-scale-factor=1/219); default full")
-    p.add_argument("--batch", type=int, default=16, help="SGIE batch size: faces per batch (default 16)")
-    p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp16")
-    p.add_argument("--calib", help="calib.npz (or a data source) to make the Q/DQ ONNX for --precision int8")
-    p.add_argument("--gie-id", type=int, default=2, help="gie-unique-id of the SGIE (default 2)")
-    p.add_argument("--operate-on-gie-id", type=int, default=1, help="gie-unique-id of the face detector (default 1)")
-    p.add_argument("--operate-on-class-ids", type=_class_ids, default=(0,), help="face class id(s), e.g. '0' or '0;1'")
-    p.add_argument("--reinfer-interval", type=int, default=15,
-                   help="re-classify tracked faces every N frames (default 15; nvinfer's default never does)")
-    p.add_argument("--threshold", type=float, default=0.0, help="classifier-threshold (default 0: always label)")
-    p.add_argument("--gpu-id", type=int, default=0)
-    p.add_argument("--verify-data", help="FER2013-layout folder or face images for the numeric check (default synthetic)")
-    p.add_argument("-v", "--verbose", action="store_true")
-    add_fidelity_arguments(p)  # the gate of the Q/DQ ONNX made with --calib (INT8 vs the FP32 ONNX)
-    return p
-
-
-@exporter_cli
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    check_args(args, batch=positive_int, gie_id=positive_int, operate_on_gie_id=positive_int,
-               reinfer_interval=non_negative_int, threshold=finite_float, gpu_id=non_negative_int,
-               onnx=data_path, checkpoint=data_path, calib=data_path, fidelity_data=data_path)
-    set_verbosity(args.verbose)
-    options = SgieOptions(gray=args.gray, gray_range=args.gray_range, batch=args.batch, precision=args.precision, gie_id=args.gie_id,
-                          operate_on_gie_id=args.operate_on_gie_id, operate_on_class_ids=args.operate_on_class_ids,
-                          reinfer_interval=args.reinfer_interval, threshold=args.threshold, gpu_id=args.gpu_id)
-    for flag, value in (("--onnx", args.onnx), ("--checkpoint", args.checkpoint), ("--verify-data", args.verify_data),
-                        ("--calib", args.calib)):
-        if value is not None and not Path(value).exists():
-            raise UsageError(f"{flag} {value}: no such file or directory")
-    if args.onnx is None and args.checkpoint is None:
-        print("note: neither --onnx nor --checkpoint given; exporting the seeded untrained EmoNeXt-Tiny")
-    target = resolve_target(args.deepstream, args.trt_version)
-    print(f"target: {target.label}{' (default; --deepstream for another)' if not (args.deepstream or args.trt_version) else ''}: "
-          f"opset {target.plan.onnx_opset}, STN {target.plan.stn_mode}")
-    result = export_deepstream(args.output, onnx_path=args.onnx, checkpoint=args.checkpoint, options=options,
-                               calib=args.calib, verify_data=args.verify_data, fidelity=gate_from_args(args),
-                               target=target)
-    g = result.gate
-    if "int8_gate" in result.metadata.source:
-        print(f"Q/DQ INT8 ONNX (made here from --calib) vs the FP32 ONNX: "
-              f"{gate_line(GateResult(**result.metadata.source['int8_gate']))}")
-    print(f"verified {MODEL_NAME} vs {g.reference} on {g.data}: max |Δprob| {g.figures['max_abs_prob_diff']:.3g} "
-          f"(tolerance {PROB_ATOL:g}), argmax identical")
-    if args.verbose:
-        for check in g.figures["checks"]:
-            print(f"  {check}")
-    tgt = result.metadata.extra["deepstream"]["target"]
-    print(f"{tgt['operator_check']}; engine {tgt['engine_precision']}; STN: {tgt['stn']}"
-          + (f" ({len(tgt['fp32_layers'])} layers)" if tgt["fp32_layers"] else ""))
-    print(f"wrote {', '.join(result.files)} in {result.output}")
-    print(f"engine: nvinfer builds and saves "
-          f"{engine_file_name(MODEL_NAME, options.batch, options.gpu_id, options.precision)} at its first start on the device")
-    print(f"next, on the device: write your face detector's config_infer_primary_face.txt, then "
-          f"python3 {SAMPLE_APP} --uri file:///path/video.mp4 --pgie-config config_infer_primary_face.txt "
-          f"(fakesink; --sink file writes an MP4, x264enc on Orin Nano)")
-    print(f"fallback without the box rewrite (agreement {RAW_BOX_AGREEMENT}): deepstream-app -c {APP_CONFIG}")
-    return 0
+    return driver_parser(TARGET)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,22 +23,25 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
+from calibration.fidelity import FidelityOptions, gate_from_args
 from emonext_edge.argtypes import check_args, data_path, non_negative_float, positive_int, thread_count
-from emonext_edge.errors import VerificationError
 from emonext_edge.metadata import (
     ArtifactMetadata,
     Quantization,
     set_ov_model_metadata,
+    sidecar_path,
 )
 
 from .common import UsageError, synthetic_faces
+from .driver import build_parser as driver_parser
+from .driver import cli
 from .nncf_quantize import (  # noqa: F401 - re-exported: the 0.2 import paths keep working
     QuantizeOptions,
     _check_batch,
@@ -53,8 +56,9 @@ from .openvino_convert import (  # noqa: F401 - re-exported
     convert_source,
     require_openvino,
 )
-from .pipeline import Stage, embed_ir, exporter_cli, gate_artifact, gate_line, raise_if_failed, set_verbosity
+from .pipeline import CommitResult, Stage, embed_ir, gate_artifact, gate_line, raise_if_failed
 from .stn_scope import ov_stn_node_names as stn_node_names  # noqa: F401 - re-exported
+from .targets import ExportResult, Target
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +161,7 @@ def export_ir(
     if bad:
         raise UsageError(f"unknown precision(s) {bad}; expected some of {list(PRECISIONS)}")
     if opts.accuracy_control and opts.val_data is None:
-        raise UsageError("accuracy-controlled quantization needs labelled validation data (--val-data)")
+        raise UsageError("accuracy-controlled quantization needs labelled validation data (--fidelity-data)")
     runtime_options: dict[str, Any] = {"backend": "openvino"}
     if opts.threads:
         runtime_options["threads"] = int(opts.threads)
@@ -291,104 +295,118 @@ def _labels(text: str) -> tuple[str, ...]:
     return names
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # one-line error, exit code 2 via the CLI wrapper
-        raise UsageError(message)
+@dataclass(frozen=True)
+class IRTargetOptions:
+    """The ``openvino`` target's options: the source (``checkpoint`` or ``onnx``; neither: the seeded
+    untrained default model), the output directory, calibration data and the :class:`IRExportOptions`."""
+
+    output: Path
+    checkpoint: Optional[str] = None
+    onnx: Optional[str] = None
+    calib: Any = None  # calib.npz / dataset root / a float32 array (the untrained model's synthetic faces)
+    export: IRExportOptions = field(default_factory=IRExportOptions)
+
+
+class IRTarget(Target):
+    name = "openvino"
+    prog = "python -m export.openvino"
+    description = "Export EmoNeXt to OpenVINO IR: FP32 always, FP16-compressed and NNCF INT8 on request, each gated."
+    uses_calibration = True
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        src = p.add_mutually_exclusive_group()
+        src.add_argument("--checkpoint", help="EmoNeXt checkpoint (.pt); default: seeded untrained EmoNeXt-Tiny")
+        src.add_argument("--onnx", help="an ONNX exported by python -m export.onnx (its sidecar records its SHA-256)")
+        p.add_argument("--labels", type=_labels, default=None,
+                       help="with --onnx: comma-separated class names in output order (accepts a model without EmoNeXt metadata)")
+        p.add_argument("--trust-foreign", action="store_true",
+                       help="with --onnx: convert a model that is not a verified EmoNeXt export")
+        p.add_argument("--output", default="exports/ir",
+                       help="output directory, created if missing (default: exports/ir, apart from the ONNX export's exports/emonext.json)")
+        p.add_argument("--name", default=DEFAULT_NAME, help=f"artifact base name (default: {DEFAULT_NAME})")
+        p.add_argument("--fp16", action="store_true", help="also write <name>_fp16.xml (FP16-compressed weights)")
+        p.add_argument("--int8", action="store_true", help="also write <name>_int8.xml (NNCF post-training INT8)")
+        p.add_argument("--subset-size", type=int, default=QuantizeOptions.subset_size,
+                       help=f"calibration images used (default: {QuantizeOptions.subset_size})")
+        p.add_argument("--preset", choices=("performance", "mixed"), default=QuantizeOptions.preset)
+        p.add_argument(
+            "--smooth-quant", type=float, default=QuantizeOptions.smooth_quant_alpha, metavar="ALPHA",
+            help="SmoothQuant alpha (default -1: off; 0.95: more faithful, also scales STN inputs in float; "
+                 "~15%% slower on channels_last graphs, free on channels_first)",
+        )
+        p.add_argument("--accuracy-control", action="store_true",
+                       help="nncf.quantize_with_accuracy_control on the labelled --fidelity-data within --max-drop")
+        p.add_argument(
+            "--val-limit", type=int, default=None,
+            help="with --accuracy-control: validation images used (default: the whole val split)",
+        )
+        p.add_argument(
+            "--block-layout", choices=("channels_first", "channels_last"), default=DEFAULT_BLOCK_LAYOUT,
+            help="with --checkpoint: blocks as 1x1 convs without permutes (default, faster on OpenVINO) or official",
+        )
+        p.add_argument("--threads", type=int, default=None, help="OpenVINO CPU threads for verification")
+        p.add_argument("--atol", type=float, default=DEFAULT_IR_ATOL,
+                       help=f"max |Δlogit| of the FP32 IR against its source ONNX (default {DEFAULT_IR_ATOL:g})")
+
+    def options(self, args: argparse.Namespace) -> IRTargetOptions:
+        check_args(args, atol=non_negative_float, threads=thread_count, subset_size=positive_int, calib=data_path,
+                   fidelity_data=data_path, checkpoint=data_path, onnx=data_path)  # before any work
+        if args.int8 and not args.verbose:
+            import nncf
+
+            nncf.set_log_level(logging.WARNING)  # its per-node INFO lines ("Not adding ...") drown the output
+        if args.subset_size <= 0:
+            raise UsageError(f"--subset-size must be positive, got {args.subset_size}")
+        if args.calib and not args.int8:
+            raise UsageError("--calib/--calib-data only make sense with --int8")
+        if args.accuracy_control and not args.int8:
+            raise UsageError("--accuracy-control needs --int8")
+        if args.accuracy_control and args.fidelity_data is None:
+            raise UsageError("--accuracy-control needs labelled validation data (--fidelity-data, its val split)")
+        if (args.labels or args.trust_foreign) and not args.onnx:
+            raise UsageError("--labels/--trust-foreign apply to an --onnx source only")
+        calib: Any = args.calib
+        if args.checkpoint is None and args.onnx is None:
+            print("no --checkpoint/--onnx given: exporting the default model (EmoNeXt-Tiny, seeded random weights, untrained)")
+            if args.int8 and calib is None:
+                print("no calibration data given: INT8 calibrates on deterministic synthetic faces")
+                from emonext_edge.preprocess import preprocess
+
+                calib = preprocess(list(synthetic_faces(min(args.subset_size, 64))))
+        elif args.int8 and calib is None:
+            raise UsageError("--int8 needs calibration data: give --calib calib.npz or a dataset root")
+        precisions = ("fp32",) + (("fp16",) if args.fp16 else ()) + (("int8",) if args.int8 else ())
+        return IRTargetOptions(Path(args.output), args.checkpoint, args.onnx, calib, IRExportOptions(
+            precisions=precisions, name=args.name,
+            quantize=QuantizeOptions(preset=args.preset, subset_size=args.subset_size,
+                                     smooth_quant_alpha=args.smooth_quant),
+            fidelity=gate_from_args(args), val_data=args.fidelity_data if args.accuracy_control else None,
+            val_limit=args.val_limit, accuracy_control=args.accuracy_control, threads=args.threads,
+            block_layout=args.block_layout, labels=args.labels, trust_foreign=args.trust_foreign, ir_atol=args.atol,
+        ))
+
+    def export(self, options: IRTargetOptions) -> ExportResult:
+        report = export_ir(options.checkpoint, options.output, options.export, onnx=options.onnx, calib=options.calib)
+        result = ExportResult(self.name, detail=report)
+        for precision, entry in report["artifacts"].items():
+            xml = Path(entry["path"])
+            result.artifacts.append(CommitResult([xml.with_suffix(".bin"), xml],
+                                                 sidecar_path(xml) if entry.get("committed") else None,
+                                                 entry["metadata"], bool(entry.get("committed"))))
+            size = f" ({entry['bytes'] / 1e6:.1f} MB)" if entry.get("bytes") else ""
+            state = "wrote" if entry.get("committed") else "NOT written"
+            if entry.get("committed") and not entry["passed"]:
+                state = "wrote (UNVERIFIED, --keep-failed)"
+            result.lines.append(f"{precision}: {state} {entry['path']}{size}; {entry['gate']}")
+        return result
+
+
+TARGET = IRTarget()
+main = cli(TARGET)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="python -m export.openvino",
-        description="Export EmoNeXt to OpenVINO IR: FP32 always, FP16-compressed and NNCF INT8 on request, each gated.",
-    )
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--checkpoint", help="EmoNeXt checkpoint (.pt); default: seeded untrained EmoNeXt-Tiny")
-    src.add_argument("--onnx", help="an ONNX exported by python -m export.onnx (its sidecar records its SHA-256)")
-    p.add_argument("--labels", type=_labels, default=None,
-                   help="with --onnx: comma-separated class names in output order (accepts a model without EmoNeXt metadata)")
-    p.add_argument("--trust-foreign", action="store_true",
-                   help="with --onnx: convert a model that is not a verified EmoNeXt export")
-    p.add_argument("--output", default="exports/ir",
-                   help="output directory, created if missing (default: exports/ir, apart from the ONNX export's exports/emonext.json)")
-    p.add_argument("--name", default=DEFAULT_NAME, help=f"artifact base name (default: {DEFAULT_NAME})")
-    p.add_argument("--fp16", action="store_true", help="also write <name>_fp16.xml (FP16-compressed weights)")
-    p.add_argument("--int8", action="store_true", help="also write <name>_int8.xml (NNCF post-training INT8)")
-    calib = p.add_mutually_exclusive_group()
-    calib.add_argument("--calib", help="calibration set calib.npz (python -m calibration build)")
-    calib.add_argument("--calib-data", help="data to build the calibration set from (FER2013 tree, CSV, folder, video)")
-    p.add_argument("--subset-size", type=int, default=QuantizeOptions.subset_size,
-                   help=f"calibration images used (default: {QuantizeOptions.subset_size})")
-    p.add_argument("--preset", choices=("performance", "mixed"), default=QuantizeOptions.preset)
-    p.add_argument(
-        "--smooth-quant", type=float, default=QuantizeOptions.smooth_quant_alpha, metavar="ALPHA",
-        help="SmoothQuant alpha (default -1: off; 0.95: more faithful, also scales STN inputs in float; "
-             "~15%% slower on channels_last graphs, free on channels_first)",
-    )
-    p.add_argument("--accuracy-control", action="store_true",
-                   help="nncf.quantize_with_accuracy_control on --val-data within --max-drop")
-    p.add_argument("--val-data", help="labelled validation data (FER2013 tree) for the gate / accuracy control")
-    p.add_argument(
-        "--val-limit", type=int, default=None,
-        help="validation images used (default: the whole val split; fewer = faster but a noisier gate)",
-    )
-    p.add_argument(
-        "--block-layout", choices=("channels_first", "channels_last"), default=DEFAULT_BLOCK_LAYOUT,
-        help="with --checkpoint: blocks as 1x1 convs without permutes (default, faster on OpenVINO) or official",
-    )
-    p.add_argument("--threads", type=int, default=None, help="OpenVINO CPU threads for verification")
-    p.add_argument("--atol", type=float, default=DEFAULT_IR_ATOL,
-                   help=f"max |Δlogit| of the FP32 IR against its source ONNX (default {DEFAULT_IR_ATOL:g})")
-    add_fidelity_arguments(p)
-    p.add_argument("-v", "--verbose", action="store_true", help="show progress, NNCF's messages and details")
-    return p
-
-
-@exporter_cli
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    check_args(args, atol=non_negative_float, threads=thread_count, subset_size=positive_int, calib=data_path,
-               calib_data=data_path, val_data=data_path, checkpoint=data_path, onnx=data_path)  # before any work
-    set_verbosity(args.verbose)
-    if args.int8 and not args.verbose:
-        import nncf
-
-        nncf.set_log_level(logging.WARNING)  # its per-node INFO lines ("Not adding ...") drown the output
-    if args.subset_size <= 0:
-        raise UsageError(f"--subset-size must be positive, got {args.subset_size}")
-    if (args.calib or args.calib_data) and not args.int8:
-        raise UsageError("--calib/--calib-data only make sense with --int8")
-    if args.accuracy_control and not args.int8:
-        raise UsageError("--accuracy-control needs --int8")
-    if (args.labels or args.trust_foreign) and not args.onnx:
-        raise UsageError("--labels/--trust-foreign apply to an --onnx source only")
-    calib: Any = args.calib or args.calib_data
-    if args.checkpoint is None and args.onnx is None:
-        print("no --checkpoint/--onnx given: exporting the default model (EmoNeXt-Tiny, seeded random weights, untrained)")
-        if args.int8 and calib is None:
-            print("no calibration data given: INT8 calibrates on deterministic synthetic faces")
-            from emonext_edge.preprocess import preprocess
-
-            calib = preprocess(list(synthetic_faces(min(args.subset_size, 64))))
-    elif args.int8 and calib is None:
-        raise UsageError("--int8 needs calibration data: give --calib calib.npz or --calib-data PATH")
-    precisions = ("fp32",) + (("fp16",) if args.fp16 else ()) + (("int8",) if args.int8 else ())
-    options = IRExportOptions(
-        precisions=precisions, name=args.name,
-        quantize=QuantizeOptions(preset=args.preset, subset_size=args.subset_size, smooth_quant_alpha=args.smooth_quant),
-        fidelity=gate_from_args(args), val_data=args.val_data, val_limit=args.val_limit,
-        accuracy_control=args.accuracy_control, threads=args.threads, block_layout=args.block_layout,
-        labels=args.labels, trust_foreign=args.trust_foreign, ir_atol=args.atol,
-    )
-    report = export_ir(args.checkpoint, args.output, options, onnx=args.onnx, calib=calib)
-    for precision, entry in report["artifacts"].items():
-        size = f" ({entry['bytes'] / 1e6:.1f} MB)" if entry.get("bytes") else ""
-        state = "wrote" if entry.get("committed") else "NOT written"
-        if entry.get("committed") and not entry["passed"]:
-            state = "wrote (UNVERIFIED, --keep-failed)"
-        print(f"{precision}: {state} {entry['path']}{size}; {entry['gate']}")
-    if not report["passed"]:
-        raise VerificationError("an IR failed its fidelity gate; kept (--keep-failed) and marked unverified")
-    return 0
+    return driver_parser(TARGET)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from calibration.fidelity import FidelityOptions, gate_from_args
 from emonext_edge.errors import ExportError, UsageError
 from emonext_edge.fileio import sha256_file
 
+from .driver import cli
 from .pipeline import Stage, gate_artifact
 from .targets import Candidate, Target
 
@@ -172,8 +173,7 @@ class OrtInt8Target(Target):
 
 
 TARGET = OrtInt8Target()
+main = cli(TARGET)
 
 if __name__ == "__main__":
-    from .driver import cli
-
-    raise SystemExit(cli(TARGET)(None))
+    raise SystemExit(main(None))

@@ -63,7 +63,8 @@ class ExportResult:
 
     ``artifacts``: one :class:`~export.pipeline.CommitResult` per gated artifact (committed or
     not); ``lines``: what the CLI prints after the gate lines; ``detail``: the target's own
-    result object where it has one (``EngineResult``, ``DeepStreamExport``, the report dict).
+    result object where it has one (``EngineResult``, ``DeepStreamExport``, the report dict);
+    ``exit_code``: a target's own non-zero outcome (``--check-only`` found unsupported operators).
     """
 
     target: str
@@ -71,6 +72,8 @@ class ExportResult:
     lines: list[str] = field(default_factory=list)
     detail: Any = None
     exit_code: int = 0
+    #: False: a failed gate is recorded in the metadata but does not fail the run (the untrained default model)
+    enforced: bool = True
 
     @property
     def passed(self) -> bool:

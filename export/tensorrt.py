@@ -31,10 +31,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-import os
 import sys
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -42,7 +40,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from calibration.calib_file import DEFAULT_CALIBRATION_SIZE
-from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
+from calibration.fidelity import FidelityOptions, gate_from_args
 from emonext_edge import tensorrt_compat as compat
 from emonext_edge.argtypes import check_args, data_path, non_negative_int, positive_float, positive_int
 from emonext_edge.errors import BackendUnavailableError, ExportError, UsageError
@@ -50,7 +48,10 @@ from emonext_edge.fileio import sha256_file
 from emonext_edge.metadata import ArtifactMetadata, Quantization, TensorRTInfo, read_metadata
 
 from . import trt_api, trt_opcheck
-from .pipeline import Stage, TargetRuntimeMissing, exporter_cli, gate_artifact, gate_line, raise_if_failed
+from .driver import build_parser as driver_parser
+from .driver import cli
+from .pipeline import CommitResult, Stage, TargetRuntimeMissing, gate_artifact, gate_line, raise_if_failed
+from .targets import ExportResult, Target
 
 log = logging.getLogger(__name__)
 
@@ -429,38 +430,60 @@ def _build_and_gate(plan: compat.ApiPlan, path: compat.PrecisionPath, build_onnx
 # --------------------------------------------------------------------------- CLI
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:
-        raise UsageError(message)
+class EngineTarget(Target):
+    name = "tensorrt"
+    prog = "python -m export.tensorrt"
+    description = __doc__.splitlines()[0]
+    uses_calibration = True
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        src = p.add_mutually_exclusive_group()
+        src.add_argument("--onnx", help="FP32 ONNX from python -m export.onnx, or the ONNX this command prepared")
+        src.add_argument("--checkpoint", help="EmoNeXt checkpoint (.pt) to export first (default: seeded untrained model)")
+        p.add_argument("--fp16", action="store_true")
+        p.add_argument("--int8", action="store_true")
+        p.add_argument("--int8-mode", choices=compat.INT8_MODES, default="explicit")
+        p.add_argument("--calib-num", type=int, default=DEFAULT_CALIBRATION_SIZE)
+        p.add_argument("--quantizer", choices=("nncf", "ort"), default="nncf", help="Q/DQ library (explicit INT8)")
+        p.add_argument("--trt-version", help="plan for this TensorRT version (default: the installed one, else "
+                                             f"{DEFAULT_TARGET}); known: {', '.join(compat.TARGET_VERSIONS)} "
+                                             "(8.5.2: JetPack 5.1.x, opset 16)")
+        p.add_argument("--workspace", type=float, default=1.0, help="builder workspace in GB (keep small on Jetson)")
+        p.add_argument("--min-batch", type=int, default=1)
+        p.add_argument("--opt-batch", type=int, default=1)
+        p.add_argument("--max-batch", type=int, default=8)
+        p.add_argument("--dla-core", type=int, default=None)
+        p.add_argument("--device", type=int, default=0, help="CUDA device index")
+        p.add_argument("--timing-cache", help="timing cache file (read if present, updated after the build)")
+        p.add_argument("--output", default="exports/tensorrt/emonext.engine",
+                       help="engine path (default exports/tensorrt/emonext.engine; its manifest is <stem>.json beside it)")
+        p.add_argument("--check-only", action="store_true", help="print the plan and the operator check, build nothing")
+
+    def options(self, args: argparse.Namespace) -> EngineOptions:
+        check_args(args, calib_num=positive_int, workspace=positive_float, min_batch=positive_int,
+                   opt_batch=positive_int, max_batch=positive_int, dla_core=non_negative_int, device=non_negative_int,
+                   onnx=data_path, checkpoint=data_path, calib=data_path, fidelity_data=data_path)
+        return options_from_args(args)
+
+    def export(self, options: EngineOptions) -> ExportResult:
+        engine = export_engine(options, say=lambda line: print(line, flush=True))
+        result = ExportResult(self.name, detail=engine)
+        if options.check_only:
+            result.exit_code = 1 if any(engine.opcheck.values()) else 0
+        elif engine.engine is not None and engine.metadata is not None:
+            result.artifacts.append(CommitResult([engine.engine], engine.engine.with_suffix(".json"),
+                                                 engine.metadata, True))
+            result.enforced = not (engine.metadata.fidelity is not None and engine.metadata.fidelity.kept_failed
+                                   and not options.fidelity.keep_failed)  # the untrained model: recorded, not enforced
+        return result
+
+
+TARGET = EngineTarget()
+main = cli(TARGET)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m export.tensorrt", description=__doc__.splitlines()[0])
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--onnx", help="FP32 ONNX from python -m export.onnx, or the ONNX this command prepared")
-    src.add_argument("--checkpoint", help="EmoNeXt checkpoint (.pt) to export first (default: seeded untrained model)")
-    p.add_argument("--fp16", action="store_true")
-    p.add_argument("--int8", action="store_true")
-    p.add_argument("--int8-mode", choices=compat.INT8_MODES, default="explicit")
-    p.add_argument("--calib", help="calib.npz from python -m calibration build, or a data source to calibrate on")
-    p.add_argument("--calib-num", type=int, default=DEFAULT_CALIBRATION_SIZE)
-    p.add_argument("--quantizer", choices=("nncf", "ort"), default="nncf", help="Q/DQ library (explicit INT8)")
-    p.add_argument("--trt-version", help="plan for this TensorRT version (default: the installed one, else "
-                                         f"{DEFAULT_TARGET}); known: {', '.join(compat.TARGET_VERSIONS)} "
-                                         "(8.5.2: JetPack 5.1.x, opset 16)")
-    p.add_argument("--workspace", type=float, default=1.0, help="builder workspace in GB (keep small on Jetson)")
-    p.add_argument("--min-batch", type=int, default=1)
-    p.add_argument("--opt-batch", type=int, default=1)
-    p.add_argument("--max-batch", type=int, default=8)
-    p.add_argument("--dla-core", type=int, default=None)
-    p.add_argument("--device", type=int, default=0, help="CUDA device index")
-    p.add_argument("--timing-cache", help="timing cache file (read if present, updated after the build)")
-    p.add_argument("--output", default="exports/tensorrt/emonext.engine",
-                   help="engine path (default exports/tensorrt/emonext.engine; its manifest is <stem>.json beside it)")
-    p.add_argument("--check-only", action="store_true", help="print the plan and the operator check, build nothing")
-    p.add_argument("-v", "--verbose", action="store_true", help="per-node operator check, builder progress")
-    add_fidelity_arguments(p)
-    return p
+    return driver_parser(TARGET)
 
 
 def options_from_args(args: argparse.Namespace) -> EngineOptions:
@@ -474,20 +497,6 @@ def options_from_args(args: argparse.Namespace) -> EngineOptions:
         timing_cache=Path(args.timing_cache) if args.timing_cache else None, device=args.device,
         check_only=args.check_only, verbose=args.verbose, fidelity=gate_from_args(args),
     )
-
-
-@exporter_cli
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    check_args(args, calib_num=positive_int, workspace=positive_float, min_batch=positive_int,
-               opt_batch=positive_int, max_batch=positive_int, dla_core=non_negative_int, device=non_negative_int,
-               onnx=data_path, checkpoint=data_path, calib=data_path, fidelity_data=data_path)
-    if args.verbose and "EMONEXT_LOGLEVEL" not in os.environ:
-        logging.getLogger().setLevel(logging.INFO)
-    result = export_engine(options_from_args(args), say=lambda line: print(line, flush=True))
-    if args.check_only:
-        return 1 if any(result.opcheck.values()) else 0
-    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -196,7 +196,7 @@ def test_calib_data_smaller_than_subset_names_the_real_option(tmp_path, capsys):
     [
         (["--int8"], "calibration data"),
         (["--int8", "--calib", "missing.npz"], "missing.npz"),
-        (["--calib-data", "somewhere"], "only make sense with --int8"),
+        (["--calib", "somewhere"], "only make sense with --int8"),
         (["--accuracy-control"], "needs --int8"),
         (["--int8", "--subset-size", "0"], "--subset-size"),
     ],
