@@ -284,10 +284,25 @@ def build_artifacts(checkpoint: Optional[Path], calib_data: Optional[str], quick
     if not qdq_path.exists():
         progress(f"quantizing ONNX to INT8 Q/DQ -> {qdq_path}")
         calib = _calibration_batch(calib_data, source.untrained, 32 if quick else 128)
-        from export.quantize_onnx import quantize_qdq
+        from calibration.fidelity import FidelityOptions
+        from export.quantize_onnx import export_qdq_onnx
 
-        quantize_qdq(onnx_path, calib, qdq_path)
+        # gated like every artifact; the untrained model's near-tied logits fail it: kept, marked unverified
+        export_qdq_onnx(onnx_path, calib, qdq_path, FidelityOptions(keep_failed=source.untrained),
+                        calibration_desc=calib_data or "synthetic faces")
     artifacts.append(Artifact("onnxruntime-int8-qdq", str(qdq_path), "onnxruntime", "int8"))
+
+    # export targets that run on this machine's CPU, built through the registry (python -m export.<name> flags)
+    for name, row, file_name, argv in _registry_builds(onnx_path, calib_data, source.untrained, quick):
+        path = cache / file_name
+        if not path.exists():
+            from export.driver import run_target
+
+            progress(f"building {name} through the export registry -> {path}")
+            result = run_target(name, [*argv, "--output", str(path)])
+            if not result.passed:
+                progress(f"{name}: fidelity gate failed (kept, marked unverified: untrained model)")
+        artifacts.append(Artifact(row, str(path), "onnxruntime", "int8"))
 
     from export.openvino import export_ir
 
@@ -315,6 +330,17 @@ def build_artifacts(checkpoint: Optional[Path], calib_data: Optional[str], quick
                                   {"providers": ["CUDAExecutionProvider"]}))
         artifacts += _tensorrt_artifacts(onnx_path, cache)
     return artifacts, model_info
+
+
+def _registry_builds(onnx_path: Path, calib_data: Optional[str], untrained: bool, quick: bool
+                     ) -> list[tuple[str, str, str, list[str]]]:
+    """(target name, row name, file name in the cache, CLI flags) of the registry targets latency.py measures."""
+    common = ["--calib-num", "32" if quick else "128", "--fidelity-images", "32" if quick else "200"]
+    if calib_data:
+        common += ["--calib", calib_data]
+    if untrained:
+        common.append("--keep-failed")  # near-tied logits: the gate is recorded, the artifact still measured
+    return [("ort-int8", "onnxruntime-int8-qoperator", "emonext_ort_int8.onnx", ["--onnx", str(onnx_path), *common])]
 
 
 def _tensorrt_artifacts(onnx_path: Path, cache: Path) -> list[Artifact]:

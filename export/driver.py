@@ -29,7 +29,7 @@ from emonext_edge.errors import UsageError
 from .pipeline import EXIT_GATE_FAILED, Stage, exporter_cli, gate_line, raise_if_failed, set_verbosity
 from .targets import ExportResult, Target
 
-__all__ = ["DEPRECATED_ALIASES", "ExportParser", "add_shared_arguments", "build_parser", "cli", "run_build"]
+__all__ = ["DEPRECATED_ALIASES", "ExportParser", "add_shared_arguments", "build_parser", "cli", "run_build", "run_target"]
 
 #: old spelling -> (new spelling, argparse dest, type)
 DEPRECATED_ALIASES: dict[str, tuple[str, str, Callable[[str], Any]]] = {
@@ -112,6 +112,20 @@ def run_build(target: Target, options: Any) -> ExportResult:
             state = "wrote" if artifact.passed else "wrote (UNVERIFIED, --keep-failed)"
             result.lines.append(f"{state} {artifact.path} (sha256 {sha[:12]}) and {artifact.sidecar}")
     return result
+
+
+def run_target(name: str, argv: Sequence[str]) -> ExportResult:
+    """Run the registered target ``name`` in-process with its CLI flags (benchmarks, tests).
+
+    The same parser, options and gate as ``python -m export.<name> ARGV``, without the exit-code
+    wrapper: ``UsageError``, ``VerificationError`` (a failed gate without ``--keep-failed``),
+    ``TargetRuntimeMissing`` propagate. With ``--keep-failed`` a failing artifact is committed,
+    marked unverified, and ``result.passed`` is False.
+    """
+    from .targets import get_target
+
+    target = get_target(name)
+    return target.export(target.options(build_parser(target).parse_args(list(argv))))
 
 
 def cli(target: Target) -> Callable[[Optional[Sequence[str]]], int]:
