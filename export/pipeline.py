@@ -260,6 +260,21 @@ class Stage:
         log.debug("committed %s", ", ".join(map(str, finals + ([final_sidecar] if final_sidecar else []))))
         return result
 
+    def commit_dir(self, name: str) -> Path:
+        """Move the staged folder ``name`` (built complete in the stage) to ``out_dir/name``.
+
+        A previous folder of that name is moved into the stage first and removed with it, so the
+        final name never holds a half-written tree (a Triton model repository).
+        """
+        staged, final = self.file(name), self.out_dir / name
+        if not staged.is_dir():
+            raise FileNotFoundError(f"{staged}: staged folder is missing; nothing was committed")
+        if final.exists():
+            os.replace(final, self.dir / f"{name}.previous")
+        os.replace(staged, final)
+        log.debug("committed %s", final)
+        return final
+
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -38,12 +38,15 @@ from emonext_edge.argtypes import (
 from emonext_edge.cli_support import cli_entry
 from emonext_edge.environment import EXIT_ENVIRONMENT
 
-EXIT_NO_RUNTIME = 3
+from ..driver import ExportParser
+from ..pipeline import EXIT_RUNTIME_MISSING
+
+EXIT_NO_RUNTIME = EXIT_RUNTIME_MISSING  # the exporters' exit 3: the target runtime is missing here
 DEFAULT_OUTPUT = Path("exports") / "triton"
 
 
 def parse_write_args(argv: Sequence[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = ExportParser(
         prog="python -m export.triton",
         description="Write a Triton Inference Server model repository from EmoNeXt artifacts. "
         "Subcommands: 'serve REPO' (local bundled server), 'env' (its environment).",
@@ -118,7 +121,7 @@ def serve_main(argv: Sequence[str]) -> int:
     from .repository import read_repository_configs
     from .server import PortError, PortInUseError, ServerError, TritonServer, check_ports
 
-    p = argparse.ArgumentParser(prog="python -m export.triton serve",
+    p = ExportParser(prog="python -m export.triton serve",
                                 description="Serve a repository with the tritonserver bundled in nvidia-pytriton "
                                 "(python backend only) until Ctrl-C / SIGTERM.")
     p.add_argument("repository")
@@ -183,7 +186,7 @@ def serve_main(argv: Sequence[str]) -> int:
 def env_main(argv: Sequence[str]) -> int:
     from .server import SERVER_REQUIREMENTS, ServerError, ensure_env, env_path
 
-    p = argparse.ArgumentParser(prog="python -m export.triton env",
+    p = ExportParser(prog="python -m export.triton env",
                                 description="Create (if needed) and print the local server's environment.")
     p.add_argument("--path", help="default $EMONEXT_TRITON_ENV or ~/.cache/emonext-edge/triton-env")
     args = p.parse_args(argv)

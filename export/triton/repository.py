@@ -19,22 +19,22 @@ copy of Triton's schema), written with ``text_format`` and parsed back before it
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
 from emonext_edge.errors import BackendUnavailableError, ModelFileError, UsageError
-from emonext_edge.fileio import TEMP_PREFIX, clean_stale_temps
+from emonext_edge.fileio import sha256_file
 from emonext_edge.labels import DEFAULT_LABELS
-from emonext_edge.metadata import read_metadata
+from emonext_edge.metadata import ArtifactMetadata, read_metadata
 from emonext_edge.preprocess import INPUT_SHAPE
+
+from ..pipeline import Stage
 
 log = logging.getLogger(__name__)
 
@@ -476,14 +476,6 @@ def check_config(config: Any, where: str) -> None:
 
 
 # -- writing -----------------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _write_model(root: Path, config: Any) -> Path:
     model_dir = root / config.name
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -572,10 +564,9 @@ def write_repository(artifacts: Sequence[str | os.PathLike], output: str | os.Pa
     out = Path(output)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not (out / CLASSIFIER / "config.pbtxt").is_file():
         raise UsageError(f"--output {out}: exists and is not an empty folder or a repository written by this tool")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale_temps(out.parent)  # what a killed earlier run left beside it
-    tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-{out.name}.", dir=out.parent))
-    try:
+    with Stage(out.parent) as stage:  # removes what a killed earlier run left beside it
+        tmp = stage.file(out.name)
+        tmp.mkdir()
         config = classifier_config(first, opts)
         if len(infos) > 1:  # every version served, each addressable (grpc://host:8001/emonext/2)
             config.version_policy.all.SetInParent()
@@ -589,10 +580,11 @@ def write_repository(artifacts: Sequence[str | os.PathLike], output: str | os.Pa
             targets = [version_dir / name] + ([version_dir / "model.bin"] if info.kind == "openvino" else [])
             for src, dst in zip(info.files, targets):
                 shutil.copyfile(src, dst)
-            meta = dict(info.metadata)
-            meta["artifact_sha256"] = {dst.name: _sha256(dst) for dst in targets}
-            meta["triton_source"] = {src.name: str(src.resolve()) for src in info.files}
-            (version_dir / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+            # the artifact's own record, its file names as they are in the repository (the one writer: ArtifactMetadata)
+            meta = ArtifactMetadata.from_dict(dict(info.metadata, labels=info.labels), where=str(info.path))
+            meta.artifact_sha256 = {dst.name: sha256_file(dst) for dst in targets}
+            meta.extra["triton_source"] = {src.name: str(src.resolve()) for src in info.files}
+            (version_dir / "model.json").write_text(meta.to_json())
             if opts.python_backend:
                 shutil.copyfile(PYTHON_MODELS / "classifier.py", version_dir / "model.py")
         models = [CLASSIFIER]
@@ -604,16 +596,7 @@ def write_repository(artifacts: Sequence[str | os.PathLike], output: str | os.Pa
             pipe = _write_model(tmp, pipeline_config(first, opts.batch))
             (pipe / "1").mkdir()
             models += [PREPROCESS, POSTPROCESS, PIPELINE]
-        old = None
-        if out.exists():  # swap by two renames (no window of a half-written repository; the old one goes last)
-            old = out.parent / f"{TEMP_PREFIX}{os.getpid()}-{out.name}.old"
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        stage.commit_dir(out.name)  # the old repository moves into the stage and goes with it
     for line in warnings:
         log.debug("%s", line)  # returned in the summary; the CLI prints them (once)
     return {
