@@ -29,7 +29,7 @@ from emonext_edge.errors import UsageError
 from .pipeline import EXIT_GATE_FAILED, Stage, exporter_cli, gate_line, raise_if_failed, set_verbosity
 from .targets import ExportResult, Target
 
-__all__ = ["DEPRECATED_ALIASES", "ExportParser", "add_shared_arguments", "build_parser", "cli", "run_build", "run_target"]
+__all__ = ["DEPRECATED_ALIASES", "ExportParser", "add_deprecated_alias", "add_shared_arguments", "build_parser", "cli", "run_build", "run_target"]
 
 #: old spelling -> (new spelling, argparse dest, type)
 DEPRECATED_ALIASES: dict[str, tuple[str, str, Callable[[str], Any]]] = {
@@ -65,6 +65,13 @@ class _DeprecatedAlias(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
+def add_deprecated_alias(parser: argparse.ArgumentParser, old: str, dest: Optional[str] = None) -> None:
+    """Accept the old spelling ``old`` (hidden from --help) for its new flag; it warns once per run."""
+    new, default_dest, kind = DEPRECATED_ALIASES[old]
+    parser.add_argument(old, dest=dest or default_dest, type=kind, action=_DeprecatedAlias, new=new,
+                        default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
 def add_shared_arguments(parser: argparse.ArgumentParser, target: Target) -> None:
     """The flags every target shares: fidelity gate, data (``--calib`` where the target calibrates), ``-v``."""
     add_fidelity_arguments(parser)
@@ -72,11 +79,10 @@ def add_shared_arguments(parser: argparse.ArgumentParser, target: Target) -> Non
         parser.add_argument("--calib", type=data_path, default=None, metavar="PATH",
                             help="calibration data: calib.npz (python -m calibration build) or a dataset root "
                                  "(FER2013 tree/CSV, folder of faces, video; its train split)")
-    for old, (new, dest, kind) in DEPRECATED_ALIASES.items():
+    for old, (_, dest, _) in DEPRECATED_ALIASES.items():
         if dest == "calib" and not target.uses_calibration:
             continue
-        parser.add_argument(old, dest=dest, type=kind, action=_DeprecatedAlias, new=new,
-                            default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        add_deprecated_alias(parser, old)
     parser.add_argument("-v", "--verbose", action="store_true", help="show progress and details")
 
 

@@ -24,7 +24,7 @@ from typing import Any
 from emonext_edge.errors import BackendUnavailableError, ExportError
 from emonext_edge.fileio import atomic_path
 
-from .quantize_onnx import _copy_metadata, _load, stn_node_names
+from .quantize_onnx import _load, stn_node_names
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ def convert_fp16(onnx_path: str | os.PathLike, output: str | os.PathLike) -> Pat
     # stale value_info (from the exporter's shape inference) makes the converter type its
     # border Casts wrongly; it re-infers what it needs
     del work.graph.value_info[:]
+    del work.metadata_props[:]  # the FP32 record would be untrue here; derive_onnx writes the FP16 one
     _unshare_initializers(work)  # exporters dedupe equal constants; a blocked and a converted node must not share one
     try:
         converted = float16.convert_float_to_float16(work, keep_io_types=True, node_block_list=block)
@@ -100,7 +101,6 @@ def convert_fp16(onnx_path: str | os.PathLike, output: str | os.PathLike) -> Pat
     output = Path(output)
     with atomic_path(output) as tmp:
         onnx.save(converted, str(tmp))
-        _copy_metadata(model, tmp, output, precision="fp16-mixed")
     return output
 
 

@@ -42,8 +42,7 @@ from typing import Any, Optional
 import numpy as np
 
 from emonext_edge.errors import ExportError, ModelFileError
-from emonext_edge.fileio import atomic_path, write_json_atomic
-from emonext_edge.metadata import from_string_map, sidecar_path
+from emonext_edge.fileio import atomic_path
 
 from .stn_scope import QDQ_OPS, onnx_stem_conv, onnx_stn_node_names
 
@@ -180,7 +179,9 @@ def quantize_qdq(
 ) -> Path:
     """Write a Q/DQ INT8 ONNX of ``onnx_path`` calibrated on ``calib_batch`` to ``output`` (atomically).
 
-    ``exclude_stn`` keeps the STN FP32 (checked afterwards). Returns ``output``.
+    ``exclude_stn`` keeps the STN FP32 (checked afterwards). Returns ``output``. A building block:
+    the file carries no EmoNeXt record and is not gated; artifacts are made by :func:`export_qdq_onnx`
+    (or :func:`derive_onnx`), which gate it and write the record through the export contract.
     """
     if method not in METHODS:
         raise ValueError(f"unknown quantization method {method!r}; expected one of {METHODS}")
@@ -199,28 +200,20 @@ def quantize_qdq(
             raise ExportError(f"{onnx_path}: {method} quantization failed: {exc}") from exc
         if exclude_stn:
             check_stn_float(str(tmp))
-        _copy_metadata(model, tmp, output, precision="int8-qdq", quantizer=method)
+        _drop_record(tmp)
     return output
 
 
-def _copy_metadata(source: Any, path: Path, final: Path, **extra: str) -> None:
-    """Carry the source ONNX's metadata_props over to ``path`` (quantizers drop them), add ``extra``,
-    and write the same metadata as the sidecar of ``final`` (``path`` is its temporary name)."""
-    import json
-
+def _drop_record(path: Path) -> None:
+    """Remove an EmoNeXt record a quantizer copied from the FP32 source (it would claim fp32)."""
     import onnx
 
     model = onnx.load(str(path))
-    props = {p.key: p.value for p in source.metadata_props}
-    props.update({f"emonext.{k}": json.dumps(v) for k, v in extra.items()})
-    del model.metadata_props[:]
-    for key, value in props.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(model, str(path))
-    meta = from_string_map(props)
-    if meta:
-        write_json_atomic(sidecar_path(final), meta)
+    kept = [p for p in model.metadata_props if not p.key.startswith("emonext")]
+    if len(kept) != len(model.metadata_props):
+        del model.metadata_props[:]
+        model.metadata_props.extend(kept)
+        onnx.save(model, str(path))
 
 
 def count_qdq(model_or_path: Any) -> dict[str, int]:

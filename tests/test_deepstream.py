@@ -356,13 +356,14 @@ def test_app_config_is_a_marked_headless_fallback_and_key_spellings_per_file(exp
 
 def test_qdq_source_gives_int8_config(onnx_path, tmp_path):
     """A Q/DQ ONNX (as export.tensorrt --int8 makes) -> network-mode=1, an existing int8-calib-file, _int8 engine."""
+    from calibration.fidelity import FidelityOptions
     from emonext_edge.preprocess import preprocess
     from export.common import synthetic_faces
     from export.deepstream import SgieOptions, export_deepstream, parse_ini
-    from export.quantize_onnx import quantize_qdq
+    from export.quantize_onnx import export_qdq_onnx
 
-    qdq = quantize_qdq(onnx_path, preprocess(list(synthetic_faces(8, seed=2))), tmp_path / "m.int8.qdq.onnx",
-                       method="ort")
+    qdq = export_qdq_onnx(onnx_path, preprocess(list(synthetic_faces(8, seed=2))), tmp_path / "m.int8.qdq.onnx",
+                          FidelityOptions(keep_failed=True, images=8), method="ort").path
     out = export_deepstream(tmp_path / "ds", onnx_path=qdq, options=SgieOptions(precision="int8", batch=8)).output
     prop = parse_ini((out / "config_infer_secondary_emonext.txt").read_text())["property"]
     assert prop["network-mode"] == "1"
