@@ -344,9 +344,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", type=Path, help="EmoNeXt checkpoint (default: seeded untrained EmoNeXt-Tiny)")
     src.add_argument("--artifacts", nargs="+", help="benchmark these files instead of exporting")
-    p.add_argument("--calib", dest="calib_data", type=data_path, metavar="PATH",
+    p.add_argument("--calib", metavar="PATH",
                    help="calibration data for INT8 artifacts (with --checkpoint): calib.npz or a dataset root")
-    add_deprecated_alias(p, "--calib-data", dest="calib_data")
+    add_deprecated_alias(p, "--calib-data")
     p.add_argument("--batch-sizes", default=None, help="comma-separated, default 1,8 (1 with --quick)")
     p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5; 3 with --quick)")
     p.add_argument("--iterations", type=int, default=None,
@@ -404,7 +404,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     common.VERBOSE = args.verbose
     try:
         check_args(args, error=BadInput, rounds=positive_int, iterations=positive_int, warmup=non_negative_int,
-                   threads=thread_count, timeout=positive_float, served_requests=positive_int)
+                   threads=thread_count, timeout=positive_float, served_requests=positive_int, calib=data_path)
         settings = settings_from_args(args)
         accuracy = read_accuracy(args.accuracy) if args.accuracy else None
         created = _dt.datetime.now(_dt.timezone.utc)
@@ -426,7 +426,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                       "sha256": None, "untrained": False, "architecture": None}
     else:
         try:
-            artifacts, model_info = build_artifacts(args.checkpoint, args.calib_data, args.quick,
+            artifacts, model_info = build_artifacts(args.checkpoint, args.calib, args.quick,
                                                     machine["cpu_flags"], args.cache_dir)
         except Exception as exc:  # a broken checkpoint/calibration is bad input: one line
             from emonext_edge.errors import EmoNeXtError

@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, Optional
 
 from calibration.fidelity import _positive_int, add_fidelity_arguments
-from emonext_edge.argtypes import data_path
 from emonext_edge.errors import UsageError
 
 from .pipeline import EXIT_GATE_FAILED, Stage, exporter_cli, gate_line, raise_if_failed, set_verbosity
@@ -31,11 +30,11 @@ from .targets import ExportResult, Target
 
 __all__ = ["DEPRECATED_ALIASES", "ExportParser", "add_deprecated_alias", "add_shared_arguments", "build_parser", "cli", "run_build", "run_target"]
 
-#: old spelling -> (new spelling, argparse dest, type)
+#: old spelling -> (new spelling, argparse dest, type); paths are checked by the target (check_args)
 DEPRECATED_ALIASES: dict[str, tuple[str, str, Callable[[str], Any]]] = {
-    "--calib-data": ("--calib", "calib", data_path),
-    "--val-data": ("--fidelity-data", "fidelity_data", data_path),
-    "--verify-data": ("--fidelity-data", "fidelity_data", data_path),
+    "--calib-data": ("--calib", "calib", str),
+    "--val-data": ("--fidelity-data", "fidelity_data", str),
+    "--verify-data": ("--fidelity-data", "fidelity_data", str),
     "--verify-count": ("--fidelity-images", "fidelity_images", _positive_int),
 }
 
@@ -76,7 +75,8 @@ def add_shared_arguments(parser: argparse.ArgumentParser, target: Target) -> Non
     """The flags every target shares: fidelity gate, data (``--calib`` where the target calibrates), ``-v``."""
     add_fidelity_arguments(parser)
     if target.uses_calibration:
-        parser.add_argument("--calib", type=data_path, default=None, metavar="PATH",
+        # checked by the target's check_args(..., calib=data_path): one "error: --calib: ..." line
+        parser.add_argument("--calib", default=None, metavar="PATH",
                             help="calibration data: calib.npz (python -m calibration build) or a dataset root "
                                  "(FER2013 tree/CSV, folder of faces, video; its train split)")
     for old, (_, dest, _) in DEPRECATED_ALIASES.items():

@@ -20,6 +20,7 @@ from typing import Any, Optional
 import numpy as np
 
 from calibration.fidelity import FidelityOptions, gate_from_args
+from emonext_edge.argtypes import check_args, data_path, positive_int
 from emonext_edge.errors import ExportError, UsageError
 from emonext_edge.fileio import sha256_file
 
@@ -113,6 +114,7 @@ class OrtInt8Target(Target):
         parser.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default per channel)")
 
     def options(self, args: argparse.Namespace) -> OrtInt8Options:
+        check_args(args, onnx=data_path, calib=data_path, fidelity_data=data_path, calib_num=positive_int)
         onnx, output = Path(args.onnx), Path(args.output)
         if not onnx.is_file():
             raise UsageError(f"--onnx {onnx}: no such file")
