@@ -31,7 +31,7 @@ from .targets import Candidate, Target
 #: ops quantized to their QOperator forms (LayerNorm and the rest stay float)
 QOPERATOR_OP_TYPES = ("Conv", "MatMul", "Gemm")
 DEFAULT_CALIBRATION_IMAGES = 128
-CPU = {"backend": "onnxruntime", "providers": ["CPUExecutionProvider"]}
+CPU: dict[str, Any] = {"backend": "onnxruntime", "providers": ["CPUExecutionProvider"]}
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,7 @@ class OrtInt8Target(Target):
             source=dict(source_meta.source, onnx=str(options.onnx), onnx_sha256=sha256_file(options.onnx)),
         )
         images, labels, data_desc = options.fidelity.load_images()
-        reference = Runtime(options.onnx, **CPU)
+        reference = Runtime(options.onnx, backend="onnxruntime", providers=["CPUExecutionProvider"])
 
         def check(path: Path) -> Any:
             try:
