@@ -169,3 +169,34 @@ def test_ort_int8_bad_input_exits_2(args, message, tmp_path, capsys):
     assert main([a.format(tmp=tmp_path, src=src) for a in args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+
+
+def test_run_target_returns_the_typed_result(fp32_onnx, tmp_path):
+    from export.driver import run_target
+
+    result = run_target("ort-int8", ["--onnx", str(fp32_onnx), "--output", str(tmp_path / "q.onnx"),
+                                     "--calib-num", "8", "--fidelity-images", "8", "--keep-failed"])
+    assert isinstance(result, ExportResult) and result.target == "ort-int8"
+    assert result.path == tmp_path / "q.onnx" and result.path.is_file()
+    [artifact] = result.artifacts
+    assert artifact.sidecar is not None and artifact.sidecar.is_file()
+    assert artifact.metadata.artifact_sha256.keys() == {"q.onnx"}
+    assert result.passed == artifact.metadata.fidelity.passed
+
+
+def test_latency_builds_registry_targets_with_their_cli_flags(tmp_path):
+    """benchmarks/latency.py builds through the registry: every build it asks for parses as that target's CLI."""
+    import sys
+
+    sys.path.insert(0, str(EXPORT.parent / "benchmarks"))
+    try:
+        import latency
+    finally:
+        sys.path.pop(0)
+    builds = latency._registry_builds(tmp_path / "m.onnx", "calib.npz", untrained=True, quick=True)
+    assert builds and {name for name, *_ in builds} <= set(TARGETS)
+    for name, row, file_name, argv in builds:
+        args = build_parser(get_target(name)).parse_args([*argv, "--output", str(tmp_path / file_name)])
+        assert args.keep_failed and args.calib == "calib.npz" and row.startswith("onnxruntime-")
+    trained = latency._registry_builds(tmp_path / "m.onnx", None, untrained=False, quick=False)
+    assert all("--keep-failed" not in argv for *_, argv in trained)  # a trained model's gate is enforced
