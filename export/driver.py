@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn, Optional
 
 from calibration.fidelity import _positive_int, add_fidelity_arguments
@@ -103,12 +104,14 @@ def run_build(target: Target, options: Any) -> ExportResult:
     """
     keep_failed = bool(getattr(getattr(options, "fidelity", None), "keep_failed", False))
     result = ExportResult(target.name)
+    summaries: dict[Path, str] = {}
     with Stage(target.output_dir(options)) as stage:
         for candidate in target.build(options, stage):
             candidate.metadata.fidelity = candidate.check(stage.file(candidate.names[-1]))
             committed = stage.commit(candidate.names, candidate.metadata, embed=candidate.embed,
                                      keep_failed=keep_failed)
             result.artifacts.append(committed)
+            summaries[committed.path] = candidate.summary
             result.lines.append(f"{committed.path.name}: {gate_line(candidate.metadata.fidelity)}")
     if any(not a.passed and not a.committed for a in result.artifacts):
         raise_if_failed(result.artifacts)  # VerificationError, exit 1: the API caller gets it too
@@ -116,7 +119,8 @@ def run_build(target: Target, options: Any) -> ExportResult:
         if artifact.committed:
             sha = artifact.metadata.artifact_sha256.get(artifact.path.name, "")
             state = "wrote" if artifact.passed else "wrote (UNVERIFIED, --keep-failed)"
-            result.lines.append(f"{state} {artifact.path} (sha256 {sha[:12]}) and {artifact.sidecar}")
+            what = f"{summaries[artifact.path]}, " if summaries.get(artifact.path) else ""
+            result.lines.append(f"{state} {artifact.path} ({what}sha256 {sha[:12]}) and {artifact.sidecar}")
     return result
 
 

@@ -48,7 +48,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -59,13 +59,13 @@ from calibration.fidelity import FidelityOptions, gate_from_args
 from emonext_edge.argtypes import check_args, data_path, non_negative_float, positive_int
 from emonext_edge.errors import ExportError
 from emonext_edge.fileio import prepare_output_dir
-from emonext_edge.metadata import ArtifactMetadata, package_version, write_onnx_metadata
+from emonext_edge.metadata import ArtifactMetadata, GateResult, package_version, write_onnx_metadata
 
 from .common import UsageError, load_source
 from .driver import build_parser as driver_parser
 from .driver import cli
-from .pipeline import CommitResult, Stage, embed_onnx, gate_artifact, gate_line, raise_if_failed
-from .targets import ExportResult, Target
+from .pipeline import Stage, embed_onnx, gate_artifact, gate_line, raise_if_failed
+from .targets import Candidate, Target
 
 log = logging.getLogger(__name__)
 
@@ -306,6 +306,78 @@ class OnnxExportOptions:
     fidelity: FidelityOptions = field(default_factory=FidelityOptions)
 
 
+def _onnx_candidate(model: Any, path: Path, opts: OnnxExportOptions, gate_opts: FidelityOptions,
+                    source_info: Mapping[str, Any] | None, stage: Stage, images: np.ndarray, labels: Any,
+                    description: str) -> tuple[Candidate, dict[str, Any]]:
+    """Export, simplify and audit the graph into ``stage``; the candidate (record, gate vs PyTorch) and its facts."""
+    resolved_opset = resolve_opset(opts.stn, opts.opset, opts.force)
+    fixed_batch = _check_batch(opts.batch)
+    # the export form is fixed on a private copy: the caller's (possibly shared) model is never switched
+    export_model = copy.deepcopy(model).eval()
+    export_model.stn_mode, export_model.block_layout = opts.stn, opts.block_layout
+    raw = _torch_export(export_model, resolved_opset)
+    del export_model
+    num_classes = model.architecture.num_classes
+    graph = _simplify_and_check(raw, stn=opts.stn, opset=resolved_opset, batch=fixed_batch, num_classes=num_classes)
+    counts = op_counts(graph)
+
+    architecture = dict(model.architecture.to_dict(), name=model.architecture.name)
+    meta = ArtifactMetadata(
+        format="onnx",
+        precision="fp32",
+        labels=list(model.labels),
+        architecture=architecture,
+        source=dict(source_info or {}),
+        stn_mode=opts.stn,
+        block_layout=opts.block_layout,
+        opset=resolved_opset,
+        batch="dynamic" if fixed_batch is None else fixed_batch,
+        input_name=INPUT_NAME,
+        output_name=OUTPUT_NAME,
+        input_shape=["batch" if fixed_batch is None else fixed_batch, 3, 224, 224],
+    )
+    write_onnx_metadata(graph, meta)
+    graph.producer_name = "emonext-edge"
+    graph.producer_version = package_version()
+    graph.doc_string = f"EmoNeXt ({architecture['name']}) emotion classifier, STN {opts.stn}, opset {resolved_opset}"
+    staged = stage.file(path.name)
+    staged.write_bytes(graph.SerializeToString())
+
+    def check(path_: Path) -> GateResult:
+        reference = _official_forward(model)
+        was_training = reference.training
+        try:
+            reference.eval()
+            gate = gate_artifact(
+                path_,
+                lambda batch_: _reference_logits(reference, batch_),
+                images,
+                labels,
+                gate_opts,
+                reference_desc=f"PyTorch FP32 (native grid_sample, {model.block_layout} blocks), CPU",
+                data_desc=description,
+                runtime_options={"backend": "onnxruntime", "providers": ["CPUExecutionProvider"]},
+                atol=opts.atol,
+            )
+            if fixed_batch is None and len(images) > 1 and gate.passed:  # the dynamic axis must run 1 image too
+                from emonext_edge.runtime import Runtime
+
+                with Runtime(path_, backend="onnxruntime", providers=["CPUExecutionProvider"]) as rt:
+                    single = rt.run(np.ascontiguousarray(images[:1]))
+                diff = float(np.abs(single - _reference_logits(reference, images[:1])).max())
+                if not diff <= opts.atol:
+                    gate.passed = False
+                    gate.failures.append(f"batch of 1 on the dynamic axis: max |Δlogit| {diff:.3g} > {opts.atol:g}")
+        finally:
+            reference.train(was_training)
+        return gate
+
+    facts = {"opset": resolved_opset, "batch": meta.batch, "op_counts": counts, "num_nodes": sum(counts.values())}
+    summary = (f"STN {opts.stn}, {opts.block_layout} blocks, opset {resolved_opset}, batch {meta.batch}, "
+               f"{facts['num_nodes']} nodes")
+    return Candidate([path.name], meta, check, embed_onnx, summary), facts
+
+
 def export_onnx(
     model: Any,
     output: str | os.PathLike,
@@ -346,7 +418,7 @@ def export_onnx(
     opts = replace(opts, **overrides, fidelity=gate_opts)
 
     resolved_opset = resolve_opset(opts.stn, opts.opset, opts.force)
-    fixed_batch = _check_batch(opts.batch)
+    _check_batch(opts.batch)  # fail fast, before loading data
     from emonext_edge.model import BLOCK_LAYOUTS
 
     if opts.block_layout not in BLOCK_LAYOUTS:
@@ -354,64 +426,10 @@ def export_onnx(
     path = _check_output(output)
     with Stage(path.parent) as stage:  # creates/checks the directory, removes stale temporaries
         images, labels, description = gate_opts.load_images()
-
-        # the export form is fixed on a private copy: the caller's (possibly shared) model is never switched
-        export_model = copy.deepcopy(model).eval()
-        export_model.stn_mode, export_model.block_layout = opts.stn, opts.block_layout
-        raw = _torch_export(export_model, resolved_opset)
-        del export_model
-        num_classes = model.architecture.num_classes
-        graph = _simplify_and_check(raw, stn=opts.stn, opset=resolved_opset, batch=fixed_batch, num_classes=num_classes)
-        counts = op_counts(graph)
-
-        architecture = dict(model.architecture.to_dict(), name=model.architecture.name)
-        meta = ArtifactMetadata(
-            format="onnx",
-            precision="fp32",
-            labels=list(model.labels),
-            architecture=architecture,
-            source=dict(source_info or {}),
-            stn_mode=opts.stn,
-            block_layout=opts.block_layout,
-            opset=resolved_opset,
-            batch="dynamic" if fixed_batch is None else fixed_batch,
-            input_name=INPUT_NAME,
-            output_name=OUTPUT_NAME,
-            input_shape=["batch" if fixed_batch is None else fixed_batch, 3, 224, 224],
-        )
-        write_onnx_metadata(graph, meta)
-        graph.producer_name = "emonext-edge"
-        graph.producer_version = package_version()
-        graph.doc_string = f"EmoNeXt ({architecture['name']}) emotion classifier, STN {opts.stn}, opset {resolved_opset}"
-        staged = stage.file(path.name)
-        staged.write_bytes(graph.SerializeToString())
-
-        reference = _official_forward(model)
-        was_training = reference.training
-        try:
-            reference.eval()
-            gate = gate_artifact(
-                staged,
-                lambda batch_: _reference_logits(reference, batch_),
-                images,
-                labels,
-                gate_opts,
-                reference_desc=f"PyTorch FP32 (native grid_sample, {model.block_layout} blocks), CPU",
-                data_desc=description,
-                runtime_options={"backend": "onnxruntime", "providers": ["CPUExecutionProvider"]},
-                atol=opts.atol,
-            )
-            if fixed_batch is None and len(images) > 1 and gate.passed:  # the dynamic axis must run 1 image too
-                from emonext_edge.runtime import Runtime
-
-                with Runtime(staged, backend="onnxruntime", providers=["CPUExecutionProvider"]) as rt:
-                    single = rt.run(np.ascontiguousarray(images[:1]))
-                diff = float(np.abs(single - _reference_logits(reference, images[:1])).max())
-                if not diff <= opts.atol:
-                    gate.passed = False
-                    gate.failures.append(f"batch of 1 on the dynamic axis: max |Δlogit| {diff:.3g} > {opts.atol:g}")
-        finally:
-            reference.train(was_training)
+        candidate, facts = _onnx_candidate(model, path, opts, gate_opts, source_info, stage, images, labels,
+                                           description)
+        meta, counts = candidate.metadata, facts["op_counts"]
+        gate = candidate.check(stage.file(path.name))
         meta.fidelity = gate
         result = stage.commit([path.name], meta, embed=embed_onnx, keep_failed=gate_opts.keep_failed)
 
@@ -510,22 +528,24 @@ class OnnxTarget(Target):
             atol=args.atol, fidelity=gate_from_args(args),
         ))
 
-    def export(self, options: OnnxTargetOptions) -> ExportResult:
+    def output_dir(self, options: OnnxTargetOptions) -> Path:
+        return options.output.parent
+
+    def build(self, options: OnnxTargetOptions, stage: Stage) -> Iterator[Candidate]:
         source = load_source(options.checkpoint)
         if options.checkpoint is None:
             print(f"note: no --checkpoint given; exporting the {source.description}")
         else:
             print(f"source: {source.description}")
-        report = export_onnx(source.model, options.output, options.export, source_info=source.info)
-        sidecar = Path(report["sidecar"]) if report["sidecar"] else None
-        result = ExportResult(self.name, [CommitResult([Path(report["path"])], sidecar, report["metadata"],
-                                                       report["committed"])], [report["gate"]], detail=report)
-        if report["passed"]:
-            result.lines.append(
-                f"wrote {report['path']} (STN {report['stn_mode']}, {report['block_layout']} blocks, "
-                f"opset {report['opset']}, batch {report['batch']}, {report['num_nodes']} nodes, "
-                f"sha256 {report['sha256'][:12]}) and {report['sidecar']}")
-        return result
+        from emonext_edge.model import BLOCK_LAYOUTS
+
+        if options.export.block_layout not in BLOCK_LAYOUTS:
+            raise UsageError(f"block_layout must be one of {list(BLOCK_LAYOUTS)}, got {options.export.block_layout!r}")
+        gate_opts = options.export.fidelity
+        images, labels, description = gate_opts.load_images()
+        candidate, _ = _onnx_candidate(source.model, options.output, options.export, gate_opts, source.info, stage,
+                                       images, labels, description)
+        yield candidate
 
 
 TARGET = OnnxTarget()

@@ -8,8 +8,8 @@ belong to :mod:`export.driver`), a typed options dataclass made from them
 into a :class:`~export.pipeline.Stage`. The driver gates each candidate with its ``check``
 and commits it (stage -> build -> check -> commit), and returns one :class:`ExportResult`.
 
-Targets whose build is not yet a generator of candidates (ONNX, OpenVINO, TensorRT,
-DeepStream, which run their own stages inside their ``export_*`` functions) override
+Targets whose build is not yet a generator of candidates (OpenVINO, TensorRT, DeepStream,
+which run their own stages inside their ``export_*`` functions) override
 :meth:`Target.export` instead and convert what they wrote into an :class:`ExportResult`.
 
 :data:`TARGETS` maps a name to ``"module:attribute"``; :func:`get_target` imports the module
@@ -49,12 +49,15 @@ class Candidate:
     record without the gate result. ``check(staged_model_file) -> GateResult``: the gate that
     decides whether it is committed. ``embed``: the carrier writer for the record
     (:func:`export.pipeline.embed_onnx`, :func:`~export.pipeline.embed_ir`, ``None``: sidecar only).
+    ``summary``: a few words on what was built, for the CLI.
     """
 
     names: list[str]
     metadata: ArtifactMetadata
     check: Callable[[Path], GateResult]
     embed: Optional[Callable[[Path, ArtifactMetadata], None]] = embed_onnx
+    #: what it is, for the CLI's "wrote ..." line (e.g. "STN native, opset 17, 259 nodes")
+    summary: str = ""
 
 
 @dataclass
