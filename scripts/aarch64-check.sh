@@ -88,7 +88,7 @@ fi
 grep -q '^enabled' /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null \
     || fail_env "no enabled binfmt_misc entry for qemu-aarch64 (update-binfmts --enable qemu-aarch64 failed)"
 
-# -- mounts the chroot needs (/proc for os.cpu_count & co., /dev for /dev/null, /dev/urandom) ---------
+# -- mounts the chroot needs (/proc for os.cpu_count & co., /dev for /dev/null, /dev/urandom, /sys) ------
 MOUNTED=()
 WORK_IN=""
 cleanup() {
@@ -100,6 +100,8 @@ trap cleanup EXIT
 mount_into_root() {
     mountpoint -q "$ROOT/proc" || { mount -t proc proc "$ROOT/proc" && MOUNTED+=("$ROOT/proc"); }
     mountpoint -q "$ROOT/dev" || { mount --bind /dev "$ROOT/dev" && MOUNTED+=("$ROOT/dev"); }
+    # /sys: cpuinfo (ONNX Runtime, OpenVINO) reads the CPU lists there
+    mountpoint -q "$ROOT/sys" || { mount --bind /sys "$ROOT/sys" && MOUNTED+=("$ROOT/sys"); }
 }
 in_root() { chroot "$ROOT" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root LANG=C.UTF-8 "$@"; }
 
@@ -107,6 +109,9 @@ in_root() { chroot "$ROOT" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root LANG=C.
 ROOT_PACKAGES="python3,python3-venv,libgomp1"
 if [ ! -f "$ROOT/.emonext-root-ok" ]; then
     say "building the $SUITE arm64 root in $ROOT (first run; several minutes)"
+    # never delete through a bind mount a killed earlier run may have left (host /dev, /sys)
+    for m in proc dev sys; do if mountpoint -q "$ROOT/$m"; then umount -l "$ROOT/$m"; fi; done
+    if grep -q " $ROOT/" /proc/mounts; then fail_env "something is still mounted under $ROOT; unmount it first"; fi
     rm -rf "$ROOT"
     mkdir -p "$ROOT"
     debootstrap --arch=arm64 --variant=minbase --foreign --include="$ROOT_PACKAGES" "$SUITE" "$ROOT" "$MIRROR" \
