@@ -88,7 +88,7 @@ fi
 grep -q '^enabled' /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null \
     || fail_env "no enabled binfmt_misc entry for qemu-aarch64 (update-binfmts --enable qemu-aarch64 failed)"
 
-# -- mounts the chroot needs (/proc for os.cpu_count & co., /dev for /dev/null, /dev/urandom, /sys) ------
+# -- mounts the chroot needs (/proc for os.cpu_count & co., /dev for /dev/null and /dev/urandom) ---------
 MOUNTED=()
 WORK_IN=""
 cleanup() {
@@ -97,11 +97,35 @@ cleanup() {
     if [ -n "$WORK_IN" ] && [ "$KEEP_WORK" = 0 ]; then rm -rf "$ROOT$WORK_IN"; fi
 }
 trap cleanup EXIT
+# qemu-user passes the host's x86 /proc/cpuinfo and /sys through. ONNX Runtime's cpuinfo segfaults on
+# x86 CPU lists read as ARM ones, and OpenVINO's hwloc segfaults without any sysfs CPU topology. So the
+# chroot sees a small ARM description instead: $CPUS Cortex-A78AE cores (MIDR 0x410fd421, the cores of a
+# Jetson Orin), one package, no SMT, as /proc/cpuinfo and /sys/devices/system/cpu.
+CPUS="${EMONEXT_AARCH64_CPUS:-2}"
+make_cpu_description() {
+    local dir="$1" i t
+    rm -rf "$dir"
+    mkdir -p "$dir/sys/devices/system/cpu"
+    for f in possible present online; do echo "0-$((CPUS - 1))" >"$dir/sys/devices/system/cpu/$f"; done
+    : >"$dir/cpuinfo"
+    for ((i = 0; i < CPUS; i++)); do
+        t="$dir/sys/devices/system/cpu/cpu$i/topology"
+        mkdir -p "$t" "$dir/sys/devices/system/cpu/cpu$i/regs/identification"
+        echo 0x00000000410fd421 >"$dir/sys/devices/system/cpu/cpu$i/regs/identification/midr_el1"
+        echo 0 >"$t/physical_package_id"; echo "$i" >"$t/core_id"
+        echo "$i" >"$t/thread_siblings_list"; echo "$i" >"$t/core_cpus_list"
+        echo "0-$((CPUS - 1))" >"$t/core_siblings_list"; echo "0-$((CPUS - 1))" >"$t/package_cpus_list"
+        printf '%x\n' $((1 << i)) >"$t/thread_siblings"; printf '%x\n' $((1 << i)) >"$t/core_cpus"
+        printf '%x\n' $(((1 << CPUS) - 1)) >"$t/core_siblings"; printf '%x\n' $(((1 << CPUS) - 1)) >"$t/package_cpus"
+        printf 'processor\t: %d\nBogoMIPS\t: 62.50\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd42\nCPU revision\t: 1\n\n' "$i" >>"$dir/cpuinfo"
+    done
+}
 mount_into_root() {
+    make_cpu_description "$CACHE/aarch64-cpu"
     mountpoint -q "$ROOT/proc" || { mount -t proc proc "$ROOT/proc" && MOUNTED+=("$ROOT/proc"); }
+    mount --bind "$CACHE/aarch64-cpu/cpuinfo" "$ROOT/proc/cpuinfo" && MOUNTED+=("$ROOT/proc/cpuinfo")
     mountpoint -q "$ROOT/dev" || { mount --bind /dev "$ROOT/dev" && MOUNTED+=("$ROOT/dev"); }
-    # /sys: cpuinfo (ONNX Runtime, OpenVINO) reads the CPU lists there
-    mountpoint -q "$ROOT/sys" || { mount --bind /sys "$ROOT/sys" && MOUNTED+=("$ROOT/sys"); }
+    mountpoint -q "$ROOT/sys" || { mount --bind "$CACHE/aarch64-cpu/sys" "$ROOT/sys" && MOUNTED+=("$ROOT/sys"); }
 }
 in_root() { chroot "$ROOT" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root LANG=C.UTF-8 "$@"; }
 
@@ -110,7 +134,7 @@ ROOT_PACKAGES="python3,python3-venv,libgomp1"
 if [ ! -f "$ROOT/.emonext-root-ok" ]; then
     say "building the $SUITE arm64 root in $ROOT (first run; several minutes)"
     # never delete through a bind mount a killed earlier run may have left (host /dev, /sys)
-    for m in proc dev sys; do if mountpoint -q "$ROOT/$m"; then umount -l "$ROOT/$m"; fi; done
+    for m in proc/cpuinfo proc dev sys; do if mountpoint -q "$ROOT/$m"; then umount -l "$ROOT/$m"; fi; done
     if grep -q " $ROOT/" /proc/mounts; then fail_env "something is still mounted under $ROOT; unmount it first"; fi
     rm -rf "$ROOT"
     mkdir -p "$ROOT"
