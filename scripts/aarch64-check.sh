@@ -196,7 +196,9 @@ TARBALL="$SHARED/datasets/fer2013/fer2013_train_val.tar.gz"
 [ -f "$CKPT" ] || { echo "aarch64-check: $CKPT: no such reference model (../shared beside the repo?)" >&2; exit 2; }
 [ -f "$TARBALL" ] || { echo "aarch64-check: $TARBALL: no such FER2013 tarball" >&2; exit 2; }
 ART="$CACHE/aarch64-artifacts"
-CKPT_SHA=$(sha256sum "$CKPT" | cut -c1-16)
+# re-exported when the checkpoint or the code that exports/reads it changes
+CKPT_SHA=$( (sha256sum "$CKPT" | cut -c1-64; cd "$REPO" && find export emonext_edge -name '*.py' | sort | xargs cat) \
+    | sha256sum | cut -c1-16)
 if [ ! -f "$ART/.ok" ] || [ "$(cat "$ART/.ok")" != "$CKPT_SHA" ]; then
     say "exporting $CKPT on x86 (ONNX, then OpenVINO IR)"
     rm -rf "$ART"
