@@ -92,7 +92,7 @@ grep -q '^enabled' /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null \
 MOUNTED=()
 WORK_IN=""
 cleanup() {
-    local m
+    local i
     for ((i=${#MOUNTED[@]}-1; i>=0; i--)); do umount -l "${MOUNTED[$i]}" 2>/dev/null || true; done
     if [ -n "$WORK_IN" ] && [ "$KEEP_WORK" = 0 ]; then rm -rf "$ROOT$WORK_IN"; fi
 }
@@ -161,7 +161,7 @@ PLATFORMS=(--platform manylinux2014_aarch64 --platform manylinux_2_17_aarch64 --
 # numpy<2: the bound a Jetson install keeps (JetPack's OpenCV/TensorRT bindings are built against numpy 1.x)
 if [ ! -f "$WHEELS/$PYTAG/.ok" ] || [ "$(cat "$WHEELS/$PYTAG/.ok")" != "$WHEEL_SPECS" ]; then
     say "downloading aarch64 wheels for $PYTAG: $WHEEL_SPECS"
-    rm -rf "$WHEELS/$PYTAG"
+    rm -rf "${WHEELS:?}/${PYTAG:?}"
     mkdir -p "$WHEELS/$PYTAG"
     # shellcheck disable=SC2086
     "$PY" -m pip download -q --dest "$WHEELS/$PYTAG" --only-binary=:all: "${PLATFORMS[@]}" \
