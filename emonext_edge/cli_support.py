@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Callable, Optional
 
 from .errors import EmoNeXtError
+from .progress import show_progress
 
 EXIT_BAD_INPUT = 2
 Main = Callable[[Optional[Sequence[str]]], int]
@@ -29,6 +30,7 @@ def cli_entry(main: Optional[Main] = None, *, log_level: str = "INFO", catch_val
         @functools.wraps(fn)
         def wrapper(argv: Optional[Sequence[str]] = None) -> int:
             logging.basicConfig(level=os.environ.get("EMONEXT_LOGLEVEL", log_level), format="%(message)s")
+            show_progress()  # long steps show progress on stderr (EMONEXT_PROGRESS=0 hides it)
             try:
                 return fn(argv)
             except bad_input as exc:

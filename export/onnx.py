@@ -59,6 +59,7 @@ from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_f
 from emonext_edge.errors import ExportError, VerificationError
 from emonext_edge.fileio import prepare_output_dir
 from emonext_edge.metadata import ArtifactMetadata, package_version, write_onnx_metadata
+from emonext_edge.progress import stepped
 
 from .common import UsageError, load_source
 from .pipeline import Stage, embed_onnx, exporter_cli, gate_artifact, gate_line, raise_if_failed, set_verbosity
@@ -209,6 +210,7 @@ def _check_io(model: Any, batch: int | None, num_classes: int) -> None:
         )
 
 
+@stepped("ONNX export (torch.onnx.export)")
 def _torch_export(model: Any, opset: int) -> bytes:
     """Trace ``model`` to ONNX with a dynamic batch axis (a fixed batch is set later, by onnxslim).
 
@@ -241,6 +243,7 @@ def _torch_export(model: Any, opset: int) -> bytes:
     return buffer.getvalue()
 
 
+@stepped("ONNX simplification and checks")
 def _simplify_and_check(proto: bytes, *, stn: str, opset: int, batch: int | None, num_classes: int) -> Any:
     import onnx
     import onnxslim
