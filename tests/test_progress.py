@@ -129,3 +129,21 @@ def test_nncf_log_lines_go_to_stderr_and_info_only_with_verbose(capfd):
     assert "detail line" not in captured.err + captured.out
     assert [(h, getattr(h, "stream", None)) for h in nncf_log.handlers] == before
     assert sys.stdout is not sys.stderr
+
+
+def test_accuracy_progress_writes_no_carriage_return_into_logs(capsys, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("accuracy_bench", Path(__file__).parents[1] / "benchmarks" / "accuracy.py")
+    accuracy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(accuracy)
+    clock = _Clock()
+    monkeypatch.setattr(accuracy.time, "perf_counter", clock)
+    bar = accuracy._Progress(100)
+    for done in range(1, 101):
+        clock.now += 1.0
+        bar.update(done)
+    bar.close("100 images")
+    err = capsys.readouterr().err
+    assert "\r" not in err and 8 <= len(err.splitlines()) <= 12 and err.endswith("100 images\n"), err
