@@ -25,7 +25,7 @@ LOGGER = "emonext.progress"
 #: seconds between two plain (non-terminal) progress lines of the same step
 PLAIN_INTERVAL = 5.0
 #: a step shows nothing before it has run this long
-QUIET_FOR = 3.0
+QUIET_FOR = 5.0
 
 _log = logging.getLogger(LOGGER)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -38,42 +38,69 @@ def _duration(seconds: float) -> str:
 
 
 class Progress:
-    """Counted progress of one step: ``update(done)`` as work completes, ``close()`` at the end.
+    """Progress of one step: ``update(done)`` as work completes, ``close()`` at the end.
 
-    Emits at most one record every ``interval`` seconds once the step has run ``after`` seconds,
-    and a final record when something was shown. Usable as a context manager.
+    ``total=None``: an opaque step, reported as "running, N s". Once the step has run ``after``
+    seconds, a record at most every ``interval`` seconds, from ``update`` and from a timer thread
+    (so a slow batch still shows the step is alive), and a final record when something was shown.
+    Usable as a context manager.
     """
 
-    def __init__(self, what: str, total: int, unit: str = "images", *, after: float = QUIET_FOR,
-                 interval: float = 0.5, clock: Optional[Callable[[], float]] = None) -> None:
-        self.what, self.total, self.unit = what, max(0, int(total)), unit
+    def __init__(self, what: str, total: Optional[int] = None, unit: str = "images", *, after: float = QUIET_FOR,
+                 interval: float = 0.5, clock: Optional[Callable[[], float]] = None, timer: bool = True) -> None:
+        self.what, self.unit = what, unit
+        self.total = None if total is None else max(0, int(total))
         self.after, self.interval = after, interval
         self.clock = clock or (lambda: time.monotonic())
         self.start = self.clock()
         self.last: Optional[float] = None
         self.done = 0
         self.shown = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        if timer:
+            self._thread = threading.Thread(target=self._beat, name=f"progress: {what}", daemon=True)
+            self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(min(self.interval, 1.0)):
+            self._emit()
+
+    def _emit(self) -> None:
+        with self._lock:
+            now = self.clock()
+            elapsed = now - self.start
+            if self._stop.is_set() or elapsed < self.after or (self.last is not None and now - self.last < self.interval):
+                return
+            self.last = now
+            if self.total is None:
+                text = f"{self.what}: running, {_duration(elapsed)}"
+            else:
+                done = self.done
+                text = f"{self.what}: {done}/{self.total} {self.unit}, {_duration(elapsed)} elapsed"
+                rate = done / elapsed if elapsed > 0 else 0.0
+                if rate > 0:
+                    text += f", {rate:.1f}/s, ~{_duration((self.total - done) / rate)} left"
+            self.shown = True
+            _log.info(text, extra={"progress_key": self.what, "progress_final": False})
 
     def update(self, done: int) -> None:
         self.done = done
-        now = self.clock()
-        elapsed = now - self.start
-        if elapsed < self.after or (self.last is not None and now - self.last < self.interval):
-            return
-        self.last = now
-        rate = done / elapsed if elapsed > 0 else 0.0
-        text = f"{self.what}: {done}/{self.total} {self.unit}"
-        if rate > 0:
-            text += f", {rate:.1f}/s, {_duration(elapsed)} elapsed, ~{_duration((self.total - done) / rate)} left"
-        self.shown = True
-        _log.info(text, extra={"progress_key": self.what, "progress_final": False})
+        self._emit()
 
     def close(self) -> None:
-        if self.shown:
-            elapsed = self.clock() - self.start
-            _log.info(f"{self.what}: {self.done}/{self.total} {self.unit} in {_duration(elapsed)}",
-                      extra={"progress_key": self.what, "progress_final": True})
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        with self._lock:
+            if not self.shown:
+                return
             self.shown = False
+            elapsed = _duration(self.clock() - self.start)
+            text = (f"{self.what}: done in {elapsed}" if self.total is None
+                    else f"{self.what}: {self.done}/{self.total} {self.unit} in {elapsed}")
+            _log.info(text, extra={"progress_key": self.what, "progress_final": True})
 
     def __enter__(self) -> Progress:  # noqa: PYI034
         return self
@@ -83,31 +110,11 @@ class Progress:
 
 
 @contextmanager
-def step(what: str, *, after: float = QUIET_FOR, interval: float = PLAIN_INTERVAL) -> Iterator[None]:
-    """An opaque step: once it has run ``after`` seconds, a "<what>: running, N s" record every
-    ``interval`` seconds (from a timer thread) until it ends, then one "done in" record."""
-    stop = threading.Event()
-    start = time.monotonic()
-    shown = threading.Event()
-
-    def beat() -> None:
-        wait = after
-        while not stop.wait(wait):
-            shown.set()
-            _log.info(f"{what}: running, {_duration(time.monotonic() - start)}",
-                      extra={"progress_key": what, "progress_final": False})
-            wait = interval
-
-    timer = threading.Thread(target=beat, name=f"progress: {what}", daemon=True)
-    timer.start()
-    try:
+def step(what: str, *, after: float = QUIET_FOR) -> Iterator[None]:
+    """An opaque step: once it has run ``after`` seconds, "<what>: running, N s" every few
+    seconds until it ends, then one "done in" record."""
+    with Progress(what, None, after=after):
         yield
-    finally:
-        stop.set()
-        timer.join()
-        if shown.is_set():
-            _log.info(f"{what}: done in {_duration(time.monotonic() - start)}",
-                      extra={"progress_key": what, "progress_final": True})
 
 
 def stepped(what: str) -> Callable[[F], F]:

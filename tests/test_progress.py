@@ -42,7 +42,7 @@ def shown(monkeypatch):
 
 
 def _run(clock, seconds_per_item, total, what="gate m.onnx"):
-    with progress.Progress(what, total, clock=clock) as bar:
+    with progress.Progress(what, total, clock=clock, timer=False) as bar:
         for i in range(total):
             clock.now += seconds_per_item
             bar.update(i + 1)
@@ -61,7 +61,7 @@ def test_plain_output_has_lines_every_few_seconds_and_no_carriage_return(shown, 
     _run(clock, 0.06, 1000)  # 60 s
     lines = out.getvalue().splitlines()
     assert "\r" not in out.getvalue()
-    assert 8 <= len(lines) <= 13, lines  # one every 5 s after the first 3 s, plus the final line
+    assert 8 <= len(lines) <= 13, lines  # one every 5 s after the first 5 s, plus the final line
     assert lines[0].startswith("gate m.onnx: ") and "/1000 images" in lines[0] and "left" in lines[0]
     assert lines[-1] == "gate m.onnx: 1000/1000 images in 60 s"
 
@@ -84,8 +84,8 @@ def test_an_opaque_step_says_it_still_runs(shown):
     import time
 
     out = shown(io.StringIO())
-    with progress.step("exporting", after=0.05, interval=0.05):
-        time.sleep(0.3)
+    with progress.step("exporting", after=0.05):
+        time.sleep(1.3)
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("exporting: running") and lines[-1].startswith("exporting: done in")
 
@@ -108,6 +108,7 @@ def test_the_fidelity_gate_reports_progress(shown, monkeypatch):
     assert lines and all(line.startswith("gate m.xml: ") for line in lines) and lines[-1].endswith("64/64 images in 64 s")
 
 
+@pytest.mark.slow  # importing NNCF takes 5-20 s
 def test_nncf_log_lines_go_to_stderr_and_info_only_with_verbose(capfd):
     pytest.importorskip("nncf")
     from export.nncf_output import nncf_output_on_stderr
