@@ -311,14 +311,18 @@ def held_out_images(data: Optional[str | os.PathLike], count: int, split: str = 
             source.items = [source.items[i] for i in picks]
             source.names = [source.names[i] for i in picks]
             source.labels = source.labels[picks]
+    from emonext_edge.progress import Progress
+
     tensors, keep = [], []
-    for i, (item, name) in enumerate(zip(source.items, source.names)):
-        try:
-            tensors.append(preprocess_one(item, name=name))
-            keep.append(i)
-        except ImageError as exc:
-            source.skipped.append((name, str(exc)))
-            log.warning("fidelity data: skipped unreadable image: %s", exc)
+    with Progress(f"reading the gate's images from {data}", len(source.items)) as bar:
+        for i, (item, name) in enumerate(zip(source.items, source.names)):
+            try:
+                tensors.append(preprocess_one(item, name=name))
+                keep.append(i)
+            except ImageError as exc:
+                source.skipped.append((name, str(exc)))
+                log.warning("fidelity data: skipped unreadable image: %s", exc)
+            bar.update(i + 1)
     if not tensors:
         raise ImageError(f"{data}: none of the {len(source.items)} held-out images could be read")
     labels = source.labels[keep] if source.labeled else None

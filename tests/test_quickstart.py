@@ -93,6 +93,8 @@ def test_readme_quickstart_runs_in_a_fresh_clone(tmp_path):
                               timeout=3600, check=False)
         ran += 1
         where = f"{line}\nexit {proc.returncode}\nstdout: {proc.stdout[-1500:]}\nstderr: {proc.stderr[-2500:]}"
+        assert "INFO:nncf" not in proc.stdout + proc.stderr, where  # NNCF's details only with -v
+        assert "\r" not in proc.stderr, where  # progress in a pipe: plain lines
         if line.startswith("python -m export.tensorrt"):
             assert proc.returncode in (0, 3), where
             if proc.returncode == 3:  # no TensorRT here: an expected outcome, not an error
