@@ -85,7 +85,8 @@ def test_readme_quickstart_runs_in_a_fresh_clone(tmp_path):
         needs_skipped = next((out for out in skipped_outputs if out in line), None)
         if missing or needs_skipped:
             # only until the branch that adds the script is merged: then every line runs
-            skipped.append(f"{line!r} ({missing or needs_skipped} not in this checkout)")
+            skipped.append(f"{line!r} ({missing} not in this checkout)" if missing
+                           else f"{line!r} (needs {needs_skipped} from a line not run)")
             words = shlex.split(line)
             skipped_outputs += [words[i + 1] for i, w in enumerate(words[:-1]) if w in ("--out", "--output")]
             continue
