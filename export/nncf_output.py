@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 @contextlib.contextmanager
 def nncf_output_on_stderr(what: str) -> Iterator[None]:
+    import nncf  # noqa: F401  - importing NNCF creates its logger and its stdout handler: change them after
+
     nncf_log = logging.getLogger("nncf")
     saved_level = nncf_log.level
     saved = [(h, h.stream, h.level) for h in nncf_log.handlers if isinstance(h, logging.StreamHandler)
