@@ -47,9 +47,12 @@ class Progress:
     """
 
     def __init__(self, what: str, total: Optional[int] = None, unit: str = "images", *, after: float = QUIET_FOR,
-                 interval: float = 0.5, clock: Optional[Callable[[], float]] = None, timer: bool = True) -> None:
+                 interval: Optional[float] = None, clock: Optional[Callable[[], float]] = None,
+                 timer: bool = True) -> None:
         self.what, self.unit = what, unit
         self.total = None if total is None else max(0, int(total))
+        if interval is None:  # redrawn twice a second by a command line; every 5 s into someone else's logging
+            interval = 0.5 if any(isinstance(h, _ProgressHandler) for h in _log.handlers) else PLAIN_INTERVAL
         self.after, self.interval = after, interval
         self.clock = clock or (lambda: time.monotonic())
         self.start = self.clock()

@@ -153,3 +153,18 @@ def test_accuracy_progress_writes_no_carriage_return_into_logs(capsys, monkeypat
     bar.close("100 images")
     err = capsys.readouterr().err
     assert "\r" not in err and 8 <= len(err.splitlines()) <= 12 and err.endswith("100 images\n"), err
+
+
+def test_without_a_command_line_progress_reaches_the_application_logging_every_few_seconds(caplog):
+    """Library use: no handler of ours; the records propagate at most every 5 s."""
+    logger = logging.getLogger(progress.LOGGER)
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    logger.handlers[:], logger.propagate = [], True
+    logger.setLevel(logging.NOTSET)
+    try:
+        with caplog.at_level(logging.INFO, logger=progress.LOGGER):
+            _run(_Clock(), 0.06, 1000)  # 60 s
+    finally:
+        logger.handlers[:], logger.level, logger.propagate = saved
+    lines = [r.getMessage() for r in caplog.records if r.name == progress.LOGGER]
+    assert 8 <= len(lines) <= 13 and lines[-1] == "gate m.onnx: 1000/1000 images in 60 s", lines
