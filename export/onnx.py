@@ -60,6 +60,7 @@ from emonext_edge.argtypes import check_args, data_path, non_negative_float, pos
 from emonext_edge.errors import ExportError, VerificationError
 from emonext_edge.fileio import prepare_output_dir
 from emonext_edge.metadata import ArtifactMetadata, package_version, write_onnx_metadata
+from emonext_edge.progress import stepped
 
 from .common import UsageError, load_source
 from .pipeline import Stage, embed_onnx, exporter_cli, gate_artifact, gate_line, raise_if_failed, set_verbosity
@@ -210,6 +211,7 @@ def _check_io(model: Any, batch: int | None, num_classes: int) -> None:
         )
 
 
+@stepped("ONNX export (torch.onnx.export)")
 def _torch_export(model: Any, opset: int) -> bytes:
     """Trace ``model`` to ONNX with a dynamic batch axis (a fixed batch is set later, by onnxslim).
 
@@ -242,6 +244,7 @@ def _torch_export(model: Any, opset: int) -> bytes:
     return buffer.getvalue()
 
 
+@stepped("ONNX simplification and checks")
 def _simplify_and_check(proto: bytes, *, stn: str, opset: int, batch: int | None, num_classes: int) -> Any:
     import onnx
     import onnxslim

@@ -318,7 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     calib.add_argument("--calib-data", help="data to build the calibration set from (FER2013 tree, CSV, folder, video)")
     p.add_argument("--subset-size", type=int, default=QuantizeOptions.subset_size,
                    help=f"calibration images used (default: {QuantizeOptions.subset_size})")
-    p.add_argument("--preset", choices=("performance", "mixed"), default=QuantizeOptions.preset)
+    p.add_argument("--preset", choices=("performance", "mixed"), default=QuantizeOptions.preset,
+                   help="NNCF quantization preset: performance (symmetric) or mixed (asymmetric activations); "
+                        f"default {QuantizeOptions.preset}")
     p.add_argument(
         "--smooth-quant", type=float, default=QuantizeOptions.smooth_quant_alpha, metavar="ALPHA",
         help="SmoothQuant alpha (default -1: off; 0.95: more faithful, also scales STN inputs in float; "
