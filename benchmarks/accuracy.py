@@ -202,10 +202,12 @@ class _Progress:
     def __init__(self, total: int, enabled: bool = True) -> None:
         self.total, self.enabled = total, enabled
         self.start = self.last = time.perf_counter()
+        self.drawn = False  # a terminal line without its newline yet
 
     def update(self, done: int) -> None:
         now = time.perf_counter()
-        if not self.enabled or (now - self.last < 0.5 and done < self.total):
+        tty = sys.stderr.isatty()  # log files and pipes get a plain line every 10 s, never a \r
+        if not self.enabled or (now - self.last < (0.5 if tty else 10.0) and done < self.total):
             return
         self.last = now
         elapsed = now - self.start
@@ -213,13 +215,15 @@ class _Progress:
         eta = (self.total - done) / rate if rate > 0 else 0.0
         width = 30
         filled = int(width * done / max(1, self.total))
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} images "
-                         f"{rate:.1f} img/s, {elapsed:.0f}s elapsed, ~{eta:.0f}s left ")
+        text = (f"[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} images "
+                f"{rate:.1f} img/s, {elapsed:.0f}s elapsed, ~{eta:.0f}s left")
+        sys.stderr.write(f"\r{text} " if tty else f"{text}\n")
+        self.drawn = tty
         sys.stderr.flush()
 
     def close(self, summary: str) -> None:
         if self.enabled:
-            sys.stderr.write(f"\n{summary}\n")
+            sys.stderr.write(f"\n{summary}\n" if self.drawn else f"{summary}\n")
             sys.stderr.flush()
 
 

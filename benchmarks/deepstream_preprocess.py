@@ -251,7 +251,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     src.add_argument("--checkpoint", help="EmoNeXt checkpoint (exported to ONNX for the run)")
     src.add_argument("--onnx", help="EmoNeXt logits ONNX from python -m export.onnx")
     p.add_argument("--num", type=int, default=1000, help="val faces (uniform sample without replacement; default 1000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--json", help="write the figures as JSON")
     p.add_argument("--markdown", help="write the table as Markdown")
     p.add_argument("--only", action="append", metavar="NAME", help="run only the candidates whose name starts so")

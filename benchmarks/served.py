@@ -29,6 +29,7 @@ import argparse
 import functools
 import json
 import os
+import shutil
 import statistics as stats
 import sys
 import tempfile
@@ -177,10 +178,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--concurrency", default="1,4,8", help="comma-separated client counts (default 1,4,8)")
     p.add_argument("--requests", type=int, default=100, help="timed requests per client (default 100)")
     p.add_argument("--warmup", type=int, default=5, help="untimed requests per client first (default 5)")
-    p.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
-    p.add_argument("--max-batch", type=int, default=8)
-    p.add_argument("--instances", type=int, default=1)
-    p.add_argument("--queue-delay-us", type=int, default=2000)
+    p.add_argument("--protocol", choices=["grpc", "http"], default="grpc", help="client protocol (default grpc)")
+    p.add_argument("--max-batch", type=int, default=8, help="max_batch_size of the served model (default 8)")
+    p.add_argument("--instances", type=int, default=1, help="model instances in the server (default 1)")
+    p.add_argument("--queue-delay-us", type=int, default=2000,
+                   help="dynamic batcher's max queue delay in microseconds (default 2000)")
     p.add_argument("--server-threads", type=int, help="inference threads per server instance (default: the engine's)")
     p.add_argument("--data", help="folder of face images (default: synthetic inputs)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
@@ -195,6 +197,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     inputs = faces_from(args.data, 32)
     server = None
+    scratch: Optional[Path] = None  # the repository's temporary folder, removed at the end
     rows: list[dict[str, Any]] = []
     load_before = os.getloadavg()
     try:
@@ -204,7 +207,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from export.triton import RepositoryOptions, TritonServer, write_repository
             from export.triton.server import ServerError
 
-            repo = Path(tempfile.mkdtemp(prefix="served-bench-")) / "repo"
+            scratch = Path(tempfile.mkdtemp(prefix="served-bench-"))
+            repo = scratch / "repo"
             write_repository([args.artifact], repo, RepositoryOptions(
                 python_backend=True, max_batch=args.max_batch, instances=args.instances,
                 queue_delay_us=args.queue_delay_us,
@@ -231,6 +235,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     finally:
         if server is not None:
             server.stop()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     load_after = os.getloadavg()
     print(table(rows))
     print(f"load average (1/5/15 min) before {load_before[0]:.1f}/{load_before[1]:.1f}/{load_before[2]:.1f}, "

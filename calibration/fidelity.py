@@ -118,9 +118,12 @@ def fidelity_gate(
     min_agreement: float = DEFAULT_MIN_AGREEMENT,
     max_drop_pp: float = DEFAULT_MAX_DROP_PP,
     batch_size: int = 32,
+    progress: str = "fidelity gate",
 ) -> FidelityReport:
     """Compare ``candidate`` with ``reference`` on ``images`` (float32 [N,3,224,224], or anything
-    :func:`emonext_edge.preprocess.preprocess` accepts); ``labels`` in the models' logit order."""
+    :func:`emonext_edge.preprocess.preprocess` accepts); ``labels`` in the models' logit order.
+    ``progress`` names the gate in the progress records (:mod:`emonext_edge.progress`)."""
+    from emonext_edge.progress import Progress
     if not 0.0 <= min_agreement <= 1.0:
         raise ValueError(f"min_agreement must be a fraction in [0, 1], got {min_agreement}")
     if max_drop_pp < 0:
@@ -137,10 +140,12 @@ def fidelity_gate(
         if y.shape != (n,):
             raise ValueError(f"fidelity gate: {len(y)} labels for {n} images")
     cand_parts, ref_parts = [], []
-    for start in range(0, n, batch_size):
-        chunk = batch[start : start + batch_size]
-        ref_parts.append(_run(reference, chunk, "reference", len(chunk)))
-        cand_parts.append(_run(candidate, chunk, "candidate", len(chunk)))
+    with Progress(progress, n) as bar:
+        for start in range(0, n, batch_size):
+            chunk = batch[start : start + batch_size]
+            ref_parts.append(_run(reference, chunk, "reference", len(chunk)))
+            cand_parts.append(_run(candidate, chunk, "candidate", len(chunk)))
+            bar.update(start + len(chunk))
     ref, cand = np.concatenate(ref_parts), np.concatenate(cand_parts)
     if ref.shape != cand.shape:
         raise ExportError(f"fidelity gate: candidate logits {list(cand.shape)} vs reference {list(ref.shape)}")
@@ -307,14 +312,18 @@ def held_out_images(data: Optional[str | os.PathLike], count: int, split: str = 
             source.items = [source.items[i] for i in picks]
             source.names = [source.names[i] for i in picks]
             source.labels = source.labels[picks]
+    from emonext_edge.progress import Progress
+
     tensors, keep = [], []
-    for i, (item, name) in enumerate(zip(source.items, source.names)):
-        try:
-            tensors.append(preprocess_one(item, name=name))
-            keep.append(i)
-        except ImageError as exc:
-            source.skipped.append((name, str(exc)))
-            log.warning("fidelity data: skipped unreadable image: %s", exc)
+    with Progress(f"reading the gate's images from {data}", len(source.items)) as bar:
+        for i, (item, name) in enumerate(zip(source.items, source.names)):
+            try:
+                tensors.append(preprocess_one(item, name=name))
+                keep.append(i)
+            except ImageError as exc:
+                source.skipped.append((name, str(exc)))
+                log.warning("fidelity data: skipped unreadable image: %s", exc)
+            bar.update(i + 1)
     if not tensors:
         raise ImageError(f"{data}: none of the {len(source.items)} held-out images could be read")
     labels = source.labels[keep] if source.labeled else None

@@ -44,6 +44,7 @@ import numpy as np
 from .errors import EmoNeXtError, ImageError, VideoSourceError
 from .faces import Box, crop_face, detect_faces
 from .opencv import import_cv2
+from .sources import open_planned, plan_source, probe
 from .tracking import FaceTracker, SmoothingSpec, make_smoother
 
 if TYPE_CHECKING:
@@ -192,6 +193,13 @@ def open_source(
         raise VideoSourceError(f"video source: expected a camera index, URL, file or frames, got {source!r}")
     if isinstance(source, (int, str, os.PathLike)):
         ms = int(open_timeout * 1000)
+        # csi://N, /dev/videoN, GStreamer pipelines, NVDEC-decoded RTSP/files (emonext_edge/sources.py)
+        plan = plan_source(source) if isinstance(source, str) and not source.isdigit() else None
+        if plan is not None and plan.note:
+            log.log(logging.WARNING if probe().jetson else logging.DEBUG, "%s: %s", name, plan.note)
+        if plan is not None and plan.api != "ffmpeg":
+            cap = open_planned(plan, open_timeout)
+            return _capture_reader(cap, name, plan.live if live is None else live, fps, pace=bool(live) and not plan.live)
         if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
             cap, is_live = cv2.VideoCapture(int(source)), True
             if not cap.isOpened():

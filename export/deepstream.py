@@ -941,14 +941,15 @@ class DeepStreamTarget(ExportTarget):
                        help="with --gray: 'limited' when the GRAY8 frames hold video-range luma 16..235 "
                             "(offsets=16, net-scale-factor=1/219); default full")
         p.add_argument("--batch", type=int, default=16, help="SGIE batch size: faces per batch (default 16)")
-        p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp16")
+        p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp16",
+                       help="network-mode of the SGIE engine nvinfer builds (default fp16; int8 needs --calib)")
         p.add_argument("--gie-id", type=int, default=2, help="gie-unique-id of the SGIE (default 2)")
         p.add_argument("--operate-on-gie-id", type=int, default=1, help="gie-unique-id of the face detector (default 1)")
         p.add_argument("--operate-on-class-ids", type=_class_ids, default=(0,), help="face class id(s), e.g. '0' or '0;1'")
         p.add_argument("--reinfer-interval", type=int, default=15,
                        help="re-classify tracked faces every N frames (default 15; nvinfer's default never does)")
         p.add_argument("--threshold", type=float, default=0.0, help="classifier-threshold (default 0: always label)")
-        p.add_argument("--gpu-id", type=int, default=0)
+        p.add_argument("--gpu-id", type=int, default=0, help="gpu-id of the SGIE (default 0)")
 
     def options(self, args: argparse.Namespace) -> DeepStreamTargetOptions:
         check_args(args, batch=positive_int, gie_id=positive_int, operate_on_gie_id=positive_int,

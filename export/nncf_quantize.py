@@ -22,6 +22,7 @@ from calibration.calib_file import DEFAULT_CALIBRATION_SIZE
 from emonext_edge.errors import ExportError, UsageError
 from emonext_edge.preprocess import INPUT_SHAPE
 
+from .nncf_output import nncf_on_stderr
 from .stn_scope import ov_stn_node_names as stn_node_names
 
 log = logging.getLogger(__name__)
@@ -157,6 +158,7 @@ def _nncf_dataset(images: np.ndarray, what: str) -> Any:
     return nncf.Dataset(range(total), transform)
 
 
+@nncf_on_stderr("NNCF INT8 quantization")  # bars and log lines on stderr, progress every few seconds
 def quantize_int8(
     fp32_model: Any,
     calib: np.ndarray,

@@ -60,6 +60,7 @@ from emonext_edge.argtypes import check_args, data_path, non_negative_float, pos
 from emonext_edge.errors import ExportError
 from emonext_edge.fileio import prepare_output_dir
 from emonext_edge.metadata import ArtifactMetadata, GateResult, package_version, write_onnx_metadata
+from emonext_edge.progress import stepped
 
 from .common import UsageError, load_source
 from .driver import build_parser as driver_parser
@@ -213,6 +214,7 @@ def _check_io(model: Any, batch: int | None, num_classes: int) -> None:
         )
 
 
+@stepped("ONNX export (torch.onnx.export)")
 def _torch_export(model: Any, opset: int) -> bytes:
     """Trace ``model`` to ONNX with a dynamic batch axis (a fixed batch is set later, by onnxslim).
 
@@ -245,6 +247,7 @@ def _torch_export(model: Any, opset: int) -> bytes:
     return buffer.getvalue()
 
 
+@stepped("ONNX simplification and checks")
 def _simplify_and_check(proto: bytes, *, stn: str, opset: int, batch: int | None, num_classes: int) -> Any:
     import onnx
     import onnxslim

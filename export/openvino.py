@@ -328,7 +328,9 @@ class IRTarget(Target):
         p.add_argument("--int8", action="store_true", help="also write <name>_int8.xml (NNCF post-training INT8)")
         p.add_argument("--subset-size", type=int, default=QuantizeOptions.subset_size,
                        help=f"calibration images used (default: {QuantizeOptions.subset_size})")
-        p.add_argument("--preset", choices=("performance", "mixed"), default=QuantizeOptions.preset)
+        p.add_argument("--preset", choices=("performance", "mixed"), default=QuantizeOptions.preset,
+                       help="NNCF quantization preset: performance (symmetric) or mixed (asymmetric activations); "
+                            f"default {QuantizeOptions.preset}")
         p.add_argument(
             "--smooth-quant", type=float, default=QuantizeOptions.smooth_quant_alpha, metavar="ALPHA",
             help="SmoothQuant alpha (default -1: off; 0.95: more faithful, also scales STN inputs in float; "

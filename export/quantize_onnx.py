@@ -44,6 +44,7 @@ import numpy as np
 from emonext_edge.errors import ExportError, ModelFileError
 from emonext_edge.fileio import atomic_path
 
+from .nncf_output import nncf_on_stderr
 from .stn_scope import QDQ_OPS, onnx_stem_conv, onnx_stn_node_names
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,7 @@ def _quantize_ort(model: Any, calib: np.ndarray, out: Path, exclude: list[str]) 
     )
 
 
+@nncf_on_stderr("NNCF Q/DQ INT8 quantization")  # bars and log lines on stderr, no raw INFO lines
 def _quantize_nncf(model: Any, calib: np.ndarray, out: Path, exclude: list[str]) -> None:
     import nncf
     import onnx

@@ -163,7 +163,7 @@ def _calibration(options: EngineOptions) -> tuple[np.ndarray, str]:
     from calibration.synthetic import synthetic_faces
     from emonext_edge.preprocess import preprocess
 
-    n = min(options.calib_num, 64)
+    n = options.calib_num  # the same default count (300) as with real data
     return preprocess(list(synthetic_faces(n, seed=1))), f"{n} synthetic images (no --calib given)"
 
 
@@ -440,19 +440,24 @@ class EngineTarget(Target):
         src = p.add_mutually_exclusive_group()
         src.add_argument("--onnx", help="FP32 ONNX from python -m export.onnx, or the ONNX this command prepared")
         src.add_argument("--checkpoint", help="EmoNeXt checkpoint (.pt) to export first (default: seeded untrained model)")
-        p.add_argument("--fp16", action="store_true")
-        p.add_argument("--int8", action="store_true")
-        p.add_argument("--int8-mode", choices=compat.INT8_MODES, default="explicit")
-        p.add_argument("--calib-num", type=int, default=DEFAULT_CALIBRATION_SIZE)
+        p.add_argument("--fp16", action="store_true", help="FP16 engine (with --int8: INT8 where quantized, FP16 elsewhere)")
+        p.add_argument("--int8", action="store_true", help="INT8 engine, calibrated on --calib (STN kept in float)")
+        p.add_argument("--int8-mode", choices=compat.INT8_MODES, default="explicit",
+                       help="explicit: a Q/DQ ONNX made and gated here (default); calibrator: TensorRT's "
+                            "calibrator on the device (TensorRT < 10.1)")
+        p.add_argument("--calib-num", type=int, default=DEFAULT_CALIBRATION_SIZE,
+                       help=f"calibration images to use (default {DEFAULT_CALIBRATION_SIZE}; without --calib, "
+                            "as many synthetic faces: weak calibration, for trying the command only)")
         p.add_argument("--quantizer", choices=("nncf", "ort"), default="nncf", help="Q/DQ library (explicit INT8)")
         p.add_argument("--trt-version", help="plan for this TensorRT version (default: the installed one, else "
                                              f"{DEFAULT_TARGET}); known: {', '.join(compat.TARGET_VERSIONS)} "
                                              "(8.5.2: JetPack 5.1.x, opset 16)")
         p.add_argument("--workspace", type=float, default=1.0, help="builder workspace in GB (keep small on Jetson)")
-        p.add_argument("--min-batch", type=int, default=1)
-        p.add_argument("--opt-batch", type=int, default=1)
-        p.add_argument("--max-batch", type=int, default=8)
-        p.add_argument("--dla-core", type=int, default=None)
+        p.add_argument("--min-batch", type=int, default=1, help="smallest batch of the optimization profile (default 1)")
+        p.add_argument("--opt-batch", type=int, default=1, help="batch the engine is tuned for (default 1)")
+        p.add_argument("--max-batch", type=int, default=8, help="largest batch of the optimization profile (default 8)")
+        p.add_argument("--dla-core", type=int, default=None,
+                       help="build for this DLA core (Jetson AGX/NX), GPU fallback on; default: GPU only")
         p.add_argument("--device", type=int, default=0, help="CUDA device index")
         p.add_argument("--timing-cache", help="timing cache file (read if present, updated after the build)")
         p.add_argument("--output", default="exports/tensorrt/emonext.engine",
