@@ -485,6 +485,11 @@ class OnnxTargetOptions:
     checkpoint: str | None = None
     export: OnnxExportOptions = field(default_factory=OnnxExportOptions)
 
+    @property
+    def fidelity(self) -> FidelityOptions:
+        """The gate options (the driver reads ``keep_failed`` here)."""
+        return self.export.fidelity
+
 
 class OnnxTarget(Target):
     name = "onnx"

@@ -109,7 +109,10 @@ class Target:
         """The target's own flags (not the shared ones of :func:`export.driver.add_shared_arguments`)."""
 
     def options(self, args: argparse.Namespace) -> Any:
-        """The typed options from parsed arguments; raise ``UsageError`` (exit 2) for bad input."""
+        """The typed options from parsed arguments; raise ``UsageError`` (exit 2) for bad input.
+
+        The options have a ``fidelity`` attribute (:class:`calibration.fidelity.FidelityOptions`):
+        the driver commits with its ``keep_failed``."""
         raise NotImplementedError
 
     def output_dir(self, options: Any) -> Path:
