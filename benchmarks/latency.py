@@ -226,9 +226,9 @@ def build_artifacts(checkpoint: Optional[Path], calib_data: Optional[str], quick
                         calibration_desc=calib_data or "synthetic faces")
     artifacts.append(Artifact("onnxruntime-int8-qdq", str(qdq_path), "onnxruntime", "int8"))
 
-    # export targets that run on this machine's CPU, built through the registry (python -m export.<name> flags)
-    for name, row, file_name, argv in _registry_builds(onnx_path, calib_data, source.untrained, quick):
-        path = cache / file_name
+    # every registered target with a benchmark spec, built through the registry (python -m export.<name> flags)
+    for name, spec, argv in _registry_builds(onnx_path, calib_data, source.untrained, quick):
+        path = cache / spec.file_name
         if not path.exists():
             from emonext_edge.errors import VerificationError
             from export.driver import run_target
@@ -241,7 +241,7 @@ def build_artifacts(checkpoint: Optional[Path], calib_data: Optional[str], quick
                 continue
             if not result.passed:
                 progress(f"{name}: fidelity gate failed (kept, marked unverified: untrained model)")
-        artifacts.append(Artifact(row, str(path), "onnxruntime", "int8"))
+        artifacts.append(Artifact(spec.row, str(path), spec.backend, spec.precision))
 
     from export.openvino import export_ir
 
@@ -272,14 +272,21 @@ def build_artifacts(checkpoint: Optional[Path], calib_data: Optional[str], quick
 
 
 def _registry_builds(onnx_path: Path, calib_data: Optional[str], untrained: bool, quick: bool
-                     ) -> list[tuple[str, str, str, list[str]]]:
-    """(target name, row name, file name in the cache, CLI flags) of the registry targets latency.py measures."""
+                     ) -> list[tuple[str, Any, list[str]]]:
+    """(target name, its BenchmarkSpec, CLI flags) of every registered target with a ``benchmark`` spec."""
+    from export.targets import TARGETS, get_target
+
     common = ["--calib-num", "32" if quick else "128", "--fidelity-images", "32" if quick else "200"]
     if calib_data:
         common += ["--calib", calib_data]
     if untrained:
         common.append("--keep-failed")  # near-tied logits: the gate is recorded, the artifact still measured
-    return [("ort-int8", "onnxruntime-int8-qoperator", "emonext_ort_int8.onnx", ["--onnx", str(onnx_path), *common])]
+    builds = []
+    for name in TARGETS:
+        target = get_target(name)
+        if target.benchmark is not None:
+            builds.append((name, target.benchmark, [*target.benchmark_args(onnx_path), *common]))
+    return builds
 
 
 def _tensorrt_artifacts(onnx_path: Path, cache: Path) -> list[Artifact]:

@@ -26,7 +26,7 @@ from emonext_edge.fileio import sha256_file
 
 from .driver import cli
 from .pipeline import Stage, gate_artifact
-from .targets import Candidate, Target
+from .targets import BenchmarkSpec, Candidate, Target
 
 #: ops quantized to their QOperator forms (LayerNorm and the rest stay float)
 QOPERATOR_OP_TYPES = ("Conv", "MatMul", "Gemm")
@@ -104,6 +104,10 @@ class OrtInt8Target(Target):
     prog = "python -m export.ort_int8"
     description = "ONNX Runtime INT8 (QOperator) ONNX of an FP32 EmoNeXt ONNX, STN FP32, gated against the FP32 ONNX."
     uses_calibration = True
+    benchmark = BenchmarkSpec("onnxruntime-int8-qoperator", "emonext_ort_int8.onnx", "onnxruntime", "int8")
+
+    def benchmark_args(self, fp32_onnx: Path) -> list[str]:
+        return ["--onnx", str(fp32_onnx)]
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--onnx", required=True, help="FP32 ONNX from python -m export.onnx")

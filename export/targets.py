@@ -29,7 +29,7 @@ from emonext_edge.metadata import ArtifactMetadata, GateResult
 
 from .pipeline import CommitResult, embed_onnx
 
-__all__ = ["TARGETS", "Candidate", "ExportResult", "Target", "get_target"]
+__all__ = ["TARGETS", "BenchmarkSpec", "Candidate", "ExportResult", "Target", "get_target"]
 
 #: every export target: name -> "module:attribute" of its :class:`Target` instance
 TARGETS: dict[str, str] = {
@@ -95,6 +95,18 @@ class ExportResult:
         return paths[-1] if paths else None
 
 
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """How ``benchmarks/latency.py`` measures a target's artifact: its row name, the file name in the
+    benchmark's cache, and the backend/precision the row reports. The flags come from
+    :meth:`Target.benchmark_args`."""
+
+    row: str
+    file_name: str
+    backend: str
+    precision: str
+
+
 class Target:
     """One export target. Subclasses set the class attributes and implement :meth:`options` and
     :meth:`build` (or :meth:`export`); see the "Adding a target" checklist in docs/architecture.md."""
@@ -104,6 +116,13 @@ class Target:
     description: str = ""
     #: the target takes ``--calib`` (calib.npz or a dataset root; the driver adds the flag)
     uses_calibration: bool = False
+    #: measured by benchmarks/latency.py (built there through the registry); None: not by it
+    benchmark: Optional[BenchmarkSpec] = None
+
+    def benchmark_args(self, fp32_onnx: Path) -> list[str]:
+        """The CLI flags that build this target's benchmark artifact from the FP32 ONNX (without
+        ``--output``, ``--calib``, ``--keep-failed``: latency.py adds those)."""
+        return []
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """The target's own flags (not the shared ones of :func:`export.driver.add_shared_arguments`)."""

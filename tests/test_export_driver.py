@@ -195,8 +195,10 @@ def test_latency_builds_registry_targets_with_their_cli_flags(tmp_path):
         sys.path.pop(0)
     builds = latency._registry_builds(tmp_path / "m.onnx", "calib.npz", untrained=True, quick=True)
     assert builds and {name for name, *_ in builds} <= set(TARGETS)
-    for name, row, file_name, argv in builds:
-        args = build_parser(get_target(name)).parse_args([*argv, "--output", str(tmp_path / file_name)])
-        assert args.keep_failed and args.calib == "calib.npz" and row.startswith("onnxruntime-")
+    assert {name for name, *_ in builds} == {n for n in TARGETS if get_target(n).benchmark is not None}
+    assert "ort-int8" in {name for name, *_ in builds}
+    for name, spec, argv in builds:
+        args = build_parser(get_target(name)).parse_args([*argv, "--output", str(tmp_path / spec.file_name)])
+        assert args.keep_failed and args.calib == "calib.npz" and spec.row.startswith(spec.backend)
     trained = latency._registry_builds(tmp_path / "m.onnx", None, untrained=False, quick=False)
     assert all("--keep-failed" not in argv for *_, argv in trained)  # a trained model's gate is enforced
