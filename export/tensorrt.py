@@ -471,14 +471,14 @@ class EngineTarget(Target):
         return options_from_args(args)
 
     def export(self, options: EngineOptions) -> ExportResult:
-        engine = export_engine(options, say=lambda line: print(line, flush=True))
-        result = ExportResult(self.name, detail=engine)
+        outcome = export_engine(options, say=lambda line: print(line, flush=True))
+        result = ExportResult(self.name, detail=outcome)
         if options.check_only:
-            result.exit_code = 1 if any(engine.opcheck.values()) else 0
-        elif engine.engine is not None and engine.metadata is not None:
-            result.artifacts.append(CommitResult([engine.engine], engine.engine.with_suffix(".json"),
-                                                 engine.metadata, True))
-            result.enforced = not (engine.metadata.fidelity is not None and engine.metadata.fidelity.kept_failed
+            result.exit_code = 1 if any(outcome.opcheck.values()) else 0
+        elif outcome.engine is not None and outcome.metadata is not None:
+            result.artifacts.append(CommitResult([outcome.engine], outcome.engine.with_suffix(".json"),
+                                                 outcome.metadata, True))
+            result.enforced = not (outcome.metadata.fidelity is not None and outcome.metadata.fidelity.kept_failed
                                    and not options.fidelity.keep_failed)  # the untrained model: recorded, not enforced
         return result
 
