@@ -40,7 +40,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from .errors import ImageError, ImageTypeError
+from .errors import ImageError, ImageTypeError, ModelFileError
 from .fileio import special_file_kind
 from .opencv import import_cv2
 
@@ -150,6 +150,19 @@ SPEC = PreprocessSpec()
 RESIZE_SHORTER = SPEC.resize_shorter
 CROP_SIZE = SPEC.crop_size
 INPUT_SHAPE = SPEC.input_shape
+
+def spec_of(metadata: Any, where: str = "artifact") -> PreprocessSpec:
+    """The spec an artifact's metadata records (a dict, or anything with a ``preprocessing`` attribute);
+    :data:`SPEC` when it records none (0.1 artifacts, bare ONNX files); ``ModelFileError`` naming
+    ``where`` when the record is not a spec."""
+    record = metadata.get("preprocessing") if isinstance(metadata, Mapping) else getattr(metadata, "preprocessing", None)
+    if not isinstance(record, Mapping) or not record:
+        return SPEC
+    try:
+        return PreprocessSpec.from_dict(record)
+    except ValueError as exc:
+        raise ModelFileError(f"{where}: {exc}") from None
+
 
 #: Smallest accepted shorter side, in pixels. Below it an image carries too little for a
 #: 48-px-trained classifier, and a 1-px-high strip is stretched ~15-fold into noise.
