@@ -46,9 +46,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from emonext_edge.argtypes import check_args, positive_int
-from emonext_edge.deepstream_boxes import nvinfer_crop, rewrite_box
+from emonext_edge.deepstream_boxes import nvinfer_crop, nvinfer_scale_offset, rewrite_box
 
-NET_SCALE_FACTOR = np.float32(0.0039215697906911373)  # export.deepstream.NET_SCALE_FACTOR
+NET_SCALE_FACTOR = np.float32(nvinfer_scale_offset()[0])  # the spec's scale, as export.deepstream writes it
 
 
 @dataclass(frozen=True)
