@@ -120,7 +120,7 @@ def fidelity_gate(
     max_drop_pp: float = DEFAULT_MAX_DROP_PP,
     batch_size: int = 32,
 ) -> FidelityReport:
-    """Compare ``candidate`` with ``reference`` on ``images`` (float32 [N,3,224,224], or anything
+    """Compare ``candidate`` with ``reference`` on ``images`` (float32 [N, *INPUT_SHAPE], or anything
     :func:`emonext_edge.preprocess.preprocess` accepts); ``labels`` in the models' logit order."""
     if not 0.0 <= min_agreement <= 1.0:
         raise ValueError(f"min_agreement must be a fraction in [0, 1], got {min_agreement}")

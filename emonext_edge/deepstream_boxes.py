@@ -108,7 +108,7 @@ def rewrite_box(left: float, top: float, width: float, height: float, frame_widt
 
     * ``"center_square"`` (default): the square of side ``min(width, height) * crop_ratio`` centred on
       the box — what the spec's ``Resize + CenterCrop`` keeps of the box (``crop_ratio``: the
-      SGIE's :attr:`PreprocessSpec.crop_ratio`, 224/236 for the trained spec), i.e. the training crop;
+      SGIE's :attr:`PreprocessSpec.crop_ratio`, :data:`TRAINING_CROP_RATIO` for the trained spec), i.e. the training crop;
     * ``"center_square_full"``: the centred square of side ``min(width, height)``;
     * ``"raw"``: the box itself.
 

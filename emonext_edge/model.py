@@ -176,7 +176,7 @@ def stn_features(crop_size: int) -> int:
     return _STN_CHANNELS * side * side
 
 
-# The official geometry: 224 x 224 in, 10 x 52 x 52 into fc_loc (official models.py: nn.Linear(10 * 52 * 52, 32)).
+# The official geometry: the trained spec's crop gives 10 x 52 x 52 into fc_loc (official models.py: nn.Linear(10 * 52 * 52, 32)).
 assert stn_features(SPEC.crop_size) == 10 * 52 * 52, "the spec's crop size no longer matches the official STN"
 
 

@@ -32,6 +32,7 @@ import numpy as np
 from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
 from emonext_edge.argtypes import check_args, data_path, non_negative_float, positive_int, thread_count
 from emonext_edge.errors import VerificationError
+from emonext_edge.preprocess import spec_of
 from emonext_edge.metadata import (
     ArtifactMetadata,
     Quantization,
@@ -188,7 +189,7 @@ def export_ir(
             return ArtifactMetadata(
                 format="openvino-ir", precision=precision, labels=list(src.labels), architecture=dict(src.architecture),
                 source=dict(src.source), block_layout=src.block_layout, stn_mode=src.stn_mode, batch="dynamic",
-                input_shape=["batch", 3, 224, 224], **extra,
+                input_shape=["batch", *spec_of(src).input_shape], preprocessing=spec_of(src).to_dict(), **extra,
             )
 
         report: dict[str, Any] = {

@@ -9,8 +9,8 @@ library ``emonext_edge`` (``pip install emonext-edge``, no torch needed)::
         [--sgie-config config_infer_secondary_emonext.txt] [--sink fakesink|file|display]
         [--output emonext_out.mp4] [--encoder auto|hw|sw] [--width 1280 --height 720]
 
-Why a Python app and not deepstream-app: nvinfer scales an object's box straight to 224x224,
-while EmoNeXt was trained on ``Resize(236) + CenterCrop(224)`` of the face. A pad probe on the
+Why a Python app and not deepstream-app: nvinfer scales an object's box straight to the network
+size, while EmoNeXt was trained on ``Resize + CenterCrop`` of the face (the preprocessing spec). A pad probe on the
 SGIE's sink pad rewrites each face box to that centred square
 (``emonext_edge.deepstream_boxes.rewrite_object_meta``) before nvinfer crops it; a probe on
 its source pad puts the detector's box back for drawing and prints the labels. deepstream-app
