@@ -84,6 +84,19 @@ def test_the_model_stn_geometry_follows_the_spec():
         stn_features(15)
 
 
+def test_a_checkpoint_for_another_crop_is_refused_by_name(tmp_path):
+    torch = pytest.importorskip("torch")
+    from emonext_edge.checkpoint import load_model
+    from emonext_edge.errors import ArchitectureMismatchError
+    from emonext_edge.model import seeded_model
+
+    path = tmp_path / "atto_112.pt"
+    torch.save({"model": seeded_model("atto", spec=OTHER).state_dict()}, path)
+    with pytest.raises(ArchitectureMismatchError, match="fc_loc takes 5760 features, the preprocessing spec's "
+                                                         "224x224 crop gives 27040"):
+        load_model(path)
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"crop_size": 240}, "crop_size 240 is larger than resize_shorter 236"),
     ({"crop_size": 0}, "crop_size must be a positive integer"),
