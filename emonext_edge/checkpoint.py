@@ -177,13 +177,12 @@ def load_model(
     bad = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
     if bad is not None:
         raise CheckpointError(f"{p}: tensor {bad!r} holds NaN or inf values; the checkpoint is corrupt or diverged")
-    fc_loc = state.get("fc_loc.0.weight")
-    if fc_loc is not None and fc_loc.ndim == 2 and int(fc_loc.shape[1]) != stn_features(SPEC.crop_size):
-        raise ArchitectureMismatchError(
-            f"{p}: the STN's fc_loc takes {int(fc_loc.shape[1])} features, the preprocessing spec's "
-            f"{SPEC.crop_size}x{SPEC.crop_size} crop gives {stn_features(SPEC.crop_size)}: the checkpoint was trained "
-            "on another input size (emonext_edge.preprocess.SPEC)")
     problem = _describe_mismatch(model, state)
+    fc_loc = state.get("fc_loc.0.weight")
+    if problem and fc_loc is not None and fc_loc.ndim == 2 and int(fc_loc.shape[1]) != stn_features(SPEC.crop_size):
+        problem += (f"; the STN's fc_loc takes {int(fc_loc.shape[1])} features, the preprocessing spec's "
+                    f"{SPEC.crop_size}x{SPEC.crop_size} crop gives {stn_features(SPEC.crop_size)}: trained on another "
+                    "input size (emonext_edge.preprocess.SPEC)?")
     if problem:
         raise ArchitectureMismatchError(f"{p}: weights do not fit EmoNeXt {arch}: {problem}")
     model.load_state_dict(state, strict=True)

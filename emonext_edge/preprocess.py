@@ -44,6 +44,7 @@ from .errors import ImageError, ImageTypeError, ModelFileError
 from .fileio import special_file_kind
 from .opencv import import_cv2
 
+
 @dataclass(frozen=True)
 class PreprocessSpec:
     """What the network is fed, as data: every exporter, DeepStream's scale/offsets and box
@@ -98,7 +99,7 @@ class PreprocessSpec:
         """The fraction of the shorter side the centre crop keeps (DeepStream's box rewrite)."""
         return self.crop_size / self.resize_shorter
 
-    def replace(self, **changes: Any) -> "PreprocessSpec":
+    def replace(self, **changes: Any) -> PreprocessSpec:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -118,7 +119,7 @@ class PreprocessSpec:
         }
 
     @classmethod
-    def from_dict(cls, record: Mapping[str, Any]) -> "PreprocessSpec":
+    def from_dict(cls, record: Mapping[str, Any]) -> PreprocessSpec:
         """The spec an artifact recorded (this version's :meth:`to_dict`, or 0.3's prose dict);
         ``ValueError`` naming what is missing when the record is neither."""
         if "version" not in record:  # 0.3's prose: same numbers in resize/crop/input_shape, scale "x / 255"
@@ -138,7 +139,7 @@ class PreprocessSpec:
 
 def luma_fixed_point(weights: Sequence[float]) -> tuple[int, ...]:
     """PIL's 16-bit fixed-point ``RGB -> L`` weights: 0.299, 0.587, 0.114 -> 19595, 38470, 7471."""
-    return tuple(int(round(w * 65536)) for w in weights)
+    return tuple(round(w * 65536) for w in weights)
 
 
 SPEC_VERSION = 1
@@ -316,7 +317,7 @@ def _pnm_size(f: Any) -> tuple[int, int]:
         end = head.find(b"ENDHDR")
         if end < 0:
             raise _HeaderError(f"PAM: no ENDHDR within the first {_PNM_HEADER_BYTES:,} bytes")
-        fields = dict(re.findall(rb"^(WIDTH|HEIGHT|DEPTH)[ \t]+(\d{1,10})", head[:end], re.M))
+        fields = dict(re.findall(rb"^(WIDTH|HEIGHT|DEPTH)[ \t]+(\d{1,10})", head[:end], re.MULTILINE))
         if b"WIDTH" not in fields or b"HEIGHT" not in fields:
             raise _HeaderError("PAM: header has no WIDTH/HEIGHT")
         if int(fields.get(b"DEPTH", b"1")) > 4:

@@ -32,12 +32,12 @@ import numpy as np
 from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
 from emonext_edge.argtypes import check_args, data_path, non_negative_float, positive_int, thread_count
 from emonext_edge.errors import VerificationError
-from emonext_edge.preprocess import spec_of
 from emonext_edge.metadata import (
     ArtifactMetadata,
     Quantization,
     set_ov_model_metadata,
 )
+from emonext_edge.preprocess import spec_of
 
 from .common import UsageError, synthetic_faces
 from .nncf_quantize import (  # noqa: F401 - re-exported: the 0.2 import paths keep working

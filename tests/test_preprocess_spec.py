@@ -200,7 +200,7 @@ def test_deepstream_box_geometry_follows_the_spec():
     assert abs(scale * (235 - 16) - 1.0) < 1e-12 and offset == 16  # video range back to [0, 1]
     # a 200 px box keeps 200 * 224/236 = 189.8 px (each edge on the nearest even pixel: within 2 px)
     for spec in (SPEC, SPEC.replace(crop_size=100, resize_shorter=118)):
-        left, top, width, height = rewrite_box(100, 100, 200, 200, 640, 480, crop_ratio=spec.crop_ratio)
+        _, _, width, height = rewrite_box(100, 100, 200, 200, 640, 480, crop_ratio=spec.crop_ratio)
         assert abs(width - 200 * spec.crop_ratio) <= 2 and abs(height - 200 * spec.crop_ratio) <= 2
     assert rewrite_box(100, 100, 200, 200, 640, 480) == rewrite_box(100, 100, 200, 200, 640, 480, crop_ratio=224 / 236)
 
