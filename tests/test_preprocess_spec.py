@@ -1,9 +1,9 @@
 """The preprocessing spec is data: every target derives from it, and changing it once changes them all.
 
 The default spec is checked against the numbers it replaces (PIL's, torchvision's, the official STN's);
-a different spec (crop 112 after resizing to 118, inputs scaled to [-1, 1]) is built end to end with the
-seeded atto model: ONNX export (gated), Runtime, DeepStream configs, Triton configs and its python
-preprocessing model, and the preprocessing itself all follow it.
+a different spec (crop 112 after resizing to 120, so another crop ratio too; inputs scaled to [-1, 1])
+is built end to end with the seeded atto model: ONNX export (gated), Runtime, DeepStream configs and
+box rewrite, Triton configs and its python preprocessing model, and the preprocessing itself all follow it.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from emonext_edge.preprocess import (
 
 REPO = Path(__file__).resolve().parents[1]
 #: a spec that differs from the trained one in every number a target derives
-OTHER = SPEC.replace(resize_shorter=118, crop_size=112, scale=2.0 / 255.0, offset=127.5)
+OTHER = SPEC.replace(resize_shorter=120, crop_size=112, scale=2.0 / 255.0, offset=127.5)
+assert OTHER.crop_ratio != SPEC.crop_ratio  # (112/118 would equal 224/236)
 
 #: 0.3's PREPROCESSING_SPEC, as 0.3 artifacts recorded it (prose)
 PROSE_03 = {
@@ -119,7 +120,7 @@ def test_a_record_that_is_not_a_spec_names_what_is_missing():
 
 
 def test_preprocess_follows_a_different_spec_exactly():
-    """Not only the shape: PIL's own grayscale, Resize(118) and CenterCrop(112), then scale * (x - offset)."""
+    """Not only the shape: PIL's own grayscale, Resize(120) and CenterCrop(112), then scale * (x - offset)."""
     Image = pytest.importorskip("PIL.Image")
 
     for face in _faces():
@@ -127,7 +128,7 @@ def test_preprocess_follows_a_different_spec_exactly():
         assert out.shape == OTHER.input_shape and out.dtype == np.float32
         gray = Image.fromarray(face[:, :, ::-1].copy()).convert("L")  # BGR in, like OpenCV
         w, h = gray.size
-        size = (118, int(118 * h / w)) if w <= h else (int(118 * w / h), 118)
+        size = (120, int(120 * h / w)) if w <= h else (int(120 * w / h), 120)
         resized = np.asarray(gray.resize(size, Image.BILINEAR))
         top, left = round((resized.shape[0] - 112) / 2.0), round((resized.shape[1] - 112) / 2.0)
         crop = resized[top : top + 112, left : left + 112].astype(np.float32)
@@ -187,8 +188,10 @@ def test_deepstream_follows_the_spec(other_onnx, tmp_path):
     assert pre["property"]["network-input-shape"].split(";")[1:] == ["3", "112", "112"]
     assert pre["user-configs"]["offsets"] == "127.5;127.5;127.5"
     assert out.metadata.preprocessing == OTHER.to_dict()
+    sample = _load_module("deepstream_emonext_sample", REPO / "export" / "deepstream_sample" / "deepstream_emonext.py")
+    assert sample.sgie_crop_ratio(out.output / "config_infer_secondary_emonext.txt") == OTHER.crop_ratio
     assert out.metadata.extra["deepstream"]["nvinfer_preprocessing"]["crop"].startswith(
-        "object box (centre square of side min(w,h)*112/118")
+        "object box (centre square of side min(w,h)*112/120")
 
 
 def test_deepstream_box_geometry_follows_the_spec():
@@ -203,6 +206,13 @@ def test_deepstream_box_geometry_follows_the_spec():
         _, _, width, height = rewrite_box(100, 100, 200, 200, 640, 480, crop_ratio=spec.crop_ratio)
         assert abs(width - 200 * spec.crop_ratio) <= 2 and abs(height - 200 * spec.crop_ratio) <= 2
     assert rewrite_box(100, 100, 200, 200, 640, 480) == rewrite_box(100, 100, 200, 200, 640, 480, crop_ratio=224 / 236)
+
+
+def _load_module(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # the sample imports neither gi nor pyds at module level
+    return module
 
 
 def _load_python_model(name: str, fake_pb: types.ModuleType):

@@ -68,6 +68,23 @@ def sgie_targets(config_path: Path) -> tuple[int, int, set[int]]:
     return int(prop.get("gie-unique-id", "2")), int(prop.get("operate-on-gie-id", "1")), classes
 
 
+def sgie_crop_ratio(config_path: Path) -> float:
+    """The share of a face box's shorter side the centre-square rewrite keeps: the preprocessing spec
+    recorded in the SGIE's sidecar (``emonext_sgie.json`` beside its ``onnx-file``), else the trained one."""
+    import json
+
+    from emonext_edge.deepstream_boxes import TRAINING_CROP_RATIO
+    from emonext_edge.preprocess import spec_of
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(config_path.read_text())
+    onnx_file = parser["property"].get("onnx-file", "")
+    sidecar = (config_path.parent / onnx_file).with_suffix(".json") if onnx_file else None
+    if sidecar is None or not sidecar.is_file():
+        return TRAINING_CROP_RATIO
+    return spec_of(json.loads(sidecar.read_text()), str(sidecar)).crop_ratio
+
+
 def _walk(first: Any, cast: Any) -> Any:
     """Iterate a pyds GList of metadata (``l.data`` cast with ``cast``; ``StopIteration`` ends it)."""
     node = first
@@ -204,6 +221,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"error: --strategy {args.strategy}: expected one of {', '.join(STRATEGIES)}", file=sys.stderr)
         return 2
     sgie_id, detector_id, classes = sgie_targets(Path(args.sgie_config))
+    crop_ratio = sgie_crop_ratio(Path(args.sgie_config))  # the spec the SGIE's network was built for
     model = board_model()
     Gst.init(None)
     pipeline = Gst.Pipeline()
@@ -241,7 +259,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             return 3
 
     def rewrite(obj: Any, width: int, height: int) -> bool:
-        return rewrite_object_meta(obj, width, height, args.strategy)
+        return rewrite_object_meta(obj, width, height, args.strategy, crop_ratio)
 
     boxes = BoxRewriter(pyds, args.width, args.height, detector_id, classes, sgie_id, rewrite)
 
