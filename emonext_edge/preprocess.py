@@ -154,10 +154,11 @@ INPUT_SHAPE = SPEC.input_shape
 
 def spec_of(metadata: Any, where: str = "artifact") -> PreprocessSpec:
     """The spec an artifact's metadata records (a dict, or anything with a ``preprocessing`` attribute);
-    :data:`SPEC` when it records none (0.1 artifacts, bare ONNX files); ``ModelFileError`` naming
-    ``where`` when the record is not a spec."""
+    :data:`SPEC` when it records none (0.1 artifacts, bare ONNX files) or records 0.3 DeepStream's
+    description of nvinfer (no ``resize``: written for nvinfer, the trained spec's numbers);
+    ``ModelFileError`` naming ``where`` when the record is not a spec."""
     record = metadata.get("preprocessing") if isinstance(metadata, Mapping) else getattr(metadata, "preprocessing", None)
-    if not isinstance(record, Mapping) or not record:
+    if not isinstance(record, Mapping) or not record or ("version" not in record and "where" in record):
         return SPEC
     try:
         return PreprocessSpec.from_dict(record)

@@ -62,6 +62,9 @@ def test_the_record_is_the_spec_and_reads_back():
     assert PreprocessSpec.from_dict(json.loads(json.dumps(OTHER.to_dict()))) == OTHER
     assert PreprocessSpec.from_dict(PROSE_03) == SPEC  # 0.3 artifacts keep working
     assert spec_of({"labels": ["a"]}) == SPEC and spec_of({"preprocessing": OTHER.to_dict()}) == OTHER
+    deepstream_03 = {"where": "DeepStream nvinfer (not the Runtime: use the plain ONNX there)", "crop": "object box ...",
+                     "scale": "net-scale-factor 0.0039215697906911373, offsets 0", "input_shape": ["batch", 3, 224, 224]}
+    assert spec_of({"preprocessing": deepstream_03}) == SPEC  # 0.3 DeepStream sidecars still open
 
 
 def test_module_constants_derive_from_the_spec():
