@@ -37,6 +37,7 @@ from emonext_edge.metadata import (
     Quantization,
     set_ov_model_metadata,
 )
+from emonext_edge.preprocess import spec_of
 
 from .common import UsageError, synthetic_faces
 from .nncf_quantize import (  # noqa: F401 - re-exported: the 0.2 import paths keep working
@@ -188,7 +189,7 @@ def export_ir(
             return ArtifactMetadata(
                 format="openvino-ir", precision=precision, labels=list(src.labels), architecture=dict(src.architecture),
                 source=dict(src.source), block_layout=src.block_layout, stn_mode=src.stn_mode, batch="dynamic",
-                input_shape=["batch", 3, 224, 224], **extra,
+                input_shape=["batch", *spec_of(src).input_shape], preprocessing=spec_of(src).to_dict(), **extra,
             )
 
         report: dict[str, Any] = {
