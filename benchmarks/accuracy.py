@@ -60,7 +60,7 @@ from calibration.fidelity import softmax
 from emonext_edge.argtypes import check_args, data_path, positive_int, thread_count
 from emonext_edge.errors import EmoNeXtError, ImageError
 from emonext_edge.labels import canonical_label
-from emonext_edge.preprocess import preprocess_one, preprocess_ten_crop
+from emonext_edge.preprocess import INPUT_SHAPE, preprocess_one, preprocess_ten_crop
 from export.common import cli_entry
 
 MAX_LISTED_SKIPS = 50
@@ -162,7 +162,7 @@ def _prepare(source: Any, one: Any, indices: range) -> tuple[Optional[np.ndarray
             kept.append(i)
         except ImageError as exc:
             skipped.append((source.names[i], str(exc)))
-    batch = np.stack(tensors).reshape(-1, 3, 224, 224) if tensors else None
+    batch = np.stack(tensors).reshape(-1, *INPUT_SHAPE) if tensors else None
     return batch, kept, skipped
 
 

@@ -31,6 +31,7 @@ from benchmarks.latency_machine import (
     _peak_rss_mb,
     load_warning,
 )
+from emonext_edge.preprocess import INPUT_SHAPE
 
 #: the script the workers run (``latency.py --_worker``)
 LATENCY_SCRIPT = Path(__file__).resolve().with_name("latency.py")
@@ -75,7 +76,7 @@ class ArtifactSession:
         self.calls: dict[tuple[int, str], Callable[[], Any]] = {}
         self.compiled: dict[int, Any] = {}
         for b, rt in self.runtimes.items():
-            x = rng.random((b, 3, 224, 224), dtype=np.float32)
+            x = rng.random((b, *INPUT_SHAPE), dtype=np.float32)
             frames = [frame] * b
             self.calls[(b, "model")] = lambda rt=rt, x=x: rt.run(x)
             self.calls[(b, "end_to_end")] = lambda rt=rt, frames=frames: rt.run(preprocess(frames))

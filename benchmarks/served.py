@@ -46,13 +46,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from emonext_edge import Runtime
 from emonext_edge.argtypes import check_args, non_negative_int, positive_float, positive_int, thread_count
 from emonext_edge.cli_support import cli_entry
+from emonext_edge.preprocess import INPUT_SHAPE
 
 
 def synthetic_batch(n: int, seed: int = 0) -> np.ndarray:
     """Deterministic preprocessed-looking inputs (values in [0, 1], gray repeated to 3 channels)."""
     rng = np.random.default_rng(seed)
-    gray = rng.random((n, 1, 224, 224), dtype=np.float32)
-    return np.repeat(gray, 3, axis=1)
+    gray = rng.random((n, 1, *INPUT_SHAPE[1:]), dtype=np.float32)
+    return np.repeat(gray, INPUT_SHAPE[0], axis=1)
 
 
 def faces_from(folder: Optional[str], n: int) -> np.ndarray:

@@ -31,6 +31,7 @@ import numpy as np
 
 from emonext_edge.argtypes import data_path
 from emonext_edge.errors import ExportError
+from emonext_edge.preprocess import PreprocessSpec
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def fidelity_gate(
     batch_size: int = 32,
     progress: str = "fidelity gate",
 ) -> FidelityReport:
-    """Compare ``candidate`` with ``reference`` on ``images`` (float32 [N,3,224,224], or anything
+    """Compare ``candidate`` with ``reference`` on ``images`` (float32 [N, *INPUT_SHAPE], or anything
     :func:`emonext_edge.preprocess.preprocess` accepts); ``labels`` in the models' logit order.
     ``progress`` names the gate in the progress records (:mod:`emonext_edge.progress`)."""
     from emonext_edge.progress import Progress
@@ -247,10 +248,11 @@ class FidelityOptions:
     images: int = DEFAULT_IMAGES
     data: Optional[str] = None
 
-    def load_images(self, fallback_data: Optional[str | os.PathLike] = None, split: str = "val"
-                    ) -> tuple[np.ndarray, Optional[np.ndarray], str]:
-        """(float32 batch, labels or None, description) for the gate; see :func:`held_out_images`."""
-        return held_out_images(self.data if self.data is not None else fallback_data, self.images, split)
+    def load_images(self, fallback_data: Optional[str | os.PathLike] = None, split: str = "val",
+                    spec: Optional[PreprocessSpec] = None) -> tuple[np.ndarray, Optional[np.ndarray], str]:
+        """(float32 batch, labels or None, description) for the gate, preprocessed by ``spec`` (default: the
+        trained one); see :func:`held_out_images`."""
+        return held_out_images(self.data if self.data is not None else fallback_data, self.images, split, spec)
 
     def run(self, candidate: Predictor, reference: Predictor, images: Any,
             labels: Optional[Sequence[int]] = None, batch_size: int = 32) -> FidelityReport:
@@ -281,8 +283,8 @@ def gate_from_args(args: argparse.Namespace) -> FidelityOptions:
     )
 
 
-def held_out_images(data: Optional[str | os.PathLike], count: int, split: str = "val"
-                    ) -> tuple[np.ndarray, Optional[np.ndarray], str]:
+def held_out_images(data: Optional[str | os.PathLike], count: int, split: str = "val",
+                    spec: Optional[PreprocessSpec] = None) -> tuple[np.ndarray, Optional[np.ndarray], str]:
     """Preprocessed images (and labels where the source has them) to run the gate on.
 
     A FER2013 CSV / ImageFolder tree gives ``count`` labeled images of ``split`` spread evenly over
@@ -291,7 +293,9 @@ def held_out_images(data: Optional[str | os.PathLike], count: int, split: str = 
     Unreadable images are skipped and counted in the description.
     """
     from emonext_edge.errors import ImageError
-    from emonext_edge.preprocess import preprocess_one
+    from emonext_edge.preprocess import SPEC, preprocess_one
+
+    spec = spec or SPEC
 
     from .datasets import detect_kind, load_labeled_source, read_source
 
@@ -300,7 +304,7 @@ def held_out_images(data: Optional[str | os.PathLike], count: int, split: str = 
 
         count = min(count, DEFAULT_SYNTHETIC_IMAGES)
         log.info("fidelity gate on %d synthetic images (no held-out data given): agreement only, weak evidence", count)
-        return (np.stack([preprocess_one(f) for f in synthetic_faces(count)]), None,
+        return (np.stack([preprocess_one(f, spec=spec) for f in synthetic_faces(count)]), None,
                 f"{count} synthetic images (no --fidelity-data given)")
     kind = detect_kind(data, split)
     if kind in ("csv", "imagefolder"):
@@ -318,7 +322,7 @@ def held_out_images(data: Optional[str | os.PathLike], count: int, split: str = 
     with Progress(f"reading the gate's images from {data}", len(source.items)) as bar:
         for i, (item, name) in enumerate(zip(source.items, source.names)):
             try:
-                tensors.append(preprocess_one(item, name=name))
+                tensors.append(preprocess_one(item, name=name, spec=spec))
                 keep.append(i)
             except ImageError as exc:
                 source.skipped.append((name, str(exc)))

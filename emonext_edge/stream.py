@@ -536,7 +536,8 @@ class VideoStream:
                 if clipped is None or clipped[2] * clipped[3] < 0.5 * box[2] * box[3]:
                     continue  # mostly outside the frame: not shown
                 try:
-                    crops.append(preprocess_one(crop_face(frame, clipped, margin=self.margin), name="face crop"))
+                    crops.append(preprocess_one(crop_face(frame, clipped, margin=self.margin), name="face crop",
+                                                spec=self.runtime.spec))
                 except ImageError as exc:  # one face that cannot be classified must not end the stream
                     skipped.append(SkippedFace(track.id, clipped, str(exc)))
                     log.debug("%s: frame %d: face #%d %s skipped: %s", self.source, packet.index, track.id, clipped, exc)

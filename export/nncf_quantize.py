@@ -98,7 +98,7 @@ def _check_batch(images: np.ndarray, where: str) -> np.ndarray:
         raise UsageError(f"{where}: expected a numpy array, got {type(images).__name__}")
     if images.ndim != 4 or tuple(images.shape[1:]) != INPUT_SHAPE:
         raise UsageError(
-            f"{where}: calibration tensor has shape {list(images.shape)}, expected [N, 3, 224, 224] "
+            f"{where}: calibration tensor has shape {list(images.shape)}, expected [N, {', '.join(map(str, INPUT_SHAPE))}] "
             "(preprocessed float32 faces)"
         )
     if images.shape[0] == 0:
@@ -112,7 +112,7 @@ def _check_batch(images: np.ndarray, where: str) -> np.ndarray:
 
 def load_calibration_images(source: Any, num: int = DEFAULT_CALIBRATION_SIZE, seed: int = 0,
                             option: str = "--subset-size") -> tuple[np.ndarray, str]:
-    """Calibration batch float32 ``[N, 3, 224, 224]`` and a description.
+    """Calibration batch float32 ``[N, *INPUT_SHAPE]`` and a description.
 
     ``source``: an array, a ``calib.npz`` (``python -m calibration build``) or a data path
     (FER2013 tree, Kaggle CSV, folder of faces, video), through ``calibration.load_calibration``.

@@ -38,6 +38,7 @@ from emonext_edge.metadata import (
     set_ov_model_metadata,
     sidecar_path,
 )
+from emonext_edge.preprocess import spec_of
 
 from .common import UsageError, synthetic_faces
 from .driver import build_parser as driver_parser
@@ -192,7 +193,7 @@ def export_ir(
             return ArtifactMetadata(
                 format="openvino-ir", precision=precision, labels=list(src.labels), architecture=dict(src.architecture),
                 source=dict(src.source), block_layout=src.block_layout, stn_mode=src.stn_mode, batch="dynamic",
-                input_shape=["batch", 3, 224, 224], **extra,
+                input_shape=["batch", *spec_of(src).input_shape], preprocessing=spec_of(src).to_dict(), **extra,
             )
 
         report: dict[str, Any] = {

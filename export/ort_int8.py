@@ -62,17 +62,20 @@ class _Reader:
         self._it = iter(self._items)
 
 
-def _calibration(options: OrtInt8Options) -> tuple[np.ndarray, str]:
+def _calibration(options: OrtInt8Options, spec: Any) -> tuple[np.ndarray, str]:
     if options.calib:
         from calibration import load_calibration
 
-        return (load_calibration(options.calib, num=options.calib_num, option="--calib-num"),
-                f"{options.calib_num} images of {options.calib}")
+        calib = load_calibration(options.calib, num=options.calib_num, option="--calib-num")
+        if calib.shape[1:] != tuple(spec.input_shape):
+            raise UsageError(f"--calib {options.calib}: tensors of shape {list(calib.shape[1:])}, but --onnx "
+                             f"{options.onnx} records the preprocessing spec {list(spec.input_shape)}")
+        return calib, f"{options.calib_num} images of {options.calib}"
     from calibration.synthetic import synthetic_faces
     from emonext_edge.preprocess import preprocess
 
     n = min(options.calib_num, 64)
-    return preprocess(list(synthetic_faces(n, seed=1))), f"{n} synthetic images (no --calib given)"
+    return preprocess(list(synthetic_faces(n, seed=1)), spec=spec), f"{n} synthetic images (no --calib given)"
 
 
 def quantize_qoperator(source: Any, output: Path, calib: np.ndarray, exclude: list[str], per_channel: bool) -> None:
@@ -138,6 +141,7 @@ class OrtInt8Target(Target):
         import onnx
 
         from emonext_edge.metadata import Quantization, read_metadata
+        from emonext_edge.preprocess import spec_of
         from emonext_edge.runtime import Runtime
 
         from .stn_scope import onnx_stn_node_names
@@ -150,7 +154,8 @@ class OrtInt8Target(Target):
                              f"{source_meta.precision}")
         source = onnx.load(str(options.onnx))
         stn = onnx_stn_node_names(source)
-        calib, calib_desc = _calibration(options)
+        spec = spec_of(source_meta, str(options.onnx))  # the source's preprocessing: calibration and gate follow it
+        calib, calib_desc = _calibration(options, spec)
         staged = stage.file(options.output.name)
         quantize_qoperator(source, staged, calib, stn, options.per_channel)
         check_stn_untouched(onnx.load(str(staged)), stn)
@@ -164,7 +169,7 @@ class OrtInt8Target(Target):
                                       {"description": calib_desc, "images": len(calib)}, stn_in_float=True),
             source=dict(source_meta.source, onnx=str(options.onnx), onnx_sha256=sha256_file(options.onnx)),
         )
-        images, labels, data_desc = options.fidelity.load_images()
+        images, labels, data_desc = options.fidelity.load_images(spec=spec)
         reference = Runtime(options.onnx, backend="onnxruntime", providers=["CPUExecutionProvider"])
 
         def check(path: Path) -> Any:

@@ -43,6 +43,7 @@ import numpy as np
 
 from emonext_edge.errors import ExportError, ModelFileError
 from emonext_edge.fileio import atomic_path
+from emonext_edge.preprocess import INPUT_SHAPE
 
 from .nncf_output import nncf_on_stderr
 from .stn_scope import QDQ_OPS, onnx_stem_conv, onnx_stn_node_names
@@ -114,9 +115,10 @@ class _Reader:
 
 def _check_calib(calib_batch: np.ndarray) -> np.ndarray:
     batch = np.asarray(calib_batch)
-    if batch.dtype != np.float32 or batch.ndim != 4 or batch.shape[1:] != (3, 224, 224) or len(batch) == 0:
+    if batch.dtype != np.float32 or batch.ndim != 4 or batch.shape[1:] != INPUT_SHAPE or len(batch) == 0:
         raise ExportError(
-            f"calibration batch must be float32 [N>0, 3, 224, 224], got {batch.dtype} {list(batch.shape)}"
+            f"calibration batch must be float32 [N>0, {', '.join(map(str, INPUT_SHAPE))}], got {batch.dtype} "
+            f"{list(batch.shape)}"
         )
     if not np.isfinite(batch).all():
         raise ExportError("calibration batch contains NaN or inf")

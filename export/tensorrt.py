@@ -46,6 +46,7 @@ from emonext_edge.argtypes import check_args, data_path, non_negative_int, posit
 from emonext_edge.errors import BackendUnavailableError, ExportError, UsageError
 from emonext_edge.fileio import sha256_file
 from emonext_edge.metadata import ArtifactMetadata, Quantization, TensorRTInfo, read_metadata
+from emonext_edge.preprocess import spec_of
 
 from . import trt_api, trt_opcheck
 from .driver import build_parser as driver_parser
@@ -377,7 +378,7 @@ def _build_and_gate(plan: compat.ApiPlan, path: compat.PrecisionPath, build_onnx
             cache_path = options.timing_cache
             build = compat.BuildOptions(
                 path=path, workspace_bytes=int(options.workspace_gb * (1 << 30)), profile=options.profile,
-                dla_core=options.dla_core, calibrator=calibrator,
+                dla_core=options.dla_core, calibrator=calibrator, input_chw=spec_of(meta_in).input_shape,
                 fp32_layer_names=fp32_layer_names(path, build_onnx),  # the rule export.deepstream shares
                 timing_cache=cache_path.read_bytes() if cache_path and cache_path.is_file() else None,
                 progress=say if options.verbose else None,
@@ -406,7 +407,7 @@ def _build_and_gate(plan: compat.ApiPlan, path: compat.PrecisionPath, build_onnx
         artifact_sha256={}, batch="dynamic", opset=built.opset,
         tensorrt=TensorRTInfo(
             version=str(trt.__version__), gpu=gpu, compute_capability=cc,
-            profile_shapes={"min": [lo, 3, 224, 224], "opt": [mid, 3, 224, 224], "max": [hi, 3, 224, 224]},
+            profile_shapes={name: [n, *spec_of(built).input_shape] for name, n in (("min", lo), ("opt", mid), ("max", hi))},
             details={"precision": path.engine_precision, "requested": path.precision, "int8_mode": path.int8_mode,
                      "strongly_typed": path.strongly_typed, "builder_flags": list(path.builder_flags),
                      "stn": path.stn, "built_from": build_onnx.name,

@@ -20,7 +20,7 @@ class Backend(abc.ABC):
     * ``info``: what actually runs, e.g. ``{"backend": "onnxruntime", "device": "CPU",
       "precision": "fp32", "provider": "CPUExecutionProvider", "threads": 2}``.
 
-    ``run`` takes float32 ``[N, 3, 224, 224]`` with ``min_batch <= N <= max_batch`` and
+    ``run`` takes float32 ``[N, *spec.input_shape]`` (the artifact's recorded preprocessing spec) with ``min_batch <= N <= max_batch`` and
     returns float32 logits ``[N, num_classes]``. Implementations must be safe to call
     from several threads at once (document how: a lock, or one request per thread).
     """

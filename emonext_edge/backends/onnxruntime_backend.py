@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import BackendUnavailableError, ModelFileError
 from ..metadata import from_string_map, read_sidecar
-from ..preprocess import INPUT_SHAPE
+from ..preprocess import spec_of
 from .base import Backend
 
 log = logging.getLogger(__name__)
@@ -102,26 +102,28 @@ class OnnxRuntimeBackend(Backend):
         if len(inputs) != 1 or len(outputs) < 1:
             raise ModelFileError(f"{path}: expected 1 input and 1 output, got {len(inputs)} inputs, {len(outputs)} outputs")
         spec = inputs[0]
-        if len(spec.shape) != 4 or [_static_dim(d) for d in spec.shape[1:]] != list(INPUT_SHAPE):
-            raise ModelFileError(f"{path}: input {spec.name!r} has shape {spec.shape}; expected [N, 3, 224, 224]")
         if spec.type not in _DTYPES:
             raise ModelFileError(f"{path}: input {spec.name!r} has type {spec.type}; expected tensor(float) or tensor(float16)")
         self.input_name = spec.name
         self.output_name = outputs[0].name
         self.input_dtype = _DTYPES[spec.type]
-        batch = _static_dim(spec.shape[0])
-        if batch is not None:
-            self.min_batch = self.max_batch = batch
 
         self.metadata = read_sidecar(path)
         if self.metadata is None:
             self.metadata = from_string_map(self.session.get_modelmeta().custom_metadata_map)
+        input_shape = spec_of(self.metadata, str(path)).input_shape  # what the artifact records (default: the trained spec)
+        if len(spec.shape) != 4 or [_static_dim(d) for d in spec.shape[1:]] != list(input_shape):
+            raise ModelFileError(f"{path}: input {spec.name!r} has shape {spec.shape}; expected "
+                                 f"[N, {', '.join(map(str, input_shape))}] (its preprocessing record)")
+        batch = _static_dim(spec.shape[0])
+        if batch is not None:
+            self.min_batch = self.max_batch = batch
         out_shape = outputs[0].shape
         classes = _static_dim(out_shape[-1]) if out_shape else None
         if classes is None and self.metadata and self.metadata.get("labels"):
             classes = len(self.metadata["labels"])
         if classes is None:
-            classes = int(self.session.run([self.output_name], {self.input_name: np.zeros((self.min_batch, *INPUT_SHAPE), self.input_dtype)})[0].shape[-1])
+            classes = int(self.session.run([self.output_name], {self.input_name: np.zeros((self.min_batch, *input_shape), self.input_dtype)})[0].shape[-1])
         self.num_classes = classes
 
         used = self.session.get_providers()

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import BackendUnavailableError, ModelFileError
 from ..metadata import from_string_map, read_sidecar
-from ..preprocess import INPUT_SHAPE
+from ..preprocess import spec_of
 from .base import Backend
 
 log = logging.getLogger(__name__)
@@ -112,19 +112,21 @@ class OpenVinoBackend(Backend):
             raise ModelFileError(f"{path}: not a readable OpenVINO IR with {weights.name} ({_first_line(exc)})") from None
         if len(model.inputs) != 1 or len(model.outputs) < 1:
             raise ModelFileError(f"{path}: expected 1 input and 1 output, got {len(model.inputs)} and {len(model.outputs)}")
+        self.metadata = read_sidecar(path) or from_string_map(_flatten_rt_info(model.get_rt_info()))
+        input_shape = spec_of(self.metadata, str(path)).input_shape  # what the artifact records (default: the trained spec)
         shape = model.inputs[0].get_partial_shape()
         dims = [d.get_length() if d.is_static else None for d in shape] if shape.rank.is_static else []
-        if len(dims) != 4 or dims[1:] != list(INPUT_SHAPE):
-            raise ModelFileError(f"{path}: input has shape {shape}; expected [N, 3, 224, 224]")
+        if len(dims) != 4 or dims[1:] != list(input_shape):
+            raise ModelFileError(f"{path}: input has shape {shape}; expected [N, {', '.join(map(str, input_shape))}] "
+                                 "(its preprocessing record)")
         if batch is not None:
             if dims[0] is not None and dims[0] != batch:
                 raise ValueError(f"{path}: the IR has a fixed batch of {dims[0]}; it cannot be compiled for batch={batch}")
-            model.reshape([int(batch), *INPUT_SHAPE])
+            model.reshape([int(batch), *input_shape])
             dims[0] = int(batch)
         if dims[0] is not None:
             self.min_batch = self.max_batch = dims[0]
 
-        self.metadata = read_sidecar(path) or from_string_map(_flatten_rt_info(model.get_rt_info()))
         out_shape = model.outputs[0].get_partial_shape()
         last = out_shape[out_shape.rank.get_length() - 1] if out_shape.rank.is_static else None
         if last is not None and last.is_static:

@@ -130,7 +130,8 @@ class TensorRTBackend(Backend):
     def run(self, batch: np.ndarray) -> np.ndarray:
         n = int(batch.shape[0]) if batch.ndim == 4 else -1
         if batch.dtype != np.float32 or batch.ndim != 4 or tuple(batch.shape[1:]) != tuple(self._in.profile[2][1:]):  # type: ignore[index]
-            raise ImageError(f"TensorRT input must be float32 [N, 3, 224, 224], got {batch.dtype} {list(batch.shape)}")
+            raise ImageError(f"TensorRT input must be float32 [N, {', '.join(map(str, self._in.profile[2][1:]))}] "  # type: ignore[index]
+                             f"(the engine's profile), got {batch.dtype} {list(batch.shape)}")
         assert self.max_batch is not None
         if not self.min_batch <= n <= self.max_batch:
             raise ImageError(f"{self.path}: batch of {n} outside the engine's profile [{self.min_batch}, {self.max_batch}]")
