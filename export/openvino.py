@@ -347,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     check_args(args, atol=non_negative_float, threads=thread_count, subset_size=positive_int, calib=data_path,
-               calib_data=data_path, val_data=data_path, checkpoint=data_path, onnx=data_path)  # before any work
+               calib_data=data_path, val_data=data_path, checkpoint=data_path, onnx=data_path,
+               val_limit=positive_int)  # before any work
     set_verbosity(args.verbose)
     if args.int8 and not args.verbose:
         import nncf
@@ -355,6 +356,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         nncf.set_log_level(logging.WARNING)  # its per-node INFO lines ("Not adding ...") drown the output
     if args.subset_size <= 0:
         raise UsageError(f"--subset-size must be positive, got {args.subset_size}")
+    if not args.name or args.name != os.path.basename(args.name) or args.name in (".", ".."):
+        raise UsageError(f"--name {args.name or repr('')}: expected a plain file name (no folder), e.g. emonext")
+    if args.smooth_quant != QuantizeOptions.smooth_quant_alpha:
+        if not args.int8:
+            raise UsageError("--smooth-quant only makes sense with --int8")
+        if not (args.smooth_quant == -1 or 0 <= args.smooth_quant <= 1):  # nan fails both
+            raise UsageError(f"--smooth-quant {args.smooth_quant}: expected -1 (off) or an alpha in 0..1")
     if (args.calib or args.calib_data) and not args.int8:
         raise UsageError("--calib/--calib-data only make sense with --int8")
     if args.accuracy_control and not args.int8:
