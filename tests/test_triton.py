@@ -160,6 +160,19 @@ def test_ir_repository_native(atto_ir, tmp_path):
     assert read_config(tmp_path / "py" / "emonext").max_batch_size == 8
 
 
+def test_ir_repository_native_refuses_gpu_instances(atto_ir, tmp_path, capsys):
+    """openvino_backend's ModelInstanceState refuses every kind but CPU ("supports only Kind CPU and AUTO",
+    src/openvino.cc, commit db19304): ``--kind gpu`` on an .xml was written and printed with ``--gpus all``."""
+    with pytest.raises(UsageError, match="only KIND_CPU"):
+        write_repository([atto_ir], tmp_path / "repo", RepositoryOptions(kind="KIND_GPU"))
+    assert not (tmp_path / "repo").exists()
+    assert triton_main(["--artifact", str(atto_ir), "--kind", "gpu", "--output", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --kind gpu:") and err.count("\n") == 1
+    # the python-backend variant runs our Runtime on CPU whatever the kind; unchanged
+    write_repository([atto_ir], tmp_path / "py", RepositoryOptions(python_backend=True))
+
+
 def test_plan_repository_native(tmp_path):
     engine = dummy_engine(tmp_path)
     summary = write_repository([engine], tmp_path / "repo", RepositoryOptions(triton_release="24.08"))

@@ -516,6 +516,11 @@ def refuse_unservable(info: ArtifactInfo, opts: RepositoryOptions) -> list[str]:
             "--batch dynamic, or pass --max-batch 0 to serve the fixed batch as is"
         )
     native_ov = info.kind == "openvino" and not opts.python_backend
+    if native_ov and default_kind(info, opts) != "KIND_CPU":
+        raise UsageError(
+            f"--kind gpu: Triton's OpenVINO backend accepts only KIND_CPU instances (\"supports only Kind CPU and AUTO\", "
+            f"openvino_backend src/openvino.cc) for {info.path.name}; drop --kind (OpenVINO picks its device with the "
+            "TARGET_DEVICE parameter)")
     if native_ov and opts.batch > 0:
         raise UsageError(
             f"--artifact {info.path}: Triton's OpenVINO backend fails every batch that is not exactly max_batch_size "
