@@ -289,6 +289,18 @@ def test_engine_platform_is_checked_against_the_release(tmp_path):
     assert not any((tmp_path / f"r{i}").exists() for i in range(1, 6))
 
 
+def test_jetson_engine_without_a_release_is_not_sent_to_the_x86_container(tmp_path, capsys):
+    """A Jetson-built engine without --triton-release printed 'docker run --gpus all ... tritonserver:<YY.MM>-py3',
+    the x86_64 container that cannot load it; the hint names Triton's Jetson builds instead."""
+    jetson = dummy_engine(tmp_path, jetson=True)
+    assert triton_main(["--artifact", str(jetson), "--output", str(tmp_path / "repo")]) == 0
+    hint = [line for line in capsys.readouterr().out.splitlines() if line.startswith("next: ")]
+    assert len(hint) == 1 and "docker run" not in hint[0] and "-py3" not in hint[0]
+    assert "Jetson build" in hint[0] and "tritonserver --model-repository=" in hint[0]
+    assert triton_main(["--artifact", str(dummy_engine(tmp_path)), "--output", str(tmp_path / "x86")]) == 0
+    assert "docker run --gpus all" in capsys.readouterr().out  # an x86_64 engine: the container, as before
+
+
 def test_cli_hint_and_warnings(atto_onnx, tmp_path, capsys):
     """The docker -v path is absolute for an absolute --output; a warning prints once."""
     out = tmp_path / "abs repo"

@@ -629,6 +629,7 @@ def write_repository(artifacts: Sequence[str | os.PathLike], output: str | os.Pa
         "serving": "python backend (our Runtime inside Triton)" if opts.python_backend else f"Triton {first.kind} backend",
         "max_batch_size": opts.batch,
         "instance_kind": default_kind(first, opts),
+        "platform": engine_platform(first.metadata["tensorrt"]) if first.kind == "tensorrt" else None,
         "warnings": warnings,
     }
 
