@@ -273,6 +273,12 @@ def test_not_a_face_detector_is_named(tmp_path):
     with pytest.raises(ModelFileError, match=r"relu\.onnx: not a YuNet face detector") as info:
         detect_faces(_coffee(), detector=relu)
     assert "\n" not in str(info.value)
+    # a device or a folder exists: it was reported as "no such face detector file"
+    for special, kind in (("/dev/zero", "a device"), (str(tmp_path), "a folder")):
+        with pytest.raises(ModelFileError, match=rf"{special}: is {kind}, not a face detector file"):
+            detect_faces(_coffee(), detector=special)
+    with pytest.raises(ModelFileError, match="no such face detector file"):
+        detect_faces(_coffee(), detector=tmp_path / "missing.onnx")
 
 
 def test_boxes_over_black_padding_are_dropped():
