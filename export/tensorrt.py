@@ -118,11 +118,12 @@ class EngineResult:
 def _onnx_metadata(path: Path) -> ArtifactMetadata:
     """The metadata of an ONNX given with ``--onnx``; one ``UsageError`` line when it is not an ONNX."""
     import onnx
+    from google.protobuf import json_format, text_format
     from google.protobuf.message import DecodeError
 
     try:
-        onnx.load(str(path), load_external_data=False)
-    except (DecodeError, ValueError, OSError, RuntimeError) as exc:
+        onnx.load(str(path), load_external_data=False)  # .json / .txt names are parsed as text formats
+    except (DecodeError, json_format.ParseError, text_format.ParseError, ValueError, OSError, RuntimeError) as exc:
         raise UsageError(f"--onnx {path}: not a readable ONNX model ({type(exc).__name__})") from None
     meta = read_metadata(path)
     if meta is None:

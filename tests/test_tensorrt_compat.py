@@ -222,6 +222,11 @@ def test_cli_bad_inputs_are_one_line_exit_2(tmp_path):
     r = _cli("--onnx", str(garbage), "--check-only", cwd=tmp_path)
     assert r.returncode == 2 and r.stdout == "" and r.stderr.count("\n") == 1, r.stderr
     assert r.stderr.startswith(f"error: --onnx {garbage}: not a readable ONNX model")
+    sidecar = tmp_path / "emonext.json"  # onnx.load parses .json as JSON: a ParseError traceback, exit 1, before
+    sidecar.write_text('{"schema_version": 2}')
+    r = _cli("--onnx", str(sidecar), "--check-only", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith(f"error: --onnx {sidecar}: not a readable ONNX model")
     r = _cli("--output", "x.onnx", "--check-only", cwd=tmp_path)
     assert r.returncode == 2 and "expected a .engine" in r.stderr
     r = _cli("--trt-version", "eleven", "--check-only", cwd=tmp_path)
