@@ -84,6 +84,20 @@ class SourceModel:
         return f"checkpoint {self.info.get('checkpoint')} ({self.info.get('weights')} weights)"
 
 
+def verify_source(path: str | os.PathLike, option: str) -> None:
+    """Refuse (``ModelFileError``, exit 2) a source artifact whose files no longer have the SHA-256 its sidecar
+    records, as the Runtime and export.openvino do; one line naming ``option``, the file and the sidecar."""
+    from emonext_edge.errors import ModelFileError
+    from emonext_edge.integrity import verify_artifact
+
+    try:
+        verify_artifact(path)
+    except ModelFileError as exc:  # the Runtime's advice (verify=False / --no-verify) is no option of an exporter
+        message = str(exc).split(", or load it anyway")[0]
+        own = f"{Path(path)}: "
+        raise ModelFileError(f"{option} {path}: {message[len(own):] if message.startswith(own) else message}") from None
+
+
 def load_source(checkpoint: Optional[str | os.PathLike], prefer_ema: bool = True) -> SourceModel:
     """Load ``checkpoint`` or, when it is ``None``, the seeded untrained EmoNeXt-Tiny default model."""
     if checkpoint is None:

@@ -50,6 +50,7 @@ from emonext_edge.fileio import sha256_file
 from emonext_edge.metadata import ArtifactMetadata, Quantization, TensorRTInfo, read_metadata
 
 from . import trt_api, trt_opcheck
+from .common import verify_source
 from .pipeline import Stage, TargetRuntimeMissing, exporter_cli, gate_artifact, gate_line, raise_if_failed
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ def _onnx_metadata(path: Path) -> ArtifactMetadata:
     from google.protobuf import json_format, text_format
     from google.protobuf.message import DecodeError
 
+    verify_source(path, "--onnx")
     try:
         onnx.load(str(path), load_external_data=False)  # .json / .txt names are parsed as text formats
     except (DecodeError, json_format.ParseError, text_format.ParseError, ValueError, OSError, RuntimeError) as exc:

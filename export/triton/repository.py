@@ -199,6 +199,10 @@ def inspect_artifact(path: str | os.PathLike) -> ArtifactInfo:
     if not p.is_file():
         raise ModelFileError(f"--artifact {p}: no such file")
     suffix = p.suffix.lower()
+    if suffix in (".onnx", ".xml", ".engine", ".plan", ".trt"):
+        from ..common import verify_source
+
+        verify_source(p, "--artifact")  # what the sidecar records is what gets served
     if suffix == ".onnx":
         return inspect_onnx(p)
     if suffix == ".xml":
