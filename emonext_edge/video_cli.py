@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from .environment import EXIT_ENVIRONMENT
 from .errors import UsageError
@@ -123,6 +123,22 @@ class _Progress:
             print(file=sys.stderr)
 
 
+def _check_not_an_input(args: argparse.Namespace, out_path: Optional[Path], json_path: Optional[Path]) -> None:
+    """Refuse an output that is the video source, the model (or its sidecar) or the other output: writing it
+    would destroy the input (``--out`` replaced the source clip; ``--json`` truncates before the first frame)."""
+    model = Path(args.model)
+    inputs = [(Path(args.source), "the video source"), (model, "the model"),
+              (model.with_suffix(".json"), "the model's sidecar"), (model.with_suffix(".bin"), "the model's weights")]
+    for option, path in (("--out", out_path), ("--json", json_path)):
+        if path is None:
+            continue
+        for other, what in inputs:
+            if other.exists() and path.exists() and os.path.samefile(path, other):
+                raise UsageError(f"{path}: {option} is {what}; write it to another file")
+    if out_path is not None and json_path is not None and os.path.abspath(out_path) == os.path.abspath(json_path):
+        raise UsageError(f"{out_path}: --out and --json are the same file; give each its own")
+
+
 def run_video(args: argparse.Namespace, runtime_factory: Any) -> int:
     """``video`` command body; ``runtime_factory(args)`` builds the Runtime from the shared model options."""
     cv2 = import_cv2()
@@ -148,6 +164,7 @@ def run_video(args: argparse.Namespace, runtime_factory: Any) -> int:
         _check_writable(out_path, "--out")
     if json_path is not None:
         _check_writable(json_path, "--json")
+    _check_not_an_input(args, out_path, json_path)
     show = out_path is None and json_path is None
     if show:
         _check_gui()
