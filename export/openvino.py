@@ -25,6 +25,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -118,6 +119,19 @@ def _save_ir(model: Any, stage: Stage, name: str, meta: ArtifactMetadata, compre
     return [f"{name}.bin", f"{name}.xml"]
 
 
+def _refuse_shared_sidecar(output_dir: Path, opts: IRExportOptions) -> None:
+    """An IR's sidecar is ``<name>.json``, the same file an ONNX or engine of that name keeps beside it: refuse
+    to replace another artifact's record (that artifact would load under the IR's record, its hash unchecked)."""
+    for precision in opts.precisions:
+        stem = opts.name if precision == "fp32" else f"{opts.name}_{precision}"
+        sidecar = output_dir / f"{stem}.json"
+        owners = [output_dir / f"{stem}{s}" for s in (".onnx", ".engine", ".plan", ".trt")]
+        owner = next((o for o in owners if o.is_file()), None)
+        if owner is not None and sidecar.exists():
+            raise UsageError(f"--output {output_dir}: {sidecar.name} is the sidecar of {owner.name}; the IR's record "
+                             f"would replace it: give another --output or --name (e.g. --name {opts.name}_ir)")
+
+
 def export_ir(
     checkpoint: Optional[str | os.PathLike] = None,
     output_dir: str | os.PathLike = "exports/ir",
@@ -156,6 +170,7 @@ def export_ir(
     bad = [p for p in opts.precisions if p not in PRECISIONS]
     if bad:
         raise UsageError(f"unknown precision(s) {bad}; expected some of {list(PRECISIONS)}")
+    _refuse_shared_sidecar(Path(output_dir), opts)
     if opts.accuracy_control and opts.val_data is None:
         raise UsageError("accuracy-controlled quantization needs labelled validation data (--val-data)")
     runtime_options: dict[str, Any] = {"backend": "openvino"}

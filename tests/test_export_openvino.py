@@ -255,3 +255,15 @@ def test_tiny_foreign_onnx_is_refused_even_when_trusted(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "tiny.onnx" in err[0] and "expected one [N, 3, 224, 224] input" in err[0]
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_ir_never_replaces_the_sidecar_of_another_artifact(tmp_path, capsys):
+    """``--onnx d/emonext.onnx --output d`` wrote the IR's record over d/emonext.json, the ONNX's sidecar: the ONNX
+    then loaded under the IR's record (format openvino-ir) with its own hash unchecked. Refused before any work."""
+    onnx_path, sidecar = tmp_path / "emonext.onnx", tmp_path / "emonext.json"
+    onnx_path.write_bytes(b"an onnx")
+    sidecar.write_text('{"format": "onnx"}')
+    assert main(["--onnx", str(onnx_path), "--output", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --output {tmp_path}: {sidecar.name} is the sidecar of {onnx_path.name}") and err.count("\n") == 1
+    assert "--name" in err and sidecar.read_text() == '{"format": "onnx"}' and not list(tmp_path.glob("*.xml"))
