@@ -39,7 +39,7 @@ from emonext_edge.metadata import (
     set_ov_model_metadata,
 )
 
-from .common import UsageError, synthetic_faces
+from .common import UsageError, refuse_foreign_sidecar, synthetic_faces
 from .nncf_quantize import (  # noqa: F401 - re-exported: the 0.2 import paths keep working
     QuantizeOptions,
     _check_batch,
@@ -120,16 +120,11 @@ def _save_ir(model: Any, stage: Stage, name: str, meta: ArtifactMetadata, compre
 
 
 def _refuse_shared_sidecar(output_dir: Path, opts: IRExportOptions) -> None:
-    """An IR's sidecar is ``<name>.json``, the same file an ONNX or engine of that name keeps beside it: refuse
-    to replace another artifact's record (that artifact would load under the IR's record, its hash unchecked)."""
+    """An IR's sidecar is ``<name>.json``, the file an ONNX or engine of that name keeps beside it: refused."""
     for precision in opts.precisions:
         stem = opts.name if precision == "fp32" else f"{opts.name}_{precision}"
-        sidecar = output_dir / f"{stem}.json"
-        owners = [output_dir / f"{stem}{s}" for s in (".onnx", ".engine", ".plan", ".trt")]
-        owner = next((o for o in owners if o.is_file()), None)
-        if owner is not None and sidecar.exists():
-            raise UsageError(f"--output {output_dir}: {sidecar.name} is the sidecar of {owner.name}; the IR's record "
-                             f"would replace it: give another --output or --name (e.g. --name {opts.name}_ir)")
+        refuse_foreign_sidecar(output_dir / f"{stem}.xml", f"--output {output_dir}",
+                               advice=f"give another --output or --name (e.g. --name {opts.name}_ir)")
 
 
 def export_ir(

@@ -265,5 +265,6 @@ def test_ir_never_replaces_the_sidecar_of_another_artifact(tmp_path, capsys):
     sidecar.write_text('{"format": "onnx"}')
     assert main(["--onnx", str(onnx_path), "--output", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: --output {tmp_path}: {sidecar.name} is the sidecar of {onnx_path.name}") and err.count("\n") == 1
+    assert err.startswith(f"error: --output {tmp_path}: {sidecar.name} is the sidecar of {onnx_path.name}")
+    assert err.count("\n") == 1
     assert "--name" in err and sidecar.read_text() == '{"format": "onnx"}' and not list(tmp_path.glob("*.xml"))
