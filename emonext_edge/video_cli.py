@@ -123,6 +123,34 @@ class _Progress:
             print(file=sys.stderr)
 
 
+class _JsonLines:
+    """The ``--json`` file: a write or close that fails (disk full, file-size limit) names it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file = path.open("w", encoding="utf-8")
+
+    def __enter__(self) -> "_JsonLines":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        with self._named():
+            self.file.close()
+
+    def write(self, line: str) -> None:
+        with self._named():
+            self.file.write(line)
+
+    @contextlib.contextmanager
+    def _named(self) -> Any:
+        try:
+            yield
+        except OSError as exc:
+            if exc.filename is None:
+                exc.filename = str(self.path)
+            raise
+
+
 def _check_not_an_input(args: argparse.Namespace, out_path: Optional[Path], json_path: Optional[Path]) -> None:
     """Refuse an output that is the video source, the model (or its sidecar) or the other output: writing it
     would destroy the input (``--out`` replaced the source clip; ``--json`` truncates before the first frame)."""
@@ -182,7 +210,7 @@ def run_video(args: argparse.Namespace, runtime_factory: Any) -> int:
             detect_scale=args.detect_scale,
             live=args.live, max_frames=args.max_frames, open_timeout=args.open_timeout, draw=True,
         ))
-        jsonl = stack.enter_context(json_path.open("w", encoding="utf-8")) if json_path else None
+        jsonl = stack.enter_context(_JsonLines(json_path)) if json_path else None
         try:
             try:
                 for result in stream:

@@ -103,6 +103,14 @@ def test_outputs_never_overwrite_the_source_or_the_model(onnx_path, clip, tmp_pa
     assert (source.read_bytes(), onnx_path.read_bytes()) == before
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_full_json_output_is_named(onnx_path, clip, capfd):
+    """``--json /dev/full`` ended with 'error: disk full (...)', not naming the file that could not be written."""
+    assert main(["video", str(onnx_path), str(clip), "--json", "/dev/full", "--max-frames", "2"]) == 4
+    err = capfd.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: /dev/full: disk full"), err
+
+
 def test_bad_sources_one_line(onnx_path, tmp_path, capfd):
     out = str(tmp_path / "o.mp4")
     assert main(["video", str(onnx_path), str(tmp_path / "absent.avi"), "--out", out]) == 2
