@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from .environment import EXIT_ENVIRONMENT
 from .errors import UsageError
@@ -123,32 +123,31 @@ class _Progress:
             print(file=sys.stderr)
 
 
-class _JsonLines:
-    """The ``--json`` file: a write or close that fails (disk full, file-size limit) names it."""
+@contextlib.contextmanager
+def _os_errors_name(path: Path) -> Iterator[None]:
+    """An ``OSError`` without a file name (a failed write or close: disk full, file-size limit) names ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.file = path.open("w", encoding="utf-8")
 
-    def __enter__(self) -> "_JsonLines":
-        return self
+@contextlib.contextmanager
+def _json_lines(path: Path) -> Iterator[Callable[[str], None]]:
+    """The ``--json`` file as a write function; a write or close that fails names the file."""
+    file = path.open("w", encoding="utf-8")
 
-    def __exit__(self, *exc: Any) -> None:
-        with self._named():
-            self.file.close()
+    def write(line: str) -> None:
+        with _os_errors_name(path):
+            file.write(line)
 
-    def write(self, line: str) -> None:
-        with self._named():
-            self.file.write(line)
-
-    @contextlib.contextmanager
-    def _named(self) -> Any:
-        try:
-            yield
-        except OSError as exc:
-            if exc.filename is None:
-                exc.filename = str(self.path)
-            raise
+    try:
+        yield write
+    finally:
+        with _os_errors_name(path):
+            file.close()
 
 
 def _check_not_an_input(args: argparse.Namespace, out_path: Optional[Path], json_path: Optional[Path]) -> None:
@@ -210,13 +209,13 @@ def run_video(args: argparse.Namespace, runtime_factory: Any) -> int:
             detect_scale=args.detect_scale,
             live=args.live, max_frames=args.max_frames, open_timeout=args.open_timeout, draw=True,
         ))
-        jsonl = stack.enter_context(_JsonLines(json_path)) if json_path else None
+        write_jsonl = stack.enter_context(_json_lines(json_path)) if json_path else None
         try:
             try:
                 for result in stream:
                     frame = result.frame
-                    if jsonl is not None:
-                        jsonl.write(json.dumps(result.to_dict(), separators=(",", ":")) + "\n")
+                    if write_jsonl is not None:
+                        write_jsonl(json.dumps(result.to_dict(), separators=(",", ":")) + "\n")
                     if tmp is not None:
                         if writer is None:
                             h, w = frame.shape[:2]

@@ -175,7 +175,7 @@ def test_predict_on_a_scene_without_a_face_is_not_silent(tiny_rt, fer2013_root, 
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warned) == 1 and "no face found in this 1920x1080 image" in warned[0] and "--faces" in warned[0]
     caplog.clear()
-    face = cv2.resize(cv2.imread(str(sorted((fer2013_root / "val" / "Happy").glob("*.jpg"))[0])), (224, 224),
+    face = cv2.resize(cv2.imread(str(min((fer2013_root / "val" / "Happy").glob("*.jpg")))), (224, 224),
                       interpolation=cv2.INTER_CUBIC)
     with caplog.at_level(logging.WARNING, logger="emonext_edge"):
         tiny_rt.predict(face)  # a face crop the detector finds: no warning
