@@ -18,6 +18,11 @@ EXIT_BAD_INPUT = 2
 Main = Callable[[Optional[_Sequence[str]]], int]
 
 
+def one_line(exc: BaseException) -> str:
+    """``str(exc)`` on one line: a third-party message (protobuf's text parser, OpenVINO) may span several."""
+    return " ".join(str(exc).split())
+
+
 def cli_entry(main: Optional[Main] = None, *, log_level: str = "INFO", catch_value_error: bool = False):
     """Wrap ``main(argv) -> int``: ``error: ...`` on stderr and exit code 2 instead of a traceback.
 
@@ -41,10 +46,10 @@ def cli_entry(main: Optional[Main] = None, *, log_level: str = "INFO", catch_val
                 _quiet_stdout()
                 return EXIT_BROKEN_PIPE
             except EnvironmentFailure as exc:
-                print(f"error: {exc}", file=sys.stderr)
+                print(f"error: {one_line(exc)}", file=sys.stderr)
                 return EXIT_ENVIRONMENT
             except bad_input as exc:
-                print(f"error: {exc}", file=sys.stderr)
+                print(f"error: {one_line(exc)}", file=sys.stderr)
                 return EXIT_BAD_INPUT
             except KeyboardInterrupt:
                 print("interrupted", file=sys.stderr)

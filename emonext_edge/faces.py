@@ -142,6 +142,10 @@ def _detector(spec: Union[None, str, os.PathLike]) -> tuple[str, Any]:
     if path in cache:
         return cache[path]
     if not path.is_file():
+        if path.exists():  # a folder, a device, a FIFO: named as what it is
+            kind = "a folder" if path.is_dir() else "a device" if path.is_char_device() or path.is_block_device() \
+                else "a special file"
+            raise ModelFileError(f"{path}: is {kind}, not a face detector file (a YuNet .onnx or a cascade .xml)")
         raise ModelFileError(f"{path}: no such face detector file")
     suffix = path.suffix.lower()
     try:

@@ -298,7 +298,7 @@ class Runtime:
 
         - no face found, or one face filling at least half of the image's width and height:
           the image is classified as given (a face crop; tight crops often have too little
-          context for the detector);
+          context for the detector); when no face is found, with a logged warning;
         - one smaller face: that face is cropped (with ``margin``) and classified (a portrait);
         - several faces: ``ImageError`` saying how many, with the advice to use
           :meth:`predict_faces` (CLI: ``predict --faces``).
@@ -336,7 +336,11 @@ class Runtime:
                 "predict_faces (CLI: predict --faces) to classify each face, or whole_image=True "
                 "(CLI: --whole-image) to classify the image as it is"
             )
-        if not boxes or (boxes[0][2] >= w / 2 and boxes[0][3] >= h / 2):
+        if not boxes:  # a tight face crop can escape the detector: classified as given, but not silently
+            log.warning("%s: no face found in this %dx%d image; classified as a whole (predict --faces to search "
+                        "for faces only, --whole-image to silence this)", name, w, h)
+            return None
+        if boxes[0][2] >= w / 2 and boxes[0][3] >= h / 2:
             return None
         log.info("%s: classifying the face at %s of this %dx%d image", name, boxes[0], w, h)
         return crop_face(frame, boxes[0], margin=margin)

@@ -58,6 +58,7 @@ Importing this module never imports TensorRT or pycuda.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional, cast
@@ -105,17 +106,17 @@ ONNX_KINDS: dict[str, tuple[str, str]] = {
 
 
 def parse_version(version: str) -> tuple[int, int, int]:
-    """``"10.13.3.9"`` -> ``(10, 13, 3)``; ``"8.6"`` -> ``(8, 6, 0)``."""
-    parts = str(version).strip().split(".")[:3]
-    nums = []
-    for p in parts:
-        digits = "".join(ch for ch in p if ch.isdigit())
-        if not digits:
-            raise ValueError(f"not a TensorRT version: {version!r} (expected MAJOR.MINOR[.PATCH])")
-        nums.append(int(digits))
-    while len(nums) < 3:
-        nums.append(0)
-    return nums[0], nums[1], nums[2]
+    """``"10.13.3.9"`` -> ``(10, 13, 3)``; ``"8.6"`` -> ``(8, 6, 0)``; a pre/post-release tag after the
+    patch (``"10.0.0b6"``, ``"8.6.1.post1"``) is dropped. Anything else (``"-1"``, ``"8"``, ``"8.5x"``) is a
+    ``ValueError``: digits are never picked out of other text."""
+    match = _VERSION_RE.match(str(version).strip())
+    if match is None:
+        raise ValueError(f"not a TensorRT version: {version!r} (expected MAJOR.MINOR[.PATCH[.BUILD]])")
+    return int(match["major"]), int(match["minor"]), int(match["patch"] or 0)
+
+
+#: MAJOR.MINOR[.PATCH[.BUILD]][tag]: what --trt-version takes and what ``tensorrt.__version__`` says
+_VERSION_RE = re.compile(r"(?P<major>\d+)\.(?P<minor>\d+)(?:\.(?P<patch>\d+)(?:\.\d+)?(?:\.?[A-Za-z][A-Za-z0-9]*)?)?\Z")
 
 
 # --------------------------------------------------------------------------- plans

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator, Optional
 
 from .environment import EXIT_ENVIRONMENT
 from .errors import UsageError
@@ -150,6 +150,49 @@ class _Progress:
             print(file=sys.stderr)
 
 
+@contextlib.contextmanager
+def _os_errors_name(path: Path) -> Iterator[None]:
+    """An ``OSError`` without a file name (a failed write or close: disk full, file-size limit) names ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
+
+
+@contextlib.contextmanager
+def _json_lines(path: Path) -> Iterator[Callable[[str], None]]:
+    """The ``--json`` file as a write function; a write or close that fails names the file."""
+    file = path.open("w", encoding="utf-8")
+
+    def write(line: str) -> None:
+        with _os_errors_name(path):
+            file.write(line)
+
+    try:
+        yield write
+    finally:
+        with _os_errors_name(path):
+            file.close()
+
+
+def _check_not_an_input(args: argparse.Namespace, out_path: Optional[Path], json_path: Optional[Path]) -> None:
+    """Refuse an output that is the video source, the model (or its sidecar) or the other output: writing it
+    would destroy the input (``--out`` replaced the source clip; ``--json`` truncates before the first frame)."""
+    model = Path(args.model)
+    inputs = [(Path(args.source), "the video source"), (model, "the model"),
+              (model.with_suffix(".json"), "the model's sidecar"), (model.with_suffix(".bin"), "the model's weights")]
+    for option, path in (("--out", out_path), ("--json", json_path)):
+        if path is None:
+            continue
+        for other, what in inputs:
+            if other.exists() and path.exists() and os.path.samefile(path, other):
+                raise UsageError(f"{path}: {option} is {what}; write it to another file")
+    if out_path is not None and json_path is not None and os.path.abspath(out_path) == os.path.abspath(json_path):
+        raise UsageError(f"{out_path}: --out and --json are the same file; give each its own")
+
+
 def run_video(args: argparse.Namespace, runtime_factory: Any) -> int:
     """``video`` command body; ``runtime_factory(args)`` builds the Runtime from the shared model options."""
     if args.print_pipeline:
@@ -179,6 +222,7 @@ def run_video(args: argparse.Namespace, runtime_factory: Any) -> int:
         _check_writable(out_path, "--out")
     if json_path is not None:
         _check_writable(json_path, "--json")
+    _check_not_an_input(args, out_path, json_path)
     show = out_path is None and json_path is None
     if show:
         _check_gui()
@@ -204,13 +248,13 @@ def run_video(args: argparse.Namespace, runtime_factory: Any) -> int:
             detect_scale=args.detect_scale,
             live=live, max_frames=args.max_frames, open_timeout=args.open_timeout, draw=True,
         ))
-        jsonl = stack.enter_context(json_path.open("w", encoding="utf-8")) if json_path else None
+        write_jsonl = stack.enter_context(_json_lines(json_path)) if json_path else None
         try:
             try:
                 for result in stream:
                     frame = result.frame
-                    if jsonl is not None:
-                        jsonl.write(json.dumps(result.to_dict(), separators=(",", ":")) + "\n")
+                    if write_jsonl is not None:
+                        write_jsonl(json.dumps(result.to_dict(), separators=(",", ":")) + "\n")
                     if tmp is not None:
                         if writer is None:
                             h, w = frame.shape[:2]

@@ -84,6 +84,36 @@ class SourceModel:
         return f"checkpoint {self.info.get('checkpoint')} ({self.info.get('weights')} weights)"
 
 
+#: model files that keep their record in ``<stem>.json`` beside them
+MODEL_SUFFIXES = (".onnx", ".xml", ".engine", ".plan", ".trt")
+
+
+def refuse_foreign_sidecar(model: Path, where: str, advice: str = "give another --output") -> None:
+    """``UsageError`` (``where``: the option and value to name) when ``model``'s sidecar ``<stem>.json`` exists and
+    belongs to another model file of that stem (``emonext.onnx`` and ``emonext.xml`` share ``emonext.json``):
+    this export's record would replace the other's, which would then load under it, its own hash unchecked."""
+    sidecar = model.with_suffix(".json")
+    owner = next((model.with_suffix(s) for s in MODEL_SUFFIXES
+                  if s != model.suffix.lower() and model.with_suffix(s).is_file()), None)
+    if owner is not None and sidecar.exists():
+        raise UsageError(f"{where}: {sidecar.name} is the sidecar of {owner.name}; this export's record would "
+                         f"replace it: {advice}")
+
+
+def verify_source(path: str | os.PathLike, option: str) -> None:
+    """Refuse (``ModelFileError``, exit 2) a source artifact whose files no longer have the SHA-256 its sidecar
+    records, as the Runtime and export.openvino do; one line naming ``option``, the file and the sidecar."""
+    from emonext_edge.errors import ModelFileError
+    from emonext_edge.integrity import verify_artifact
+
+    try:
+        verify_artifact(path)
+    except ModelFileError as exc:  # the Runtime's advice (verify=False / --no-verify) is no option of an exporter
+        message = str(exc).split(", or load it anyway")[0]
+        own = f"{Path(path)}: "
+        raise ModelFileError(f"{option} {path}: {message[len(own):] if message.startswith(own) else message}") from None
+
+
 def load_source(checkpoint: Optional[str | os.PathLike], prefer_ema: bool = True) -> SourceModel:
     """Load ``checkpoint`` or, when it is ``None``, the seeded untrained EmoNeXt-Tiny default model."""
     if checkpoint is None:

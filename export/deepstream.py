@@ -66,7 +66,7 @@ from emonext_edge.preprocess import SPEC, PreprocessSpec, luma_fixed_point, spec
 from emonext_edge.tensorrt_compat import ApiPlan, parse_version, plan_for
 
 from . import trt_opcheck
-from .common import UsageError, load_source, synthetic_faces, verification_batch
+from .common import UsageError, load_source, synthetic_faces, verification_batch, verify_source
 from .driver import build_parser as driver_parser
 from .driver import cli
 from .pipeline import CommitResult, Stage, embed_onnx, gate_line, raise_if_failed
@@ -720,6 +720,8 @@ def _source_model(onnx_path: Optional[str | os.PathLike], checkpoint: Optional[s
                   work: Path, target: Target) -> tuple[Any, Path, Callable[[np.ndarray], np.ndarray], dict[str, Any], Any]:
     """(source ONNX model, its path, reference logits function, source description, SourceModel or None)."""
     if onnx_path is not None:
+        if Path(onnx_path).is_file():
+            verify_source(onnx_path, "--onnx")
         model = _load_onnx(onnx_path)
         info = {"onnx": str(onnx_path), "onnx_sha256": sha256_file(onnx_path), "qdq": is_qdq(model)}
         return model, Path(onnx_path), _ort_fn(model.SerializeToString()), info, None

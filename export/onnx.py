@@ -63,7 +63,7 @@ from emonext_edge.metadata import ArtifactMetadata, GateResult, package_version,
 from emonext_edge.preprocess import INPUT_SHAPE
 from emonext_edge.progress import stepped
 
-from .common import UsageError, load_source
+from .common import UsageError, load_source, refuse_foreign_sidecar
 from .driver import build_parser as driver_parser
 from .driver import cli
 from .pipeline import Stage, embed_onnx, gate_artifact, gate_line, raise_if_failed
@@ -137,6 +137,7 @@ def _check_output(output: str | os.PathLike) -> Path:
         raise UsageError(f"--output {path}: the output file must end in .onnx (the runtime picks the backend by suffix)")
     if path.is_dir():
         raise UsageError(f"--output {path}: is a directory; give the .onnx file to write")
+    refuse_foreign_sidecar(path, f"--output {path}")  # an IR or engine named like it keeps its record in the same <stem>.json
     prepare_output_dir(path.parent, option="--output", given=path)
     return path
 

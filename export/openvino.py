@@ -40,7 +40,7 @@ from emonext_edge.metadata import (
 )
 from emonext_edge.preprocess import spec_of
 
-from .common import UsageError, synthetic_faces
+from .common import UsageError, refuse_foreign_sidecar, synthetic_faces
 from .driver import build_parser as driver_parser
 from .driver import cli
 from .nncf_quantize import (  # noqa: F401 - re-exported: the 0.2 import paths keep working
@@ -123,6 +123,14 @@ def _save_ir(model: Any, stage: Stage, name: str, meta: ArtifactMetadata, compre
     return [f"{name}.bin", f"{name}.xml"]
 
 
+def _refuse_shared_sidecar(output_dir: Path, opts: IRExportOptions) -> None:
+    """An IR's sidecar is ``<name>.json``, the file an ONNX or engine of that name keeps beside it: refused."""
+    for precision in opts.precisions:
+        stem = opts.name if precision == "fp32" else f"{opts.name}_{precision}"
+        refuse_foreign_sidecar(output_dir / f"{stem}.xml", f"--output {output_dir}",
+                               advice=f"give another --output or --name (e.g. --name {opts.name}_ir)")
+
+
 def export_ir(
     checkpoint: Optional[str | os.PathLike] = None,
     output_dir: str | os.PathLike = "exports/ir",
@@ -161,6 +169,7 @@ def export_ir(
     bad = [p for p in opts.precisions if p not in PRECISIONS]
     if bad:
         raise UsageError(f"unknown precision(s) {bad}; expected some of {list(PRECISIONS)}")
+    _refuse_shared_sidecar(Path(output_dir), opts)
     if opts.accuracy_control and opts.val_data is None:
         raise UsageError("accuracy-controlled quantization needs labelled validation data (--fidelity-data)")
     runtime_options: dict[str, Any] = {"backend": "openvino"}
@@ -353,7 +362,15 @@ class IRTarget(Target):
 
     def options(self, args: argparse.Namespace) -> IRTargetOptions:
         check_args(args, atol=non_negative_float, threads=thread_count, subset_size=positive_int, calib=data_path,
-                   fidelity_data=data_path, checkpoint=data_path, onnx=data_path)  # before any work
+                   fidelity_data=data_path, checkpoint=data_path, onnx=data_path,
+                   val_limit=positive_int)  # before any work
+        if not args.name or args.name != os.path.basename(args.name) or args.name in (".", ".."):
+            raise UsageError(f"--name {args.name or repr('')}: expected a plain file name (no folder), e.g. emonext")
+        if args.smooth_quant != QuantizeOptions.smooth_quant_alpha:
+            if not args.int8:
+                raise UsageError("--smooth-quant only makes sense with --int8")
+            if not (args.smooth_quant == -1 or 0 <= args.smooth_quant <= 1):  # nan fails both
+                raise UsageError(f"--smooth-quant {args.smooth_quant}: expected -1 (off) or an alpha in 0..1")
         if args.int8 and not args.verbose:
             import nncf
 

@@ -24,6 +24,7 @@ from emonext_edge.argtypes import check_args, data_path, positive_int
 from emonext_edge.errors import ExportError, UsageError
 from emonext_edge.fileio import sha256_file
 
+from .common import refuse_foreign_sidecar, verify_source
 from .driver import cli
 from .pipeline import Stage, gate_artifact
 from .targets import BenchmarkSpec, Candidate, Target
@@ -146,6 +147,8 @@ class OrtInt8Target(Target):
 
         from .stn_scope import onnx_stn_node_names
 
+        verify_source(options.onnx, "--onnx")  # its files still have the SHA-256 its sidecar records
+        refuse_foreign_sidecar(options.output, f"--output {options.output}")
         source_meta = read_metadata(options.onnx)
         if source_meta is None:
             raise UsageError(f"--onnx {options.onnx}: no EmoNeXt metadata; export it with python -m export.onnx")

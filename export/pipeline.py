@@ -48,7 +48,7 @@ from typing import Callable as _Callable  # subscripted at run time: typing's, f
 
 import numpy as np
 
-from emonext_edge.cli_support import EXIT_BAD_INPUT, cli_entry
+from emonext_edge.cli_support import EXIT_BAD_INPUT, cli_entry, one_line
 from emonext_edge.commit_marker import roll_back, write_marker
 from emonext_edge.environment import EXIT_ENVIRONMENT, EnvironmentFailure, diagnose, environment_failure
 from emonext_edge.errors import BackendUnavailableError, VerificationError
@@ -122,10 +122,10 @@ def exporter_cli(main: Optional[Callable[[Optional[Sequence[str]]], int]] = None
             try:
                 return fn(argv)
             except VerificationError as exc:
-                print(f"error: {exc}", file=sys.stderr)
+                print(f"error: {one_line(exc)}", file=sys.stderr)
                 return EXIT_GATE_FAILED
             except BackendUnavailableError as exc:
-                print(exc.outcome if isinstance(exc, TargetRuntimeMissing) else f"error: {exc}", file=sys.stderr)
+                print(exc.outcome if isinstance(exc, TargetRuntimeMissing) else f"error: {one_line(exc)}", file=sys.stderr)
                 return EXIT_RUNTIME_MISSING
 
         return cli_entry(contract, log_level=log_level)

@@ -49,6 +49,7 @@ from emonext_edge.metadata import ArtifactMetadata, Quantization, TensorRTInfo, 
 from emonext_edge.preprocess import spec_of
 
 from . import trt_api, trt_opcheck
+from .common import verify_source
 from .driver import build_parser as driver_parser
 from .driver import cli
 from .pipeline import CommitResult, Stage, TargetRuntimeMissing, gate_artifact, gate_line, raise_if_failed
@@ -120,11 +121,13 @@ class EngineResult:
 def _onnx_metadata(path: Path) -> ArtifactMetadata:
     """The metadata of an ONNX given with ``--onnx``; one ``UsageError`` line when it is not an ONNX."""
     import onnx
+    from google.protobuf import json_format, text_format
     from google.protobuf.message import DecodeError
 
+    verify_source(path, "--onnx")
     try:
-        onnx.load(str(path), load_external_data=False)
-    except (DecodeError, ValueError, OSError, RuntimeError) as exc:
+        onnx.load(str(path), load_external_data=False)  # .json / .txt names are parsed as text formats
+    except (DecodeError, json_format.ParseError, text_format.ParseError, ValueError, OSError, RuntimeError) as exc:
         raise UsageError(f"--onnx {path}: not a readable ONNX model ({type(exc).__name__})") from None
     meta = read_metadata(path)
     if meta is None:

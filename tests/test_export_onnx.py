@@ -252,6 +252,19 @@ def test_cli_bad_input_exits_2(args, message, tmp_path, capsys):
     assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob("*.json"))
 
 
+def test_onnx_never_replaces_the_sidecar_of_an_ir(tmp_path, capsys):
+    """``--output d/emonext.onnx`` beside d/emonext.xml wrote the ONNX's record over the IR's emonext.json; the IR
+    then loaded under the ONNX's record, its own hash unchecked. Refused before any work."""
+    (tmp_path / "emonext.xml").write_text("<net/>")
+    sidecar = tmp_path / "emonext.json"
+    sidecar.write_text('{"format": "openvino-ir"}')
+    assert main(["--output", str(tmp_path / "emonext.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --output {tmp_path / 'emonext.onnx'}: emonext.json is the sidecar of emonext.xml")
+    assert err.count("\n") == 1 and sidecar.read_text() == '{"format": "openvino-ir"}'
+    assert not (tmp_path / "emonext.onnx").exists()
+
+
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can write into read-only directories")
 def test_cli_read_only_output_dir_exits_2(tmp_path, capsys):
     folder = tmp_path / "ro"

@@ -199,6 +199,13 @@ def test_calib_data_smaller_than_subset_names_the_real_option(tmp_path, capsys):
         (["--calib", "somewhere"], "only make sense with --int8"),
         (["--accuracy-control"], "needs --int8"),
         (["--int8", "--subset-size", "0"], "--subset-size"),
+        (["--name", "../evil"], "--name ../evil: expected a plain file name"),
+        (["--name", "a/b"], "--name a/b: expected a plain file name"),
+        (["--name", ""], "--name '': expected a plain file name"),
+        (["--smooth-quant", "0.5"], "--smooth-quant only makes sense with --int8"),
+        (["--int8", "--smooth-quant", "2"], "--smooth-quant 2.0: expected -1 (off) or an alpha in 0..1"),
+        (["--int8", "--smooth-quant", "nan"], "--smooth-quant"),
+        (["--val-limit", "0"], "--val-limit"),
     ],
 )
 def test_cli_bad_inputs_exit_2(tmp_path, capsys, args, message):
@@ -206,8 +213,17 @@ def test_cli_bad_inputs_exit_2(tmp_path, capsys, args, message):
     onnx_path.write_bytes(b"not used")
     assert main(["--onnx", str(onnx_path), "--output", str(tmp_path), *args]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and message in err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
     assert not list(tmp_path.glob("*.xml"))
+
+
+def test_onnx_that_is_json_text_is_one_line_exit_2(tmp_path, capsys):
+    """onnx.load parses a .json file as a text ModelProto; its parse error spans lines: the CLI prints one."""
+    bogus = tmp_path / "emonext.json"
+    bogus.write_text('{"schema_version": 2}')
+    assert main(["--onnx", str(bogus), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --onnx {bogus}: not a readable ONNX model") and err.count("\n") == 1
 
 
 def test_wrong_calibration_data_is_rejected(tmp_path, capsys):
@@ -239,3 +255,16 @@ def test_tiny_foreign_onnx_is_refused_even_when_trusted(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "tiny.onnx" in err[0] and "expected one [N, 3, 224, 224] input" in err[0]
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_ir_never_replaces_the_sidecar_of_another_artifact(tmp_path, capsys):
+    """``--onnx d/emonext.onnx --output d`` wrote the IR's record over d/emonext.json, the ONNX's sidecar: the ONNX
+    then loaded under the IR's record (format openvino-ir) with its own hash unchecked. Refused before any work."""
+    onnx_path, sidecar = tmp_path / "emonext.onnx", tmp_path / "emonext.json"
+    onnx_path.write_bytes(b"an onnx")
+    sidecar.write_text('{"format": "onnx"}')
+    assert main(["--onnx", str(onnx_path), "--output", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --output {tmp_path}: {sidecar.name} is the sidecar of {onnx_path.name}")
+    assert err.count("\n") == 1
+    assert "--name" in err and sidecar.read_text() == '{"format": "onnx"}' and not list(tmp_path.glob("*.xml"))

@@ -10,6 +10,8 @@ the bundled YuNet (Haar cascade fallback; see emonext_edge/faces.py).
 
 from __future__ import annotations
 
+import logging
+
 import cv2
 import numpy as np
 import pytest
@@ -162,6 +164,25 @@ def test_predict_keeps_face_crops_as_given(tiny_rt, fer2013_root):
     np.testing.assert_array_equal(tiny_rt.predict(coffee).logits, tiny_rt.predict(coffee, whole_image=True).logits)
 
 
+def test_predict_on_a_scene_without_a_face_is_not_silent(tiny_rt, fer2013_root, caplog):
+    """A 1920x1080 frame with no face was classified as one face without a word ("Neutral 0.212" on a 4K
+    gradient): still classified as given (a tight face crop can escape the detector), with a warning."""
+    y, x = np.mgrid[0:1080, 0:1920]
+    scene = np.stack([x * 255 // 1920, y * 255 // 1080, (x + y) * 127 // 3000], -1).astype(np.uint8)
+    with caplog.at_level(logging.WARNING, logger="emonext_edge"):
+        pred = tiny_rt.predict(scene)
+    np.testing.assert_array_equal(pred.logits, tiny_rt.predict(scene, whole_image=True).logits)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "no face found in this 1920x1080 image" in warned[0] and "--faces" in warned[0]
+    caplog.clear()
+    face = cv2.resize(cv2.imread(str(min((fer2013_root / "val" / "Happy").glob("*.jpg")))), (224, 224),
+                      interpolation=cv2.INTER_CUBIC)
+    with caplog.at_level(logging.WARNING, logger="emonext_edge"):
+        tiny_rt.predict(face)  # a face crop the detector finds: no warning
+        tiny_rt.predict(scene, whole_image=True)  # asked for: no warning
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
 def test_predict_cli_group_photo(tiny_rt, fer2013_root, tmp_path, capfd):
     from emonext_edge.cli import main
 
@@ -252,6 +273,12 @@ def test_not_a_face_detector_is_named(tmp_path):
     with pytest.raises(ModelFileError, match=r"relu\.onnx: not a YuNet face detector") as info:
         detect_faces(_coffee(), detector=relu)
     assert "\n" not in str(info.value)
+    # a device or a folder exists: it was reported as "no such face detector file"
+    for special, kind in (("/dev/zero", "a device"), (str(tmp_path), "a folder")):
+        with pytest.raises(ModelFileError, match=rf"{special}: is {kind}, not a face detector file"):
+            detect_faces(_coffee(), detector=special)
+    with pytest.raises(ModelFileError, match="no such face detector file"):
+        detect_faces(_coffee(), detector=tmp_path / "missing.onnx")
 
 
 def test_boxes_over_black_padding_are_dropped():

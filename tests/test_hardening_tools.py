@@ -646,3 +646,34 @@ def test_special_files_as_inputs_refused_at_once(tmp_path, args, option):
     line = proc.stderr.strip().splitlines()[-1]
     assert line.startswith(f"error: {option}: ") and ("is a FIFO" in line or "is a device" in line), line
     assert "Traceback" not in proc.stderr and took < 30
+
+
+def test_tampered_source_onnx_is_refused_by_every_tool(onnx_path, tmp_path, capsys):
+    """An ONNX whose bytes no longer have the SHA-256 its sidecar records was packaged by export.triton and
+    export.deepstream and planned by export.tensorrt --check-only without a word (export.openvino and the
+    Runtime refuse it): each now exits 2 with one line naming the file and the sidecar, and writes nothing."""
+    import shutil
+
+    from export.deepstream import main as deepstream_main
+    from export.tensorrt import main as tensorrt_main
+    from export.triton.__main__ import main as triton_main
+
+    tampered = tmp_path / "src" / onnx_path.name
+    tampered.parent.mkdir()
+    shutil.copyfile(onnx_path, tampered)
+    shutil.copyfile(onnx_path.with_suffix(".json"), tampered.with_suffix(".json"))
+    data = bytearray(tampered.read_bytes())
+    data[len(data) // 2] ^= 1  # one bit in the weights: still a loadable ONNX
+    tampered.write_bytes(bytes(data))
+    runs = {
+        "triton": (triton_main, ["--artifact", str(tampered), "--output", str(tmp_path / "repo")], "--artifact"),
+        "deepstream": (deepstream_main, ["--onnx", str(tampered), "--output", str(tmp_path / "ds")], "--onnx"),
+        "tensorrt": (tensorrt_main, ["--onnx", str(tampered), "--check-only", "--trt-version", "10.3"], "--onnx"),
+    }
+    for tool, (main, argv, option) in runs.items():
+        capsys.readouterr()
+        assert main(argv) == 2, tool
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {option} {tampered}: SHA-256 ") and err.count("\n") == 1, (tool, err)
+        assert tampered.with_suffix(".json").name in err and "--no-verify" not in err, (tool, err)
+    assert not (tmp_path / "repo").exists() and not list((tmp_path / "ds").glob("*"))

@@ -51,6 +51,20 @@ def test_plan_fields():
         compat.parse_version("ten")
 
 
+@pytest.mark.parametrize("text", ["-1", "8", "8.5x", "1e3.2", "8.5.2.2.2", "8..5", " ", "v8.5", "8.5.-2"])
+def test_parse_version_refuses_what_is_not_a_version(text):
+    """``--trt-version -1`` was read as TensorRT 1.0.0 (digits picked out of any text) and planned for."""
+    with pytest.raises(ValueError, match="not a TensorRT version"):
+        compat.parse_version(text)
+
+
+@pytest.mark.parametrize("text, expected", [("8.6", (8, 6, 0)), ("8.5.2", (8, 5, 2)), ("10.13.3.9", (10, 13, 3)),
+                                            ("10.0.0b6", (10, 0, 0)), ("8.6.1.post1", (8, 6, 1)), (" 10.3.0 ", (10, 3, 0))])
+def test_parse_version_reads_real_tensorrt_versions(text, expected):
+    """What --trt-version takes and what ``tensorrt.__version__`` says (early-access and post releases included)."""
+    assert compat.parse_version(text) == expected
+
+
 def test_85_plan_is_the_86_calls_on_an_opset_16_export():
     """JetPack 5.1 (TensorRT 8.5.2): same calls and builds as 8.6, but no LayerNormalization op in the ONNX."""
     p85, p86 = compat.plan_for("8.5.2"), compat.plan_for("8.6.1")
@@ -208,6 +222,11 @@ def test_cli_bad_inputs_are_one_line_exit_2(tmp_path):
     r = _cli("--onnx", str(garbage), "--check-only", cwd=tmp_path)
     assert r.returncode == 2 and r.stdout == "" and r.stderr.count("\n") == 1, r.stderr
     assert r.stderr.startswith(f"error: --onnx {garbage}: not a readable ONNX model")
+    sidecar = tmp_path / "emonext.json"  # onnx.load parses .json as JSON: a ParseError traceback, exit 1, before
+    sidecar.write_text('{"schema_version": 2}')
+    r = _cli("--onnx", str(sidecar), "--check-only", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith(f"error: --onnx {sidecar}: not a readable ONNX model")
     r = _cli("--output", "x.onnx", "--check-only", cwd=tmp_path)
     assert r.returncode == 2 and "expected a .engine" in r.stderr
     r = _cli("--trt-version", "eleven", "--check-only", cwd=tmp_path)

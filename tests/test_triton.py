@@ -160,6 +160,19 @@ def test_ir_repository_native(atto_ir, tmp_path):
     assert read_config(tmp_path / "py" / "emonext").max_batch_size == 8
 
 
+def test_ir_repository_native_refuses_gpu_instances(atto_ir, tmp_path, capsys):
+    """openvino_backend's ModelInstanceState refuses every kind but CPU ("supports only Kind CPU and AUTO",
+    src/openvino.cc, commit db19304): ``--kind gpu`` on an .xml was written and printed with ``--gpus all``."""
+    with pytest.raises(UsageError, match="only KIND_CPU"):
+        write_repository([atto_ir], tmp_path / "repo", RepositoryOptions(kind="KIND_GPU"))
+    assert not (tmp_path / "repo").exists()
+    assert triton_main(["--artifact", str(atto_ir), "--kind", "gpu", "--output", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --kind gpu:") and err.count("\n") == 1
+    # the python-backend variant runs our Runtime on CPU whatever the kind; unchanged
+    write_repository([atto_ir], tmp_path / "py", RepositoryOptions(python_backend=True))
+
+
 def test_plan_repository_native(tmp_path):
     engine = dummy_engine(tmp_path)
     summary = write_repository([engine], tmp_path / "repo", RepositoryOptions(triton_release="24.08"))
@@ -274,6 +287,18 @@ def test_engine_platform_is_checked_against_the_release(tmp_path):
         write_repository([jp5], tmp_path / "r5", RepositoryOptions(triton_release="23.09-jetpack5.1.2",
                                                                    compute_capability="7.2"))
     assert not any((tmp_path / f"r{i}").exists() for i in range(1, 6))
+
+
+def test_jetson_engine_without_a_release_is_not_sent_to_the_x86_container(tmp_path, capsys):
+    """A Jetson-built engine without --triton-release printed 'docker run --gpus all ... tritonserver:<YY.MM>-py3',
+    the x86_64 container that cannot load it; the hint names Triton's Jetson builds instead."""
+    jetson = dummy_engine(tmp_path, jetson=True)
+    assert triton_main(["--artifact", str(jetson), "--output", str(tmp_path / "repo")]) == 0
+    hint = [line for line in capsys.readouterr().out.splitlines() if line.startswith("next: ")]
+    assert len(hint) == 1 and "docker run" not in hint[0] and "-py3" not in hint[0]
+    assert "Jetson build" in hint[0] and "tritonserver --model-repository=" in hint[0]
+    assert triton_main(["--artifact", str(dummy_engine(tmp_path)), "--output", str(tmp_path / "x86")]) == 0
+    assert "docker run --gpus all" in capsys.readouterr().out  # an x86_64 engine: the container, as before
 
 
 def test_cli_hint_and_warnings(atto_onnx, tmp_path, capsys):

@@ -86,6 +86,31 @@ def test_out_is_checked_before_anything_else(onnx_path, tmp_path, capfd):
     assert "does not exist" in capfd.readouterr().err
 
 
+def test_outputs_never_overwrite_the_source_or_the_model(onnx_path, clip, tmp_path, capfd):
+    """``video m.onnx clip.mp4 --out clip.mp4`` replaced the user's clip with the annotated one (exit 0);
+    ``--json`` on the clip or the model would truncate it before the first frame. Each is refused, nothing touched."""
+    source = tmp_path / "mine.mp4"
+    source.write_bytes(clip.read_bytes())
+    before = source.read_bytes(), onnx_path.read_bytes()
+    for option, target, named in (("--out", source, "the video source"), ("--json", source, "the video source"),
+                                  ("--json", onnx_path, "the model")):
+        assert main(["video", str(onnx_path), str(source), option, str(target), "--max-frames", "2"]) == 2
+        err = capfd.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: {target}: {option} is {named}"), err
+    same = str(tmp_path / "both.mp4")
+    assert main(["video", str(onnx_path), str(source), "--out", same, "--json", same]) == 2
+    assert "--out and --json are the same file" in capfd.readouterr().err
+    assert (source.read_bytes(), onnx_path.read_bytes()) == before
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_full_json_output_is_named(onnx_path, clip, capfd):
+    """``--json /dev/full`` ended with 'error: disk full (...)', not naming the file that could not be written."""
+    assert main(["video", str(onnx_path), str(clip), "--json", "/dev/full", "--max-frames", "2"]) == 4
+    err = capfd.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: /dev/full: disk full"), err
+
+
 def test_bad_sources_one_line(onnx_path, tmp_path, capfd):
     out = str(tmp_path / "o.mp4")
     assert main(["video", str(onnx_path), str(tmp_path / "absent.avi"), "--out", out]) == 2

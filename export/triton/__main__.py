@@ -112,6 +112,12 @@ def serve_hint(output: str, summary: dict, python_backend: bool, release: Option
     if release and "jetpack" in release:
         return (f"on the Jetson, with the Triton {release} tarball unpacked in /opt/tritonserver: "
                 f"/opt/tritonserver/bin/tritonserver --model-repository={repo}")
+    from .repository import JETSON
+
+    if not release and summary.get("platform") == JETSON:
+        return ("on the Jetson that built the engine, with a Triton Jetson build of its JetPack's TensorRT "
+                f"(--triton-release lists them) unpacked in /opt/tritonserver: "
+                f"/opt/tritonserver/bin/tritonserver --model-repository={repo}")
     gpus = "--gpus all " if summary.get("instance_kind", "KIND_GPU") == "KIND_GPU" else ""
     return (f"docker run {gpus}--rm -p 8000:8000 -p 8001:8001 -p 8002:8002 -v {repo}:/models "
             f"nvcr.io/nvidia/tritonserver:{release or '<YY.MM>'}-py3 tritonserver --model-repository=/models")

@@ -208,6 +208,10 @@ def inspect_artifact(path: str | os.PathLike) -> ArtifactInfo:
     if not p.is_file():
         raise ModelFileError(f"--artifact {p}: no such file")
     suffix = p.suffix.lower()
+    if suffix in (".onnx", ".xml", ".engine", ".plan", ".trt"):
+        from ..common import verify_source
+
+        verify_source(p, "--artifact")  # what the sidecar records is what gets served
     if suffix == ".onnx":
         return inspect_onnx(p)
     if suffix == ".xml":
@@ -520,6 +524,11 @@ def refuse_unservable(info: ArtifactInfo, opts: RepositoryOptions) -> list[str]:
             "--batch dynamic, or pass --max-batch 0 to serve the fixed batch as is"
         )
     native_ov = info.kind == "openvino" and not opts.python_backend
+    if native_ov and default_kind(info, opts) != "KIND_CPU":
+        raise UsageError(
+            f"--kind gpu: Triton's OpenVINO backend accepts only KIND_CPU instances (\"supports only Kind CPU and AUTO\", "
+            f"openvino_backend src/openvino.cc) for {info.path.name}; drop --kind (OpenVINO picks its device with the "
+            "TARGET_DEVICE parameter)")
     if native_ov and opts.batch > 0:
         raise UsageError(
             f"--artifact {info.path}: Triton's OpenVINO backend fails every batch that is not exactly max_batch_size "
@@ -622,6 +631,7 @@ def write_repository(artifacts: Sequence[str | os.PathLike], output: str | os.Pa
         "serving": "python backend (our Runtime inside Triton)" if opts.python_backend else f"Triton {first.kind} backend",
         "max_batch_size": opts.batch,
         "instance_kind": default_kind(first, opts),
+        "platform": engine_platform(first.metadata["tensorrt"]) if first.kind == "tensorrt" else None,
         "warnings": warnings,
     }
 
