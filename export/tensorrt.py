@@ -124,11 +124,11 @@ def _onnx_metadata(path: Path) -> ArtifactMetadata:
     from google.protobuf import json_format, text_format
     from google.protobuf.message import DecodeError
 
-    verify_source(path, "--onnx")
     try:
         onnx.load(str(path), load_external_data=False)  # .json / .txt names are parsed as text formats
     except (DecodeError, json_format.ParseError, text_format.ParseError, ValueError, OSError, RuntimeError) as exc:
         raise UsageError(f"--onnx {path}: not a readable ONNX model ({type(exc).__name__})") from None
+    verify_source(path, "--onnx")  # after the parse: an unreadable file gets one line, not an 'unverified' note too
     meta = read_metadata(path)
     if meta is None:
         raise UsageError(f"--onnx {path}: no EmoNeXt metadata (labels, preprocessing); export it with python -m export.onnx")
