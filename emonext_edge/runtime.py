@@ -23,13 +23,22 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from .backends import is_model_url, open_backend
 from .argtypes import THREADS_PER_CPU, max_threads
+from .backends import is_model_url, open_backend
 from .backends.base import Backend
 from .errors import EmoNeXtError, ImageError, ModelFileError, ModelPathTypeError, UsageError
 from .faces import Box, DetectorSpec, crop_face, detect_faces
 from .metadata import labels_from
-from .preprocess import INPUT_SHAPE, ImageInput, PreprocessSpec, as_image_list, load_image, preprocess, preprocess_one, spec_of
+from .preprocess import (
+    INPUT_SHAPE,
+    ImageInput,
+    PreprocessSpec,
+    as_image_list,
+    load_image,
+    preprocess,
+    preprocess_one,
+    spec_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +126,7 @@ def _element_error(exc: ImageError, start: int, size: int) -> tuple[int, str]:
     import re
 
     text = str(exc)
-    match = re.match(r"batch element (\d+): (.*)$", text, re.S) if size > 1 else None
+    match = re.match(r"batch element (\d+): (.*)$", text, re.DOTALL) if size > 1 else None
     if match:
         return start + int(match.group(1)), match.group(2)
     return start, text

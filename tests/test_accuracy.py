@@ -123,7 +123,7 @@ def test_prefetched_chunks_equal_inline_preprocessing(fer2013_root, ten_crop):
 
     source = load_labeled_source(str(fer2013_root), "val", 9)
     one = preprocess_ten_crop if ten_crop else preprocess_one
-    chunks = [range(0, 4), range(4, 8), range(8, 9)]
+    chunks = [range(4), range(4, 8), range(8, 9)]
     outputs = []
     for workers in (1, None):
         with accuracy._Prefetcher(workers) as pool:

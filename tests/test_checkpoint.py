@@ -11,7 +11,7 @@ import torch
 from emonext_edge import ArchitectureMismatchError, CheckpointError, load_model
 from emonext_edge.model import EmoNeXt
 
-SMALL = dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128))
+SMALL = {"depths": (1, 1, 2, 1), "dims": (16, 32, 64, 128)}
 
 
 def _small_state(seed: int) -> dict:

@@ -11,7 +11,14 @@ import pytest
 
 from emonext_edge.errors import VerificationError
 from emonext_edge.fileio import sha256_file
-from emonext_edge.metadata import ArtifactMetadata, from_string_map, read_metadata, read_sidecar, record_digest, sidecar_path
+from emonext_edge.metadata import (
+    ArtifactMetadata,
+    from_string_map,
+    read_metadata,
+    read_sidecar,
+    record_digest,
+    sidecar_path,
+)
 from emonext_edge.preprocess import PREPROCESSING_SPEC
 from export.common import UsageError
 from export.onnx import export_onnx, main, op_counts, resolve_opset

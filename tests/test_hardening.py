@@ -478,7 +478,7 @@ class TestSizeBeforeDecoding:
             assert r["seconds"] < 0.5 and r["traced_peak"] < 20e6 and r["rss_growth"] < 20e6, (path, r)
 
     def test_a_real_jpeg_behind_many_segments_and_garbage_still_loads(self, tmp_path):
-        ok, encoded = cv2.imencode(".jpg", np.full((40, 50), 90, np.uint8))
+        _ok, encoded = cv2.imencode(".jpg", np.full((40, 50), 90, np.uint8))
         raw = encoded.tobytes()
         app = b"\xff\xe1" + struct.pack(">H", 60_002) + b"\x00" * 60_000  # a 60 kB EXIF-sized segment
         (tmp_path / "padded.jpg").write_bytes(raw[:2] + app * 5 + b"\xff\xe0\x00\x02" * 300 + raw[2:])
@@ -511,7 +511,7 @@ class TestSizeBeforeDecoding:
 
         with pytest.raises(ImageError, match="10,000,000,000 pixels"):
             _load_item(bombs["tiff"], "x")
-        import benchmarks.accuracy as accuracy
+        from benchmarks import accuracy
         from emonext_edge.preprocess import preprocess_one
 
         assert accuracy.preprocess_one is preprocess_one  # file items go through load_image
@@ -526,12 +526,12 @@ class TestSizeBeforeDecoding:
 
 def _deflate_bomb(path: Path, member: str, inflated: int, prefix: bytes = b"") -> Path:
     """A zip whose ``member`` is ``prefix`` + zeros, deflated: ``inflated`` bytes stored in ~1/1000 of that."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        with archive.open(member, "w", force_zip64=True) as f:
-            f.write(prefix)
-            block = b"\0" * (1 << 22)
-            for _ in range(inflated // len(block)):
-                f.write(block)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive, \
+            archive.open(member, "w", force_zip64=True) as f:
+        f.write(prefix)
+        block = b"\0" * (1 << 22)
+        for _ in range(inflated // len(block)):
+            f.write(block)
     return path
 
 
@@ -790,7 +790,7 @@ class TestArgumentsAndOutput:
         env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
         with open("/dev/full", "w") as full:
             done = subprocess.run([sys.executable, "-m", "emonext_edge", "predict", "tiny.onnx", "face.png", *json_flag],
-                                  cwd=work, env=env, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+                                  check=False, cwd=work, env=env, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
         err = done.stderr.strip()
         assert done.returncode == 4 and err == "error: cannot write the results to stdout: No space left on device " \
                                                "(disk or device full)", (done.returncode, err)

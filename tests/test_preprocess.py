@@ -31,7 +31,7 @@ def _official(pil: Image.Image) -> np.ndarray:
     w, h = gray.size
     size = (int(236 * w / h), 236) if h <= w else (236, int(236 * h / w))
     resized = np.asarray(gray.resize(size, Image.BILINEAR))
-    top, left = int(round((resized.shape[0] - 224) / 2.0)), int(round((resized.shape[1] - 224) / 2.0))
+    top, left = round((resized.shape[0] - 224) / 2.0), round((resized.shape[1] - 224) / 2.0)
     return resized[top : top + 224, left : left + 224].astype(np.float32) / 255.0
 
 
@@ -56,7 +56,7 @@ def test_bit_exact_with_pil_on_color_frames_of_any_size(shape):
 
 
 def test_ten_crop_matches_torchvision_order(fer2013_root):
-    f = sorted((fer2013_root / "val" / "Happy").glob("*.jpg"))[0]
+    f = min((fer2013_root / "val" / "Happy").glob("*.jpg"))
     crops = preprocess_ten_crop(f)
     assert crops.shape == (10, 3, 224, 224)
     full = np.asarray(Image.open(f).convert("L").resize((236, 236), Image.BILINEAR)).astype(np.float32) / 255.0
@@ -69,7 +69,7 @@ def test_ten_crop_matches_torchvision_order(fer2013_root):
 
 
 def test_batch_of_mixed_inputs(fer2013_root, tmp_path):
-    f = sorted((fer2013_root / "val" / "Sad").glob("*.jpg"))[0]
+    f = min((fer2013_root / "val" / "Sad").glob("*.jpg"))
     gray = np.asarray(Image.open(f))
     batch = preprocess([f, gray, np.dstack([gray] * 3), np.dstack([gray] * 3 + [np.full_like(gray, 7)])])
     assert batch.shape == (4, 3, 224, 224)
