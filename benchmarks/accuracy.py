@@ -56,11 +56,11 @@ if __package__ in (None, ""):  # `python benchmarks/accuracy.py` from a checkout
 import numpy as np
 
 from calibration.datasets import load_labeled_source
-from calibration.fidelity import softmax
 from emonext_edge.argtypes import check_args, data_path, positive_int, thread_count
 from emonext_edge.errors import EmoNeXtError, ImageError
 from emonext_edge.labels import canonical_label
 from emonext_edge.preprocess import preprocess_one, preprocess_ten_crop
+from emonext_edge.scores import softmax
 from export.common import cli_entry
 
 MAX_LISTED_SKIPS = 50

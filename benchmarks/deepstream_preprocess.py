@@ -47,6 +47,7 @@ if str(REPO) not in sys.path:
 
 from emonext_edge.argtypes import check_args, positive_int
 from emonext_edge.deepstream_boxes import nvinfer_crop, rewrite_box
+from emonext_edge.scores import softmax
 
 NET_SCALE_FACTOR = np.float32(0.0039215697906911373)  # export.deepstream.NET_SCALE_FACTOR
 
@@ -165,12 +166,6 @@ def onnx_predictor(model: str | Path) -> Callable[[np.ndarray], np.ndarray]:
         return np.concatenate(out)
 
     return run
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
 
 
 def measure(scenes: Sequence[Scene], predict: Callable[[np.ndarray], np.ndarray],

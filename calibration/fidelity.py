@@ -31,6 +31,7 @@ import numpy as np
 
 from emonext_edge.argtypes import data_path
 from emonext_edge.errors import ExportError
+from emonext_edge.scores import softmax
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,6 @@ DEFAULT_MAX_DROP_PP = 0.5
 DEFAULT_IMAGES = 1000  # at 200, one flipped image is already a 0.5 pp drop
 #: without held-out data the gate runs on this many synthetic images at most (agreement only, weak evidence)
 DEFAULT_SYNTHETIC_IMAGES = 32
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64) - np.max(logits, axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 @dataclass

@@ -18,9 +18,9 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import BackendUnavailableError, ModelFileError
-from ..metadata import from_string_map, read_sidecar
+from ..metadata import from_string_map
 from ..preprocess import INPUT_SHAPE
-from .base import Backend
+from .base import Backend, check_input_shape
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,9 @@ class OnnxRuntimeBackend(Backend):
         device: Optional[str] = None,
         threads: Optional[int] = None,
         precision: Optional[str] = None,
+        record: Any = None,
     ) -> None:
-        super().__init__(path)
+        super().__init__(path, record=record)
         try:
             import onnxruntime as ort
         except ImportError:
@@ -102,8 +103,7 @@ class OnnxRuntimeBackend(Backend):
         if len(inputs) != 1 or len(outputs) < 1:
             raise ModelFileError(f"{path}: expected 1 input and 1 output, got {len(inputs)} inputs, {len(outputs)} outputs")
         spec = inputs[0]
-        if len(spec.shape) != 4 or [_static_dim(d) for d in spec.shape[1:]] != list(INPUT_SHAPE):
-            raise ModelFileError(f"{path}: input {spec.name!r} has shape {spec.shape}; expected [N, 3, 224, 224]")
+        check_input_shape(path, f"input {spec.name!r}", spec.shape, [_static_dim(d) for d in spec.shape])
         if spec.type not in _DTYPES:
             raise ModelFileError(f"{path}: input {spec.name!r} has type {spec.type}; expected tensor(float) or tensor(float16)")
         self.input_name = spec.name
@@ -113,13 +113,11 @@ class OnnxRuntimeBackend(Backend):
         if batch is not None:
             self.min_batch = self.max_batch = batch
 
-        self.metadata = read_sidecar(path)
-        if self.metadata is None:
-            self.metadata = from_string_map(self.session.get_modelmeta().custom_metadata_map)
+        self._read_metadata(embedded=from_string_map(self.session.get_modelmeta().custom_metadata_map))
         out_shape = outputs[0].shape
         classes = _static_dim(out_shape[-1]) if out_shape else None
-        if classes is None and self.metadata and self.metadata.get("labels"):
-            classes = len(self.metadata["labels"])
+        if classes is None and self.labels:
+            classes = len(self.labels)
         if classes is None:
             classes = int(self.session.run([self.output_name], {self.input_name: np.zeros((self.min_batch, *INPUT_SHAPE), self.input_dtype)})[0].shape[-1])
         self.num_classes = classes
@@ -130,7 +128,8 @@ class OnnxRuntimeBackend(Backend):
             provider=used[0],
             providers_tried=list(providers),
             device={"CPUExecutionProvider": "CPU"}.get(used[0], "GPU"),
-            precision=precision or ("fp16" if self.input_dtype == np.float16 else (self.metadata or {}).get("precision", "fp32")),
+            precision=precision or ("fp16" if self.input_dtype == np.float16 else
+                                   (self.metadata.precision if self.metadata and self.metadata.precision else "fp32")),
             threads=threads if threads is not None else "default",
         )
         log.debug("%s: ONNX Runtime session on %s (tried %s)", path, used[0], providers)

@@ -25,9 +25,10 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import BackendUnavailableError, ModelFileError
-from ..metadata import from_string_map, read_sidecar
+from ..formats import OPENVINO_IR, companion_path
+from ..metadata import from_string_map
 from ..preprocess import INPUT_SHAPE
-from .base import Backend
+from .base import Backend, check_input_shape
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,13 @@ def _flatten_rt_info(rt: Any, prefix: str = "") -> dict[str, str]:
         else:
             out[name] = str(value)
     return out
+
+
+def _tensor_name(port: Any) -> Optional[str]:
+    try:
+        return str(port.get_any_name())
+    except Exception:  # an unnamed tensor
+        return None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -83,13 +91,14 @@ class OpenVinoBackend(Backend):
         num_requests: Optional[int] = None,
         threads: Optional[int] = None,
         batch: Optional[int] = None,
+        record: Any = None,
     ) -> None:
-        super().__init__(path)
+        super().__init__(path, record=record)
         try:
             import openvino as ov
         except ImportError:
             raise BackendUnavailableError(f"{path}: OpenVINO IR models need openvino (pip install openvino)") from None
-        weights = self.path.with_suffix(".bin")
+        weights = companion_path(self.path, OPENVINO_IR.companions[0])
         if not weights.is_file():
             raise ModelFileError(f"{path}: the weights file {weights} is missing (an OpenVINO IR is an .xml plus its .bin)")
         device = (device or "CPU").upper()
@@ -114,8 +123,9 @@ class OpenVinoBackend(Backend):
             raise ModelFileError(f"{path}: expected 1 input and 1 output, got {len(model.inputs)} and {len(model.outputs)}")
         shape = model.inputs[0].get_partial_shape()
         dims = [d.get_length() if d.is_static else None for d in shape] if shape.rank.is_static else []
-        if len(dims) != 4 or dims[1:] != list(INPUT_SHAPE):
-            raise ModelFileError(f"{path}: input has shape {shape}; expected [N, 3, 224, 224]")
+        check_input_shape(path, "input", shape, dims)
+        self.input_name = _tensor_name(model.inputs[0])
+        self.output_name = _tensor_name(model.outputs[0])
         if batch is not None:
             if dims[0] is not None and dims[0] != batch:
                 raise ValueError(f"{path}: the IR has a fixed batch of {dims[0]}; it cannot be compiled for batch={batch}")
@@ -124,13 +134,13 @@ class OpenVinoBackend(Backend):
         if dims[0] is not None:
             self.min_batch = self.max_batch = dims[0]
 
-        self.metadata = read_sidecar(path) or from_string_map(_flatten_rt_info(model.get_rt_info()))
+        self._read_metadata(embedded=from_string_map(_flatten_rt_info(model.get_rt_info())))
         out_shape = model.outputs[0].get_partial_shape()
         last = out_shape[out_shape.rank.get_length() - 1] if out_shape.rank.is_static else None
         if last is not None and last.is_static:
             self.num_classes = last.get_length()
-        elif self.metadata and self.metadata.get("labels"):
-            self.num_classes = len(self.metadata["labels"])
+        elif self.labels:
+            self.num_classes = len(self.labels)
         else:
             raise ModelFileError(f"{path}: output shape {out_shape} has no static class dimension and no metadata labels")
 

@@ -21,7 +21,6 @@ can call :meth:`TritonBackend.run` at once; the server batches their requests.
 from __future__ import annotations
 
 import http.client
-import json
 import logging
 import threading
 from pathlib import Path
@@ -31,12 +30,14 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from ..errors import BackendUnavailableError, ImageError, ModelFileError
+from ..formats import TRITON
+from ..metadata import ArtifactMetadata, parse_json
 from ..preprocess import INPUT_SHAPE
 from .base import Backend
 
 log = logging.getLogger(__name__)
 
-SCHEMES = ("grpc", "http", "https")
+SCHEMES = TRITON.schemes
 DEFAULT_PORTS = {"grpc": 8001, "http": 8000, "https": 443}
 METADATA_PARAMETER = "emonext_metadata"
 _DTYPES = {"TYPE_FP32": ("FP32", np.float32), "TYPE_FP16": ("FP16", np.float16)}
@@ -72,9 +73,10 @@ class TritonBackend(Backend):
 
     name = "triton"
 
-    def __init__(self, path: Any, *, timeout: float = 30.0, headers: Optional[dict[str, str]] = None) -> None:
+    def __init__(self, path: Any, *, timeout: float = 30.0, headers: Optional[dict[str, str]] = None,
+                 record: Any = None) -> None:
         url = str(path)
-        super().__init__(Path(url))
+        super().__init__(Path(url), record=record)
         self.url = url
         self.scheme, self.address, self.model, self.version = parse_model_url(url)
         if not timeout or timeout <= 0:
@@ -232,17 +234,22 @@ class TritonBackend(Backend):
         served = {"url": self.url, "model": self.model, "version": self.version or "latest",
                   "platform": config.get("platform") or config.get("backend") or "unknown"}
         if raw:
-            try:
-                self.metadata = {**json.loads(raw), "triton": served}
-            except ValueError:
-                raise ModelFileError(f"{self.url}: parameter {METADATA_PARAMETER!r} of model {self.model!r} is not JSON") from None
+            where = f"{self.url} (parameter {METADATA_PARAMETER})"
+            data = parse_json(raw, where, "served metadata")
+            if not isinstance(data, dict):
+                raise ModelFileError(f"{where}: metadata must be a JSON object, got {type(data).__name__}")
+            self.embedded = data
+            self.metadata = ArtifactMetadata.from_dict(data, where) if data.get("labels") else None
+            if self.metadata is not None:
+                self.metadata.extra["triton"] = served  # where it is served (kept in its dict form)
         else:
             log.warning("%s: model %r carries no %s parameter; assuming the FER2013 ImageFolder label order",
                         self.url, self.model, METADATA_PARAMETER)
-            self.metadata = {"triton": served}
+        self.served = served
         self.info.update(backend=self.name, device=f"Triton server at {self.address}", protocol=self.scheme,
                          model=self.model, version=self.version or "latest", platform=served["platform"],
-                         precision=(self.metadata or {}).get("precision", "fp32" if self.wire_dtype == "FP32" else "fp16"),
+                         precision=(self.metadata.precision if self.metadata and self.metadata.precision else
+                                    "fp32" if self.wire_dtype == "FP32" else "fp16"),
                          provider="tritonclient", threads="server")
 
     # -- inference ---------------------------------------------------------------------------
