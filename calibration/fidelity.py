@@ -7,14 +7,10 @@ when the accuracy drop > ``max_drop_pp`` percentage points (default 0.5). The me
 figures are always reported (``FidelityReport.summary()``).
 
 Every exporter exposes the same options through :func:`add_fidelity_arguments` /
-:func:`gate_from_args`::
-
-    opts = gate_from_args(args)                       # FidelityOptions
-    images, labels, what = opts.load_images(args.calib_data)
-    report = opts.run(candidate.run, reference.run, images, labels)
-    print(report.summary())
-    opts.enforce(report, [artifact, sidecar])         # deletes them + raises ExportError on failure,
-                                                      # unless --keep-failed
+:func:`gate_from_args` (a :class:`FidelityOptions`); ``export.pipeline.gate_artifact`` runs the
+gate on the Runtime's own backends and ``Stage.commit`` keeps or drops the artifact (the export
+contract, docs/export-contract.md). ``FidelityOptions.run``/``enforce`` (0.2's delete-after-write)
+are gone: nothing is written before it passed.
 """
 
 from __future__ import annotations
@@ -22,9 +18,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -242,23 +237,6 @@ class FidelityOptions:
         """(float32 batch, labels or None, description) for the gate; see :func:`held_out_images`."""
         return held_out_images(self.data if self.data is not None else fallback_data, self.images, split)
 
-    def run(self, candidate: Predictor, reference: Predictor, images: Any,
-            labels: Optional[Sequence[int]] = None, batch_size: int = 32) -> FidelityReport:
-        return fidelity_gate(candidate, reference, images, labels, self.min_agreement, self.max_drop_pp, batch_size)
-
-    def enforce(self, report: FidelityReport, artifacts: Iterable[str | os.PathLike] = ()) -> None:
-        """On failure delete ``artifacts`` (unless ``keep_failed``) and raise ``ExportError``."""
-        if report.passed:
-            return
-        paths = [Path(a) for a in artifacts]
-        if self.keep_failed:
-            raise ExportError(f"{report.summary()} Kept (--keep-failed): {', '.join(map(str, paths))}")
-        for p in paths:
-            if p.is_dir():
-                continue
-            p.unlink(missing_ok=True)
-        raise ExportError(f"{report.summary()} Removed: {', '.join(map(str, paths)) or '(nothing)'}; "
-                          "use --keep-failed to keep it, or relax --min-agreement/--max-drop")
 
 
 def gate_from_args(args: argparse.Namespace) -> FidelityOptions:

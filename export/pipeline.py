@@ -41,7 +41,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 from typing import Callable as _Callable  # subscripted at run time: typing's, for Python 3.8 (JetPack 5)
@@ -389,13 +389,3 @@ def gate_line(gate: GateResult) -> str:
     if gate.failures:
         text += " — " + "; ".join(gate.failures)
     return text
-
-
-@dataclass
-class GateData:
-    """Images (float32 NCHW), labels where known, and what they are — the gate's input."""
-
-    images: np.ndarray
-    labels: Optional[np.ndarray] = None
-    description: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)

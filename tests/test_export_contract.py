@@ -68,7 +68,7 @@ def test_onnx_keep_failed_writes_an_unverified_artifact(official_checkpoint, tmp
     from emonext_edge import Runtime
 
     with Runtime(out) as rt:
-        assert rt.artifact_metadata.fidelity.kept_failed and not rt.artifact_metadata.verified
+        assert rt.metadata.fidelity.kept_failed and not rt.metadata.verified
 
 
 def test_onnx_passing_export_records_gate_precision_and_hash(official_model, tmp_path):
@@ -84,7 +84,7 @@ def test_onnx_passing_export_records_gate_precision_and_hash(official_model, tmp
     from emonext_edge import Runtime
 
     with Runtime(tmp_path / "m.onnx") as rt:  # the Runtime reads the same record (and checks the hash)
-        assert rt.artifact_metadata == meta
+        assert rt.metadata == meta
 
 
 _KILL_SCRIPT = textwrap.dedent("""
