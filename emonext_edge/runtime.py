@@ -31,7 +31,7 @@ from .faces import Box, DetectorSpec, crop_face, detect_faces
 from .formats import format_for
 from .metadata import ArtifactMetadata, labels_for, warn_deprecated
 from .preprocess import INPUT_SHAPE, ImageInput, as_image_list, load_image, preprocess, preprocess_one
-from .scores import softmax
+from .scores import softmax as _softmax
 from .stream import VideoStream
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,13 @@ class FacePrediction:
 
     def to_dict(self) -> dict[str, Any]:
         return {"box": list(self.box), **self.prediction.to_dict()}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "softmax":  # 0.3 home of softmax; removal: 0.5
+        warn_deprecated("emonext_edge.runtime.softmax", "emonext_edge.scores.softmax", "0.5")
+        return _softmax
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def check_batch(batch: Any, where: str = "batch") -> np.ndarray:
@@ -278,7 +285,7 @@ class Runtime:
         return np.concatenate(outputs) if len(outputs) > 1 else outputs[0]
 
     def _predictions(self, logits: np.ndarray) -> list[Prediction]:
-        probs = softmax(logits)
+        probs = _softmax(logits)
         out = []
         for row, p in zip(logits, probs):
             top = int(np.argmax(p))

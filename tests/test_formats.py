@@ -205,6 +205,10 @@ def test_retired_metadata_names_warn(tmp_path, fresh_warnings):
     with pytest.warns(DeprecationWarning, match="read_sidecar"):
         assert metadata.read_sidecar(path)["labels"] == list(IMAGEFOLDER_LABELS)
     assert not hasattr(metadata, "build_metadata")
+    from emonext_edge import runtime, scores
+
+    with pytest.warns(DeprecationWarning, match="emonext_edge.runtime.softmax"):
+        assert runtime.softmax is scores.softmax
     with pytest.raises(AttributeError):
         metadata.no_such_name  # noqa: B018
 
