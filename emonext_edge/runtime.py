@@ -178,12 +178,12 @@ class Runtime:
         if isinstance(self.path, Path) and self.path.is_file():
             from .integrity import read_record, verify_artifact
 
-            sidecar, raw = read_record(self.path)
+            record_file, raw = read_record(self.path)
             if verify:
-                verify_artifact(self.path, strict=verify == "strict", notes=notes, record=(sidecar, raw))
+                verify_artifact(self.path, strict=verify == "strict", notes=notes, record=(record_file, raw))
             fmt = format_for(self.path)
-            if sidecar is not None and fmt is not None and fmt.record is not None:
-                record = ArtifactMetadata.from_dict(raw, str(sidecar))
+            if record_file is not None and fmt is not None and fmt.record is not None:
+                record = ArtifactMetadata.from_dict(raw, str(record_file))
         options = dict(backend_options)
         for key, value in (("device", device), ("precision", precision), ("threads", threads)):
             if value is not None:
