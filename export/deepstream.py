@@ -55,7 +55,6 @@ from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
-from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
 from emonext_edge.argtypes import check_args, data_path, finite_float, non_negative_int, positive_int
 from emonext_edge.deepstream_boxes import DEFAULT_STRATEGY, NVINFER_MIN_OBJECT_SIZE
 from emonext_edge.errors import ExportError, ModelFileError
@@ -64,6 +63,7 @@ from emonext_edge.metadata import ArtifactMetadata, GateResult, labels_for, read
 from emonext_edge.opencv import import_cv2
 from emonext_edge.scores import softmax
 from emonext_edge.tensorrt_compat import ApiPlan, parse_version, plan_for
+from export.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
 
 from . import trt_opcheck
 from .common import UsageError, load_source, synthetic_faces, verification_batch

@@ -55,11 +55,11 @@ from typing import Any
 
 import numpy as np
 
-from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
 from emonext_edge.argtypes import check_args, data_path, non_negative_float, positive_int
 from emonext_edge.errors import ExportError, VerificationError
 from emonext_edge.fileio import prepare_output_dir
 from emonext_edge.metadata import ArtifactMetadata, package_version, write_onnx_metadata
+from export.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
 
 from .common import UsageError, load_source
 from .pipeline import Stage, embed_onnx, exporter_cli, gate_artifact, gate_line, raise_if_failed, set_verbosity

@@ -29,7 +29,6 @@ from typing import Any, Optional
 
 import numpy as np
 
-from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
 from emonext_edge.argtypes import check_args, data_path, non_negative_float, positive_int, thread_count
 from emonext_edge.errors import VerificationError
 from emonext_edge.metadata import (
@@ -37,6 +36,7 @@ from emonext_edge.metadata import (
     Quantization,
     set_ov_model_metadata,
 )
+from export.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
 
 from .common import UsageError, synthetic_faces
 from .nncf_quantize import (  # noqa: F401 - re-exported: the 0.2 import paths keep working

@@ -328,12 +328,12 @@ def gate_artifact(
     """Run the shared fidelity gate on ``artifact`` through the Runtime's own backend.
 
     ``reference``: float32 batch -> logits of what the artifact must behave like (PyTorch,
-    the FP32 ONNX/IR, ...). ``options``: :class:`calibration.fidelity.FidelityOptions`
+    the FP32 ONNX/IR, ...). ``options``: :class:`export.fidelity.FidelityOptions`
     (``min_agreement``, ``max_drop_pp``). ``atol``: also fail when max |Δlogit| exceeds it
     (FP32 conversions). ``extra_failures(candidate_logits)`` may add failure reasons.
     """
-    from calibration.fidelity import fidelity_gate
     from emonext_edge.runtime import Runtime
+    from export.fidelity import fidelity_gate
 
     outputs: list[np.ndarray] = []
     with interruptible(f"the fidelity gate of {Path(artifact).name}"), Runtime(artifact, **dict(runtime_options or {})) as rt:

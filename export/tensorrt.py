@@ -42,13 +42,13 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from calibration.calib_file import DEFAULT_CALIBRATION_SIZE
-from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
 from emonext_edge import tensorrt_compat as compat
 from emonext_edge.argtypes import check_args, data_path, non_negative_int, positive_float, positive_int
 from emonext_edge.errors import BackendUnavailableError, ExportError, UsageError
 from emonext_edge.fileio import sha256_file
 from emonext_edge.formats import TENSORRT_ENGINE
 from emonext_edge.metadata import ArtifactMetadata, Quantization, TensorRTInfo, read_metadata
+from export.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
 
 from . import trt_api, trt_opcheck
 from .pipeline import Stage, TargetRuntimeMissing, exporter_cli, gate_artifact, gate_line, raise_if_failed

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 from conftest import fer_val_sample
 
-from calibration.fidelity import (
+from emonext_edge.errors import ExportError
+from emonext_edge.preprocess import preprocess
+from export.fidelity import (
     FidelityOptions,
     add_fidelity_arguments,
     fidelity_gate,
     gate_from_args,
     held_out_images,
 )
-from emonext_edge.errors import ExportError
-from emonext_edge.preprocess import preprocess
 
 torch = pytest.importorskip("torch")
 

@@ -234,3 +234,16 @@ def test_stream_does_not_import_runtime():
     from emonext_edge.stream import VideoStream
 
     assert typing.get_type_hints(Runtime.stream)["return"] is VideoStream
+
+
+def test_the_fidelity_gate_moved_to_export_with_a_warning_shim(fresh_warnings):
+    import calibration
+    import calibration.fidelity as old
+    from export import fidelity
+
+    with pytest.warns(DeprecationWarning, match=r"calibration.fidelity.fidelity_gate .* use export.fidelity"):
+        assert old.fidelity_gate is fidelity.fidelity_gate
+    with pytest.warns(DeprecationWarning, match="calibration.fidelity.FidelityOptions"):
+        assert calibration.FidelityOptions is fidelity.FidelityOptions
+    with pytest.raises(AttributeError):
+        old.GateData  # noqa: B018
