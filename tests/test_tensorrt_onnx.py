@@ -82,7 +82,7 @@ def _assert_metadata_carried(source, artifact, precision):
     assert sidecar == embedded and sidecar["precision"] == precision
     assert sidecar["labels"] == read_sidecar(source)["labels"] and sidecar["source"] == read_sidecar(source)["source"]
     with Runtime(artifact) as rt:
-        assert rt.metadata["precision"] == precision and list(rt.labels) == sidecar["labels"]
+        assert rt.metadata.precision == precision and list(rt.labels) == sidecar["labels"]
 
 
 def test_qdq_leaves_stn_unquantized(official_onnx, official_io, tmp_path):
