@@ -53,6 +53,7 @@ from emonext_edge.commit_marker import roll_back, write_marker
 from emonext_edge.environment import EXIT_ENVIRONMENT, EnvironmentFailure, diagnose, environment_failure
 from emonext_edge.errors import BackendUnavailableError, VerificationError
 from emonext_edge.fileio import TEMP_PREFIX, clean_stale_temps, prepare_output_dir, sha256_file
+from emonext_edge.formats import commit_names, format_for
 from emonext_edge.metadata import ArtifactMetadata, GateResult, sidecar_path, write_ir_metadata, write_onnx_metadata
 
 log = logging.getLogger(__name__)
@@ -224,6 +225,10 @@ class Stage:
         if not names:
             raise ValueError("nothing to commit")
         model_name = names[-1]
+        expected = commit_names(model_name)  # the formats table: companions (an IR's .bin) right before the model
+        if list(names[-len(expected):]) != expected or any(format_for(n) for n in names[:-1]):
+            raise ValueError(f"commit order {list(names)}: the model file must come last, right after its companion "
+                             f"files (emonext_edge.formats; for {model_name}: ... {expected})")
         finals = [self.out_dir / n for n in names]
         if meta.fidelity is None:
             raise ValueError(f"{model_name}: commit needs the gate result in meta.fidelity (the contract: verify first)")

@@ -247,3 +247,20 @@ def test_the_fidelity_gate_moved_to_export_with_a_warning_shim(fresh_warnings):
         assert calibration.FidelityOptions is fidelity.FidelityOptions
     with pytest.raises(AttributeError):
         old.GateData  # noqa: B018
+
+
+def test_stage_commit_takes_the_order_of_an_artifacts_files_from_the_table(tmp_path):
+    from emonext_edge.metadata import GateResult
+    from export.pipeline import Stage
+
+    meta = _record("openvino-ir", fidelity=GateResult(passed=True))
+    with Stage(tmp_path / "out") as stage:
+        for name in ("m.xml", "m.bin"):
+            stage.file(name).write_bytes(b"ir")
+        with pytest.raises(ValueError, match=r"the model file must come last"):
+            stage.commit(["m.xml", "m.bin"], meta)  # the model file first: refused, nothing renamed
+        with pytest.raises(ValueError, match=r"for m.xml: ... \['m.bin', 'm.xml'\]"):
+            stage.commit(["m.xml"], meta)  # the .bin left out
+        assert not (tmp_path / "out" / "m.xml").exists()
+        result = stage.commit(["m.bin", "m.xml"], meta)
+    assert result.committed and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["m.bin", "m.json", "m.xml"]
