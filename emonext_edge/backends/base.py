@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 def expected_input() -> str:
-    """``"[N, 3, 224, 224]"``: the one input every backend takes (from :data:`INPUT_SHAPE`)."""
+    """``"[N, C, H, W]"`` spelled from :data:`INPUT_SHAPE`: the one input every backend takes."""
     return "[N, " + ", ".join(str(d) for d in INPUT_SHAPE) + "]"
 
 

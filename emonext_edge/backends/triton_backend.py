@@ -1,7 +1,7 @@
 """Triton Inference Server backend: a model served at ``grpc://host:8001/emonext`` or ``http://host:8000/emonext``.
 
 ``Runtime("grpc://host:8001/emonext")`` preprocesses locally (the one preprocessing) and sends
-float32 ``[N, 3, 224, 224]`` to the server through ``tritonclient`` (``pip install -e '.[triton]'``;
+float32 ``[N, *INPUT_SHAPE]`` to the server through ``tritonclient`` (``pip install -e '.[triton]'``;
 imported only when such a URL is opened). A version can follow the model name:
 ``grpc://host:8001/emonext/2``. Default ports: gRPC 8001, HTTP 8000.
 
@@ -33,7 +33,7 @@ from ..errors import BackendUnavailableError, ImageError, ModelFileError
 from ..formats import TRITON
 from ..metadata import ArtifactMetadata, parse_json
 from ..preprocess import INPUT_SHAPE
-from .base import Backend
+from .base import Backend, expected_input
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ class TritonBackend(Backend):
         inputs, outputs = config.get("input", []), config.get("output", [])
         if len(inputs) != 1 or not outputs:
             raise ModelFileError(f"{self.url}: model {self.model!r} has {len(inputs)} inputs and {len(outputs)} outputs; "
-                                 "expected the EmoNeXt classifier (1 float input [3, 224, 224], logits out)")
+                                 f"expected the EmoNeXt classifier (1 float input {list(INPUT_SHAPE)}, logits out)")
         spec, out = inputs[0], outputs[0]
         max_batch = int(config.get("max_batch_size", 0))
         dims = [int(d) for d in spec.get("dims", [])]
@@ -215,7 +215,7 @@ class TritonBackend(Backend):
             hint = " (a UINT8 image input: that is the emonext_pipeline ensemble; Runtime serves the classifier)" \
                 if dtype == "TYPE_UINT8" else ""
             raise ModelFileError(f"{self.url}: model {self.model!r} takes {dtype} {dims} with max_batch_size "
-                                 f"{max_batch}; expected float [3, 224, 224] per image{hint}")
+                                 f"{max_batch}; expected float {list(INPUT_SHAPE)} per image{hint}")
         self.input_name, self.output_name = spec["name"], out["name"]
         self.wire_dtype, self.input_dtype = _DTYPES[dtype]
         out_dims = [int(d) for d in out.get("dims", [])]
@@ -255,7 +255,7 @@ class TritonBackend(Backend):
     # -- inference ---------------------------------------------------------------------------
     def run(self, batch: np.ndarray) -> np.ndarray:
         if batch.ndim != 4 or tuple(batch.shape[1:]) != INPUT_SHAPE:
-            raise ImageError(f"{self.url}: expected a float32 [N, 3, 224, 224] batch, got shape {batch.shape}")
+            raise ImageError(f"{self.url}: expected a float32 {expected_input()} batch, got shape {batch.shape}")
         n = batch.shape[0]
         if not self.min_batch <= n <= (self.max_batch or n):
             raise ImageError(f"{self.url}: batch of {n} outside the served model's limits [{self.min_batch}, {self.max_batch}]")
