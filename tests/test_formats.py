@@ -264,3 +264,22 @@ def test_stage_commit_takes_the_order_of_an_artifacts_files_from_the_table(tmp_p
         assert not (tmp_path / "out" / "m.xml").exists()
         result = stage.commit(["m.bin", "m.xml"], meta)
     assert result.committed and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["m.bin", "m.json", "m.xml"]
+
+
+@pytest.mark.parametrize("verify", [True, "strict", False])
+def test_a_load_parses_the_sidecar_once(tmp_path, monkeypatch, verify):
+    pytest.importorskip("onnxruntime")
+    from emonext_edge import Runtime
+
+    path = tiny_onnx(tmp_path / "tiny.onnx")
+    reads: list[str] = []
+    real = metadata.read_json_file
+
+    def counting(p, *args, **kwargs):
+        reads.append(Path(p).name)
+        return real(p, *args, **kwargs)
+
+    monkeypatch.setattr(metadata, "read_json_file", counting)
+    with Runtime(path, verify=verify) as rt:
+        assert rt.metadata.labels == list(IMAGEFOLDER_LABELS)
+    assert reads == ["tiny.json"]
