@@ -59,7 +59,7 @@ from calibration.datasets import load_labeled_source
 from emonext_edge.argtypes import check_args, data_path, positive_int, thread_count
 from emonext_edge.errors import EmoNeXtError, ImageError
 from emonext_edge.labels import canonical_label
-from emonext_edge.preprocess import preprocess_one, preprocess_ten_crop
+from emonext_edge.preprocess import INPUT_SHAPE, preprocess_one, preprocess_ten_crop
 from emonext_edge.scores import softmax
 from export.common import cli_entry
 
@@ -162,7 +162,7 @@ def _prepare(source: Any, one: Any, indices: range) -> tuple[Optional[np.ndarray
             kept.append(i)
         except ImageError as exc:
             skipped.append((source.names[i], str(exc)))
-    batch = np.stack(tensors).reshape(-1, 3, 224, 224) if tensors else None
+    batch = np.stack(tensors).reshape(-1, *INPUT_SHAPE) if tensors else None
     return batch, kept, skipped
 
 
@@ -202,10 +202,12 @@ class _Progress:
     def __init__(self, total: int, enabled: bool = True) -> None:
         self.total, self.enabled = total, enabled
         self.start = self.last = time.perf_counter()
+        self.drawn = False  # a terminal line without its newline yet
 
     def update(self, done: int) -> None:
         now = time.perf_counter()
-        if not self.enabled or (now - self.last < 0.5 and done < self.total):
+        tty = sys.stderr.isatty()  # log files and pipes get a plain line every 10 s, never a \r
+        if not self.enabled or (now - self.last < (0.5 if tty else 10.0) and done < self.total):
             return
         self.last = now
         elapsed = now - self.start
@@ -213,13 +215,15 @@ class _Progress:
         eta = (self.total - done) / rate if rate > 0 else 0.0
         width = 30
         filled = int(width * done / max(1, self.total))
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} images "
-                         f"{rate:.1f} img/s, {elapsed:.0f}s elapsed, ~{eta:.0f}s left ")
+        text = (f"[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} images "
+                f"{rate:.1f} img/s, {elapsed:.0f}s elapsed, ~{eta:.0f}s left")
+        sys.stderr.write(f"\r{text} " if tty else f"{text}\n")
+        self.drawn = tty
         sys.stderr.flush()
 
     def close(self, summary: str) -> None:
         if self.enabled:
-            sys.stderr.write(f"\n{summary}\n")
+            sys.stderr.write(f"\n{summary}\n" if self.drawn else f"{summary}\n")
             sys.stderr.flush()
 
 

@@ -4,17 +4,17 @@
         [--num 1000] [--seed 0] [--json out.json] [--markdown out.md]
 
 Each FER2013 val face (48x48) is enlarged to a random size (shorter box side 40-400 px,
-log-uniform; about a third of the faces end up larger than 236 px, where resizing to 224
-shrinks them) and placed into a larger frame at a random sub-pixel position, inside a face
+log-uniform; about a third of the faces end up larger than the spec's resize size, where
+resizing to the spec's crop size shrinks them) and placed into a larger frame at a random sub-pixel position, inside a face
 box 1.0-1.3x taller than wide (detectors' boxes are taller than the face is wide). The box
 is known exactly. For each box:
 
 * reference: training-identical preprocessing of the box crop, ``emonext_edge.preprocess``
-  (PIL-exact grayscale, Resize(236) with PIL's antialiased bilinear, CenterCrop(224), /255);
+  (PIL-exact grayscale, the spec's Resize with PIL's antialiased bilinear, CenterCrop, scale);
 * candidates: what nvinfer computes (DeepStream 6.2 ``gstnvinfer.cpp``): optional box
   rewrite (``emonext_edge.deepstream_boxes.rewrite_box``), then nvinfer's rounding (left/top
   up, width/height down to even pixels, objects under 16 px skipped:
-  ``deepstream_boxes.nvinfer_crop``), the rectangle scaled *straight* to 224x224 into a uint8
+  ``deepstream_boxes.nvinfer_crop``), the rectangle scaled *straight* to the network size into a uint8
   surface, then ``net-scale-factor * x``. The scaler is simulated with OpenCV on the CPU:
   ``cv2.INTER_LINEAR`` (bilinear, no antialiasing) is the closest CPU analogue of NPP/VIC
   bilinear (``scaling-filter=1``), ``cv2.INTER_NEAREST`` of the default ``scaling-filter=0``,
@@ -46,10 +46,12 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from emonext_edge.argtypes import check_args, positive_int
-from emonext_edge.deepstream_boxes import nvinfer_crop, rewrite_box
+from emonext_edge.deepstream_boxes import nvinfer_crop, nvinfer_scale_offset, rewrite_box
+from emonext_edge.preprocess import SPEC
 from emonext_edge.scores import softmax
 
-NET_SCALE_FACTOR = np.float32(0.0039215697906911373)  # export.deepstream.NET_SCALE_FACTOR
+NET_SCALE_FACTOR = np.float32(nvinfer_scale_offset()[0])  # the spec's scale, as export.deepstream writes it
+RATIO = f"{SPEC.crop_size}/{SPEC.resize_shorter}"  # the spec's crop / resize, in candidate names
 
 
 @dataclass(frozen=True)
@@ -66,14 +68,14 @@ class Candidate:
 CANDIDATES = (
     Candidate("raw box, bilinear", "raw", "linear", note="scaling-filter=1, no rewrite (deepstream-app as is)"),
     Candidate("raw box, nearest (nvinfer default)", "raw", "nearest", note="scaling-filter=0"),
-    Candidate("centre square 224/236, bilinear", "center_square", "linear", note="the shipped default"),
-    Candidate("centre square 224/236, area when shrinking", "center_square", "area_down",
+    Candidate(f"centre square {RATIO}, bilinear", "center_square", "linear", note="the shipped default"),
+    Candidate(f"centre square {RATIO}, area when shrinking", "center_square", "area_down",
               note="scaling-filter=3 (GPU-Super) with scaling-compute-hw=1; bilinear when enlarging (assumed)"),
-    Candidate("centre square 224/236, nearest", "center_square", "nearest", note="scaling-filter=0"),
-    Candidate("centre square full side, bilinear", "center_square_full", "linear", note="no 224/236 margin"),
-    Candidate("centre square 224/236, bilinear, GRAY8 = limited-range Y", "center_square", "linear", "limited_y",
+    Candidate(f"centre square {RATIO}, nearest", "center_square", "nearest", note="scaling-filter=0"),
+    Candidate("centre square full side, bilinear", "center_square_full", "linear", note=f"no {RATIO} margin"),
+    Candidate(f"centre square {RATIO}, bilinear, GRAY8 = limited-range Y", "center_square", "linear", "limited_y",
               note="--gray on an NV12 stream if GRAY8 is taken from limited-range luma"),
-    Candidate("centre square 224/236, bilinear, limited-range Y, offsets=16, net-scale-factor=1/219", "center_square",
+    Candidate(f"centre square {RATIO}, bilinear, limited-range Y, offsets=16, net-scale-factor=1/219", "center_square",
               "linear", "limited_y", note="the same, compensated in the config", offset=16.0, scale=1.0 / 219.0),
 )
 
@@ -83,7 +85,7 @@ class Scene:
     frame: np.ndarray  # uint8 gray frame
     box: tuple[float, float, float, float]  # left, top, width, height (float, as a detector gives)
     label: int
-    shrunk: bool  # True when Resize(236) shrinks the box (shorter side > 236)
+    shrunk: bool  # True when the spec's Resize shrinks the box (shorter side > SPEC.resize_shorter)
 
 
 def make_scene(face: np.ndarray, label: int, rng: np.random.Generator) -> Scene:
@@ -103,7 +105,7 @@ def make_scene(face: np.ndarray, label: int, rng: np.random.Generator) -> Scene:
     width, height = size + rng.uniform(-0.5, 0.5), size * taller
     extra_top = (height - size) * rng.uniform(0.3, 0.7)
     box = (x0 + rng.uniform(-0.5, 0.5), y0 - extra_top, width, height)
-    return Scene(frame, box, label, shrunk=min(width, height) > 236)
+    return Scene(frame, box, label, shrunk=min(width, height) > SPEC.resize_shorter)
 
 
 def reference_input(scene: Scene) -> np.ndarray:
@@ -117,7 +119,7 @@ def reference_input(scene: Scene) -> np.ndarray:
 
 
 def nvinfer_input(frame: np.ndarray, box: Sequence[float], candidate: Candidate) -> Optional[np.ndarray]:
-    """float32 ``[3, 224, 224]`` as nvinfer would feed the network for ``box`` (``None``: object skipped)."""
+    """float32 ``SPEC.input_shape`` as nvinfer would feed the network for ``box`` (``None``: object skipped)."""
     import cv2
 
     fh, fw = frame.shape[:2]
@@ -134,11 +136,11 @@ def nvinfer_input(frame: np.ndarray, box: Sequence[float], candidate: Candidate)
     crop = source[y:y + h, x:x + w]
     mode = candidate.interpolation
     if mode == "area_down":  # supersampling only applies to shrinking; assumed bilinear when enlarging
-        mode = "area" if min(w, h) > 224 else "linear"
+        mode = "area" if min(w, h) > SPEC.crop_size else "linear"
     flag = {"linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST, "area": cv2.INTER_AREA}[mode]
-    scaled = cv2.resize(crop, (224, 224), interpolation=flag)
+    scaled = cv2.resize(crop, (SPEC.crop_size, SPEC.crop_size), interpolation=flag)
     x01 = np.float32(candidate.scale) * (scaled.astype(np.float32) - np.float32(candidate.offset))
-    return np.repeat(x01[None], 3, axis=0)  # RGB variant: luma of R=G=B is the gray value itself
+    return np.repeat(x01[None], SPEC.channels, axis=0)  # RGB variant: luma of R=G=B is the gray value itself
 
 
 def val_sample(root: Path, num: int, seed: int) -> list[tuple[Path, int]]:
@@ -246,7 +248,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     src.add_argument("--checkpoint", help="EmoNeXt checkpoint (exported to ONNX for the run)")
     src.add_argument("--onnx", help="EmoNeXt logits ONNX from python -m export.onnx")
     p.add_argument("--num", type=int, default=1000, help="val faces (uniform sample without replacement; default 1000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--json", help="write the figures as JSON")
     p.add_argument("--markdown", help="write the table as Markdown")
     p.add_argument("--only", action="append", metavar="NAME", help="run only the candidates whose name starts so")

@@ -88,6 +88,7 @@ if str(REPO) not in sys.path:
 import numpy as np
 
 from emonext_edge.argtypes import check_args, non_negative_int, positive_float, positive_int, thread_count
+from emonext_edge.preprocess import INPUT_SHAPE
 
 #: Default places, relative to the current directory (``exports/`` is gitignored)
 DEFAULT_CACHE = Path("exports") / "cache" / "latency"
@@ -488,7 +489,7 @@ class ArtifactSession:
         self.calls: dict[tuple[int, str], Callable[[], Any]] = {}
         self.compiled: dict[int, Any] = {}
         for b, rt in self.runtimes.items():
-            x = rng.random((b, 3, 224, 224), dtype=np.float32)
+            x = rng.random((b, *INPUT_SHAPE), dtype=np.float32)
             frames = [frame] * b
             self.calls[(b, "model")] = lambda rt=rt, x=x: rt.run(x)
             self.calls[(b, "end_to_end")] = lambda rt=rt, frames=frames: rt.run(preprocess(frames))

@@ -29,6 +29,7 @@ import argparse
 import functools
 import json
 import os
+import shutil
 import statistics as stats
 import sys
 import tempfile
@@ -45,13 +46,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from emonext_edge import Runtime
 from emonext_edge.argtypes import check_args, non_negative_int, positive_float, positive_int, thread_count
 from emonext_edge.cli_support import cli_entry
+from emonext_edge.preprocess import INPUT_SHAPE
 
 
 def synthetic_batch(n: int, seed: int = 0) -> np.ndarray:
     """Deterministic preprocessed-looking inputs (values in [0, 1], gray repeated to 3 channels)."""
     rng = np.random.default_rng(seed)
-    gray = rng.random((n, 1, 224, 224), dtype=np.float32)
-    return np.repeat(gray, 3, axis=1)
+    gray = rng.random((n, 1, *INPUT_SHAPE[1:]), dtype=np.float32)
+    return np.repeat(gray, INPUT_SHAPE[0], axis=1)
 
 
 def faces_from(folder: Optional[str], n: int) -> np.ndarray:
@@ -177,10 +179,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--concurrency", default="1,4,8", help="comma-separated client counts (default 1,4,8)")
     p.add_argument("--requests", type=int, default=100, help="timed requests per client (default 100)")
     p.add_argument("--warmup", type=int, default=5, help="untimed requests per client first (default 5)")
-    p.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
-    p.add_argument("--max-batch", type=int, default=8)
-    p.add_argument("--instances", type=int, default=1)
-    p.add_argument("--queue-delay-us", type=int, default=2000)
+    p.add_argument("--protocol", choices=["grpc", "http"], default="grpc", help="client protocol (default grpc)")
+    p.add_argument("--max-batch", type=int, default=8, help="max_batch_size of the served model (default 8)")
+    p.add_argument("--instances", type=int, default=1, help="model instances in the server (default 1)")
+    p.add_argument("--queue-delay-us", type=int, default=2000,
+                   help="dynamic batcher's max queue delay in microseconds (default 2000)")
     p.add_argument("--server-threads", type=int, help="inference threads per server instance (default: the engine's)")
     p.add_argument("--data", help="folder of face images (default: synthetic inputs)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
@@ -195,6 +198,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     inputs = faces_from(args.data, 32)
     server = None
+    scratch: Optional[Path] = None  # the repository's temporary folder, removed at the end
     rows: list[dict[str, Any]] = []
     load_before = os.getloadavg()
     try:
@@ -204,7 +208,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from export.triton import RepositoryOptions, TritonServer, write_repository
             from export.triton.server import ServerError
 
-            repo = Path(tempfile.mkdtemp(prefix="served-bench-")) / "repo"
+            scratch = Path(tempfile.mkdtemp(prefix="served-bench-"))
+            repo = scratch / "repo"
             write_repository([args.artifact], repo, RepositoryOptions(
                 python_backend=True, max_batch=args.max_batch, instances=args.instances,
                 queue_delay_us=args.queue_delay_us,
@@ -231,6 +236,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     finally:
         if server is not None:
             server.stop()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     load_after = os.getloadavg()
     print(table(rows))
     print(f"load average (1/5/15 min) before {load_before[0]:.1f}/{load_before[1]:.1f}/{load_before[2]:.1f}, "

@@ -339,7 +339,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                              "the per-stage CPU times meaningful; 0 = the backend's default)")
     parser.add_argument("--fer-root", type=Path, default=REPO / "tests" / "fixtures" / "cache" / "FER2013",
                         help="FER2013 root with val/ (default: the test cache extracted from ../shared)")
-    parser.add_argument("--out", type=Path, default=Path("exports") / "video" / "results.json")
+    parser.add_argument("--out", type=Path, default=Path("exports") / "video" / "results.json",
+                        help="results JSON (default exports/video/results.json)")
     args = parser.parse_args(argv)
     try:
         check_args(args, error=ValueError, faces=positive_int, detect_every=positive_int,

@@ -3,7 +3,7 @@
 
 Public API::
 
-    load_calibration(path_or_source, num=DEFAULT_CALIBRATION_SIZE (300), seed=0, split="train") -> float32 [N, 3, 224, 224]
+    load_calibration(path_or_source, num=DEFAULT_CALIBRATION_SIZE (300), seed=0, split="train") -> float32 [N, *INPUT_SHAPE]
     build_calibration(source, num=300, seed=0, split="train", out=None) -> (tensors, manifest)
     read_calibration(path) -> (tensors, manifest); save_calibration(path, tensors, manifest)
     load_labeled(path, split="val", limit=None) -> (paths or uint8 images, int labels)

@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--seed", type=int, default=0, help="selection seed (default: 0)")
     build.add_argument("--out", required=True, help="output .npz file")
     show = sub.add_parser("show", help="verify a calib.npz and print its manifest")
-    show.add_argument("file")
+    show.add_argument("file", help="calib.npz written by `python -m calibration build`")
     return parser
 
 

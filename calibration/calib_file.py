@@ -5,10 +5,10 @@ File layout (``numpy.savez``, no pickles):
 * ``manifest``: UTF-8 JSON as a uint8 array, with ``format`` (``"emonext-calib/1"``), ``source``,
   ``kind``, ``split``, ``num``, ``seed``, ``class_counts``, ``skipped`` (count) and
   ``skipped_items`` (first 50 names), ``items`` (names of the chosen items, in tensor order), ``preprocessing`` (``PREPROCESSING_SPEC``), ``shape``,
-  ``dtype``, ``encoding``, ``tensor_sha256`` (SHA-256 of the float32 ``[N, 3, 224, 224]``
+  ``dtype``, ``encoding``, ``tensor_sha256`` (SHA-256 of the float32 ``[N, *INPUT_SHAPE]``
   C-order tensor bytes), ``package_version``.
 * ``data``: the tensors. Preprocessed faces are gray repeated to 3 channels with values
-  ``k / 255``, so they are stored losslessly as uint8 ``[N, 224, 224]``
+  ``k / 255``, so they are stored losslessly as uint8 ``[N, H, W]`` (the spec's crop)
   (``encoding = "gray-u8/255"``, 12x smaller) and rebuilt bit-exactly on load; other tensors
   are stored as float32 (``encoding = "float32"``). The SHA-256 is always checked on the
   rebuilt float32 tensors, so any change to the data is detected.
@@ -42,7 +42,7 @@ MAX_LISTED_SKIPS = 50
 MAX_CALIBRATION_TENSORS = 4096
 #: Largest manifest member (the JSON lists item names): 64 MiB.
 MAX_MANIFEST_BYTES = 64 << 20
-_MEMBERS = {"manifest.npy": MAX_MANIFEST_BYTES, "data.npy": MAX_CALIBRATION_TENSORS * 4 * 3 * 224 * 224 + 4096}
+_MEMBERS = {"manifest.npy": MAX_MANIFEST_BYTES, "data.npy": MAX_CALIBRATION_TENSORS * 4 * int(np.prod(INPUT_SHAPE)) + 4096}
 
 
 class CalibrationFileError(EmoNeXtError, ValueError):
@@ -79,7 +79,7 @@ def _decode(data: np.ndarray, encoding: str, where: str) -> np.ndarray:
 
 
 def save_calibration(path: str | os.PathLike, tensors: np.ndarray, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Write ``tensors`` (float32 [N, 3, 224, 224]) and ``manifest`` to ``path`` atomically; return the manifest."""
+    """Write ``tensors`` (float32 [N, *INPUT_SHAPE]) and ``manifest`` to ``path`` atomically; return the manifest."""
     tensors = np.asarray(tensors)
     if tensors.dtype != np.float32 or tensors.ndim != 4 or tuple(tensors.shape[1:]) != INPUT_SHAPE:
         raise CalibrationFileError(f"{path}: calibration tensors must be float32 [N, {', '.join(map(str, INPUT_SHAPE))}]"
@@ -142,7 +142,7 @@ def _check_members(path: Path) -> None:
 
 
 def read_calibration(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
-    """Read and verify a calib.npz: (float32 [N, 3, 224, 224], manifest). Raises ``CalibrationFileError``.
+    """Read and verify a calib.npz: (float32 [N, *INPUT_SHAPE], manifest). Raises ``CalibrationFileError``.
 
     Member sizes and array headers are checked before any array is inflated (:func:`_check_members`).
     """
@@ -201,7 +201,7 @@ def build_calibration(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Select ``num`` class-balanced items of ``source`` with ``seed``, preprocess them; write ``out`` if given.
 
-    Returns (float32 [num, 3, 224, 224], manifest). Unreadable images are skipped, replaced by
+    Returns (float32 [num, *INPUT_SHAPE], manifest). Unreadable images are skipped, replaced by
     the next item of the balanced order and counted in ``manifest["skipped"]``. A video is
     sampled at up to ``2 * num`` evenly spaced frames (largest face of each; frames without a
     face counted as skipped), then ``num`` crops are picked with ``seed``. ``option``: the
@@ -248,7 +248,7 @@ def load_calibration(
     split: Optional[str] = "train",
     option: str = "--num",
 ) -> np.ndarray:
-    """float32 ``[N, 3, 224, 224]`` calibration tensors from a calib.npz or any data source.
+    """float32 ``[N, *INPUT_SHAPE]`` calibration tensors from a calib.npz or any data source.
 
     * ``.npz``: verified (SHA-256, shape); returns its first ``num`` tensors (all with
       ``num=None``; the stored order is class-balanced round robin, so any prefix stays

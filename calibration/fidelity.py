@@ -18,7 +18,6 @@ def __getattr__(name: str) -> Any:
     if name not in NAMES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     from emonext_edge.metadata import warn_deprecated
-
     from export import fidelity as moved  # the one upward import, allowed in pyproject until 0.5
 
     warn_deprecated(f"calibration.fidelity.{name}", f"export.fidelity.{name}", "0.5")

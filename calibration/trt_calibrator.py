@@ -34,7 +34,7 @@ def make_entropy_calibrator(
     cache_path: Optional[str | os.PathLike],
     batch_size: int = 8,
 ) -> Any:
-    """An ``IInt8EntropyCalibrator2`` over float32 ``images`` [N,3,224,224]; cache at ``cache_path``."""
+    """An ``IInt8EntropyCalibrator2`` over float32 ``images`` [N, *INPUT_SHAPE]; cache at ``cache_path``."""
     if not plan.calibrator:
         raise UsageError(
             f"--int8-mode calibrator: TensorRT {plan.label} has no usable INT8 calibrator; "
@@ -42,7 +42,7 @@ def make_entropy_calibrator(
         )
     data = np.ascontiguousarray(images, dtype=np.float32)
     if data.ndim != 4 or len(data) < batch_size:
-        raise UsageError(f"calibration needs at least {batch_size} images [N, 3, 224, 224], got {list(data.shape)}")
+        raise UsageError(f"calibration needs at least {batch_size} preprocessed images [N, C, H, W], got {list(data.shape)}")
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc,name-defined]
         def __init__(self) -> None:

@@ -26,7 +26,8 @@ from .errors import ArchitectureMismatchError, CheckpointError
 from .fileio import sha256_file
 from .integrity import check_safetensors, check_zip_crcs
 from .labels import DEFAULT_LABELS, validate_labels
-from .model import EmoNeXt
+from .model import EmoNeXt, stn_features
+from .preprocess import SPEC
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +178,11 @@ def load_model(
     if bad is not None:
         raise CheckpointError(f"{p}: tensor {bad!r} holds NaN or inf values; the checkpoint is corrupt or diverged")
     problem = _describe_mismatch(model, state)
+    fc_loc = state.get("fc_loc.0.weight")
+    if problem and fc_loc is not None and fc_loc.ndim == 2 and int(fc_loc.shape[1]) != stn_features(SPEC.crop_size):
+        problem += (f"; the STN's fc_loc takes {int(fc_loc.shape[1])} features, the preprocessing spec's "
+                    f"{SPEC.crop_size}x{SPEC.crop_size} crop gives {stn_features(SPEC.crop_size)}: trained on another "
+                    "input size (emonext_edge.preprocess.SPEC)?")
     if problem:
         raise ArchitectureMismatchError(f"{p}: weights do not fit EmoNeXt {arch}: {problem}")
     model.load_state_dict(state, strict=True)

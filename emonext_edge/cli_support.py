@@ -12,6 +12,7 @@ from typing import Sequence as _Sequence  # subscripted at run time: typing's, f
 
 from .environment import EXIT_ENVIRONMENT, EnvironmentFailure, environment_failure
 from .errors import EmoNeXtError
+from .progress import show_progress
 
 EXIT_BAD_INPUT = 2
 Main = Callable[[Optional[_Sequence[str]]], int]
@@ -31,6 +32,7 @@ def cli_entry(main: Optional[Main] = None, *, log_level: str = "INFO", catch_val
         @functools.wraps(fn)
         def wrapper(argv: Optional[Sequence[str]] = None) -> int:
             logging.basicConfig(level=os.environ.get("EMONEXT_LOGLEVEL", log_level), format="%(message)s")
+            show_progress()  # long steps show progress on stderr (EMONEXT_PROGRESS=0 hides it)
             try:
                 code = fn(argv)
                 sys.stdout.flush()  # a closed or full stdout shows here, not in the interpreter's exit

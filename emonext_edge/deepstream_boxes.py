@@ -1,9 +1,10 @@
 """Face-box rewrite for EmoNeXt as a DeepStream secondary classifier (pure Python arithmetic, no torch).
 
 ``nvinfer`` (and ``nvdspreprocess``) feed a secondary classifier by scaling the object's box
-straight to the network size (224x224): no "shorter side to 236, centre crop 224" as EmoNeXt
-was trained. Rewriting the box, before the SGIE, to the centred square that
-``Resize(236) + CenterCrop(224)`` would have kept gives nvinfer the training geometry; the
+straight to the network size (the spec's crop size, square): no "shorter side to the spec's
+resize, centre crop" as EmoNeXt was trained. Rewriting the box, before the SGIE, to the centred
+square that ``Resize + CenterCrop`` would have kept (:attr:`PreprocessSpec.crop_ratio` of the
+shorter side) gives nvinfer the training geometry; the
 measured effect of each choice is in the README ("DeepStream" section, produced by
 ``benchmarks/deepstream_preprocess.py``).
 
@@ -28,10 +29,30 @@ from __future__ import annotations
 import math
 from typing import Any, Optional, Tuple
 
+from .preprocess import SPEC, PreprocessSpec
+
 #: nvinfer skips objects smaller than this (gstnvinfer.cpp MIN_INPUT_OBJECT_WIDTH/HEIGHT)
 NVINFER_MIN_OBJECT_SIZE = 16
-#: the fraction of the shorter side that Resize(236) + CenterCrop(224) keeps
-TRAINING_CROP_RATIO = 224.0 / 236.0
+#: the fraction of the shorter side that the spec's Resize + CenterCrop keeps
+TRAINING_CROP_RATIO = SPEC.crop_ratio
+#: video-range ("limited", BT.601 studio swing) luma: black and white levels of 8-bit GRAY8 frames
+LIMITED_RANGE = (16, 235)
+#: how GRAY8 frames hold luma: ``full`` 0..255 (what PIL's convert('L') gives), ``limited`` 16..235
+GRAY_RANGES = ("full", "limited")
+
+
+def nvinfer_scale_offset(spec: PreprocessSpec = SPEC, gray_range: str = "full") -> tuple[float, float]:
+    """nvinfer's ``(net-scale-factor, offsets)`` for ``spec``: nvinfer computes
+    ``net-scale-factor * (x - offsets)``, the spec ``scale * (x - offset)`` on full-range 8-bit values.
+    ``limited``: ``x`` holds video-range luma, ``full = (x - 16) * 255 / 219``, so the factor grows by
+    255/219 and the offset becomes ``16 + offset * 219 / 255`` (1/219 and 16 for the trained spec)."""
+    if gray_range == "full":
+        return spec.scale, spec.offset
+    if gray_range == "limited":
+        black, white = LIMITED_RANGE
+        span = white - black
+        return spec.scale * 255 / span, black + spec.offset * span / 255
+    raise ValueError(f"gray_range must be one of {', '.join(GRAY_RANGES)}, got {gray_range!r}")
 #: box rewrites :func:`rewrite_box` knows; ``DEFAULT_STRATEGY`` is the measured best
 STRATEGIES = ("raw", "center_square", "center_square_full")
 DEFAULT_STRATEGY = "center_square"
@@ -82,11 +103,12 @@ def _even_edges(start: float, length: float, limit: int) -> tuple[int, int]:
 
 
 def rewrite_box(left: float, top: float, width: float, height: float, frame_width: int, frame_height: int,
-                strategy: str = DEFAULT_STRATEGY) -> IntBox:
+                strategy: str = DEFAULT_STRATEGY, crop_ratio: float = TRAINING_CROP_RATIO) -> IntBox:
     """The box to hand nvinfer instead of the detector's ``(left, top, width, height)``.
 
-    * ``"center_square"`` (default): the square of side ``min(width, height) * 224/236`` centred on
-      the box — what ``Resize(236) + CenterCrop(224)`` keeps of the box, i.e. the training crop;
+    * ``"center_square"`` (default): the square of side ``min(width, height) * crop_ratio`` centred on
+      the box — what the spec's ``Resize + CenterCrop`` keeps of the box (``crop_ratio``: the
+      SGIE's :attr:`PreprocessSpec.crop_ratio`, :data:`TRAINING_CROP_RATIO` for the trained spec), i.e. the training crop;
     * ``"center_square_full"``: the centred square of side ``min(width, height)``;
     * ``"raw"``: the box itself.
 
@@ -99,7 +121,7 @@ def rewrite_box(left: float, top: float, width: float, height: float, frame_widt
     if strategy == "raw":
         w, h = float(width), float(height)
     elif strategy in ("center_square", "center_square_full"):
-        side = min(width, height) * (TRAINING_CROP_RATIO if strategy == "center_square" else 1.0)
+        side = min(width, height) * (crop_ratio if strategy == "center_square" else 1.0)
         side = min(side, float(int(frame_width) & ~1), float(int(frame_height) & ~1))
         w = h = side
     else:
@@ -111,7 +133,7 @@ def rewrite_box(left: float, top: float, width: float, height: float, frame_widt
 
 
 def rewrite_object_meta(obj_meta: Any, frame_width: int, frame_height: int,
-                        strategy: str = DEFAULT_STRATEGY) -> bool:
+                        strategy: str = DEFAULT_STRATEGY, crop_ratio: float = TRAINING_CROP_RATIO) -> bool:
     """Rewrite ``obj_meta.rect_params`` (a ``pyds.NvDsObjectMeta``) in place; ``False`` when nvinfer
     would skip the rewritten object anyway (below 16 px), in which case nothing is changed.
 
@@ -120,7 +142,7 @@ def rewrite_object_meta(obj_meta: Any, frame_width: int, frame_height: int,
     """
     rect = obj_meta.rect_params
     box = rewrite_box(float(rect.left), float(rect.top), float(rect.width), float(rect.height),
-                      frame_width, frame_height, strategy)
+                      frame_width, frame_height, strategy, crop_ratio)
     if box[2] < NVINFER_MIN_OBJECT_SIZE or box[3] < NVINFER_MIN_OBJECT_SIZE:
         return False
     rect.left, rect.top, rect.width, rect.height = (float(v) for v in box)

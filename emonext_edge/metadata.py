@@ -241,7 +241,7 @@ class TensorRTInfo:
     version: str
     gpu: Optional[str] = None
     compute_capability: Optional[str] = None
-    #: ``{"min": [N, 3, 224, 224], "opt": [...], "max": [...]}``
+    #: ``{"min": [N, *input_shape], "opt": [...], "max": [...]}`` (the spec's input shape)
     profile_shapes: Optional[dict[str, list[int]]] = None
     details: dict[str, Any] = field(default_factory=dict)
 

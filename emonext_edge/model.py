@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .labels import DEFAULT_LABELS
-from .preprocess import INPUT_SHAPE
+from .preprocess import SPEC, PreprocessSpec
 from .stn import affine_grid_plain, grid_sample_bilinear_zeros
 
 
@@ -163,11 +163,29 @@ SIZES: dict[str, tuple[tuple[int, int, int, int], tuple[int, int, int, int]]] = 
 }
 
 STN_MODES = ("native", "decomposed")
-_STN_FEATURES = 10 * 52 * 52  # fc_loc input size; fixes the input to 3x224x224
+#: the STN localisation net (official code): conv 7 -> max-pool 2 -> conv 5 -> max-pool 2, 10 channels out
+_STN_CHANNELS = 10
+
+
+def stn_features(crop_size: int) -> int:
+    """fc_loc's input size for a ``crop_size`` x ``crop_size`` input: the localisation net's output,
+    flattened. It fixes the input size: a checkpoint's fc_loc says which crop it was trained on."""
+    side = ((crop_size - 6) // 2 - 4) // 2
+    if side < 1:
+        raise ValueError(f"crop size {crop_size} is too small for the STN's localisation net (needs >= 16)")
+    return _STN_CHANNELS * side * side
+
+
+# The official geometry: the trained spec's crop gives 10 x 52 x 52 into fc_loc (official models.py: nn.Linear(10 * 52 * 52, 32)).
+assert stn_features(SPEC.crop_size) == 10 * 52 * 52, "the spec's crop size no longer matches the official STN"
 
 
 class EmoNeXt(nn.Module):
-    """EmoNeXt. ``forward(x)`` -> logits ``[N, num_classes]`` for ``x`` of shape ``[N, 3, 224, 224]``."""
+    """EmoNeXt. ``forward(x)`` -> logits ``[N, num_classes]`` for ``x`` of shape ``[N, *spec.input_shape]``.
+
+    ``spec`` (default: the trained one, :data:`emonext_edge.preprocess.SPEC`) fixes the STN's geometry
+    (:func:`stn_features`) and travels with the model into every artifact it is exported to.
+    """
 
     def __init__(
         self,
@@ -176,8 +194,12 @@ class EmoNeXt(nn.Module):
         num_classes: int = len(DEFAULT_LABELS),
         layer_scale_init_value: float = 1e-6,
         labels: Optional[Sequence[str]] = None,
+        spec: PreprocessSpec = SPEC,
     ) -> None:
         super().__init__()
+        if spec.channels != 3:
+            raise ValueError(f"EmoNeXt's stem takes 3 channels; the preprocessing spec gives {spec.channels}")
+        self.spec = spec
         if len(depths) != 4 or len(dims) != 4:
             raise ValueError(f"depths and dims need 4 stages, got depths={list(depths)} dims={list(dims)}")
         self.architecture = Architecture(
@@ -198,7 +220,7 @@ class EmoNeXt(nn.Module):
             nn.MaxPool2d(2, stride=2),
             nn.ReLU(True),
         )
-        self.fc_loc = nn.Sequential(nn.Linear(_STN_FEATURES, 32), nn.ReLU(True), nn.Linear(32, 3 * 2))
+        self.fc_loc = nn.Sequential(nn.Linear(stn_features(spec.crop_size), 32), nn.ReLU(True), nn.Linear(32, 3 * 2))
 
         self.downsample_layers = nn.ModuleList()
         self.downsample_layers.append(
@@ -249,10 +271,16 @@ class EmoNeXt(nn.Module):
         with torch.no_grad():
             last.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]))
 
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of one input: the spec's (the STN's fc_loc fixes it)."""
+        return self.spec.input_shape
+
     def _check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != 4 or tuple(x.shape[1:]) != INPUT_SHAPE:
+        if x.dim() != 4 or tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(
-                f"EmoNeXt expects input [N, 3, 224, 224] (the STN's fc_loc fixes the size), got {list(x.shape)}"
+                f"EmoNeXt expects input [N, {', '.join(map(str, self.input_shape))}] (the preprocessing spec's "
+                f"crop; the STN's fc_loc fixes the size), got {list(x.shape)}"
             )
 
     def theta(self, x: torch.Tensor) -> torch.Tensor:
@@ -288,12 +316,12 @@ def build_model(size: str = "tiny", num_classes: int = len(DEFAULT_LABELS), **kw
     return EmoNeXt(depths, dims, num_classes, **kwargs)
 
 
-def seeded_model(size: str = "tiny", seed: int = 0) -> EmoNeXt:
+def seeded_model(size: str = "tiny", seed: int = 0, spec: PreprocessSpec = SPEC) -> EmoNeXt:
     """Untrained model with deterministic weights and a non-identity STN (for latency work)."""
     gen_state = torch.random.get_rng_state()
     try:
         torch.manual_seed(seed)
-        model = build_model(size)
+        model = build_model(size, spec=spec)
         with torch.no_grad():
             last = model.fc_loc[2]
             assert isinstance(last, nn.Linear)

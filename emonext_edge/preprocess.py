@@ -26,47 +26,160 @@ refused from their header (PNG, JPEG, GIF, BMP, WebP) before anything is decoded
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
-import re
 import os
+import re
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
 
-from .errors import ImageError, ImageTypeError
+from .errors import ImageError, ImageTypeError, ModelFileError
 from .fileio import special_file_kind
 from .opencv import import_cv2
 
-RESIZE_SHORTER = 236
-CROP_SIZE = 224
-INPUT_SHAPE = (3, CROP_SIZE, CROP_SIZE)
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """What the network is fed, as data: every exporter, DeepStream's scale/offsets and box
+    geometry, Triton's preprocessing model and the model's STN geometry derive from it, and its
+    :meth:`to_dict` is what every artifact records (``preprocessing``). :data:`SPEC` is the one
+    EmoNeXt was trained with (torchvision ``Grayscale() -> Resize(236) -> CenterCrop(224) ->
+    ToTensor() -> repeat to 3 channels``).
+
+    ``y = scale * (x - offset)`` per pixel, ``x`` the uint8 gray value (DeepStream's
+    ``net-scale-factor * (x - offsets)`` convention).
+    """
+
+    #: torchvision ``Resize(resize_shorter)``: the shorter side goes to this many pixels
+    resize_shorter: int = 236
+    #: ``CenterCrop(crop_size)`` (``TenCrop`` for the official test protocol): the network's H and W
+    crop_size: int = 224
+    #: PIL's bilinear: antialiased when shrinking, 22-bit fixed-point weights (see :func:`_pil_taps`)
+    interpolation: str = "bilinear-pil-antialias"
+    #: ``RGB -> L`` weights (R, G, B), ITU-R 601-2 (BT.601) as PIL's ``convert("L")``
+    luma_weights: tuple[float, float, float] = (0.299, 0.587, 0.114)
+    scale: float = 1.0 / 255.0
+    offset: float = 0.0
+    #: the gray plane repeated to this many channels
+    channels: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("resize_shorter", "crop_size", "channels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"PreprocessSpec.{name} must be a positive integer, got {value!r}")
+        if self.crop_size > self.resize_shorter:
+            raise ValueError(f"PreprocessSpec: crop_size {self.crop_size} is larger than resize_shorter "
+                             f"{self.resize_shorter}; the centre crop must fit in the resized image")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"PreprocessSpec.interpolation must be one of {list(INTERPOLATIONS)}, "
+                             f"got {self.interpolation!r}")
+        if len(self.luma_weights) != 3 or any(not 0.0 <= w <= 1.0 for w in self.luma_weights) or sum(
+                luma_fixed_point(self.luma_weights)) != 1 << 16:
+            raise ValueError(f"PreprocessSpec.luma_weights must be 3 weights (R, G, B) in [0, 1] whose 16-bit "
+                             f"fixed-point forms sum to 65536, got {list(self.luma_weights)}")
+        if not (math.isfinite(self.scale) and self.scale > 0 and math.isfinite(self.offset)):
+            raise ValueError(f"PreprocessSpec: scale must be finite and > 0 and offset finite, "
+                             f"got scale={self.scale!r} offset={self.offset!r}")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of one network input."""
+        return self.channels, self.crop_size, self.crop_size
+
+    @property
+    def crop_ratio(self) -> float:
+        """The fraction of the shorter side the centre crop keeps (DeepStream's box rewrite)."""
+        return self.crop_size / self.resize_shorter
+
+    def replace(self, **changes: Any) -> PreprocessSpec:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record artifacts carry (JSON types only); :meth:`from_dict` reads it back."""
+        return {
+            "version": SPEC_VERSION,
+            "color": {"mode": "gray", "luma_weights_rgb": list(self.luma_weights),
+                      "definition": "PIL convert('L'), ITU-R 601-2 luma in 16-bit fixed point"},
+            "resize": {"shorter_side": self.resize_shorter, "interpolation": self.interpolation},
+            "crop": {"size": self.crop_size, "mode": "center (ten-crop for the official test protocol)"},
+            "scale": self.scale,
+            "offset": self.offset,
+            "normalize": None,
+            "channels": self.channels,
+            "layout": "NCHW float32",
+            "input_shape": list(self.input_shape),
+        }
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> PreprocessSpec:
+        """The spec an artifact recorded (this version's :meth:`to_dict`, or 0.3's prose dict);
+        ``ValueError`` naming what is missing when the record is neither."""
+        if "version" not in record:  # 0.3's prose: same numbers in resize/crop/input_shape, scale "x / 255"
+            record = {**record, "scale": 1.0 / 255.0, "channels": (record.get("input_shape") or [None])[0], "color": {},
+                      "resize": {**(record.get("resize") or {}), "interpolation": "bilinear-pil-antialias"}}
+        try:
+            return cls(
+                resize_shorter=record["resize"]["shorter_side"], crop_size=record["crop"]["size"],
+                interpolation=record["resize"]["interpolation"],
+                luma_weights=tuple(record.get("color", {}).get("luma_weights_rgb", _BT601)),  # type: ignore[arg-type]
+                scale=float(record["scale"]), offset=float(record.get("offset", 0.0)), channels=record["channels"],
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"preprocessing record is not a preprocessing spec: missing or malformed "
+                             f"{exc} in {json.dumps(record, default=str)[:200]}") from None
+
+
+def luma_fixed_point(weights: Sequence[float]) -> tuple[int, ...]:
+    """PIL's 16-bit fixed-point ``RGB -> L`` weights: 0.299, 0.587, 0.114 -> 19595, 38470, 7471."""
+    return tuple(round(w * 65536) for w in weights)
+
+
+SPEC_VERSION = 1
+INTERPOLATIONS = ("bilinear-pil-antialias",)
+_BT601 = (0.299, 0.587, 0.114)
+
+#: The spec EmoNeXt was trained with; everything below and every target derives from it.
+SPEC = PreprocessSpec()
+RESIZE_SHORTER = SPEC.resize_shorter
+CROP_SIZE = SPEC.crop_size
+INPUT_SHAPE = SPEC.input_shape
+
+def spec_of(metadata: Any, where: str = "artifact") -> PreprocessSpec:
+    """The spec an artifact's metadata records (a dict, or anything with a ``preprocessing`` attribute);
+    :data:`SPEC` when it records none (0.1 artifacts, bare ONNX files) or records 0.3 DeepStream's
+    description of nvinfer (no ``resize``: written for nvinfer, the trained spec's numbers);
+    ``ModelFileError`` naming ``where`` when the record is not a spec."""
+    record = metadata.get("preprocessing") if isinstance(metadata, Mapping) else getattr(metadata, "preprocessing", None)
+    if not isinstance(record, Mapping) or not record or ("version" not in record and "where" in record):
+        return SPEC
+    try:
+        return PreprocessSpec.from_dict(record)
+    except ValueError as exc:
+        raise ModelFileError(f"{where}: {exc}") from None
+
 
 #: Smallest accepted shorter side, in pixels. Below it an image carries too little for a
-#: 48-px-trained classifier, and a 1-px-high strip is stretched 236-fold into noise.
+#: 48-px-trained classifier, and a 1-px-high strip is stretched ~15-fold into noise.
 MIN_SIDE = 16
 #: Largest accepted image, in pixels (width x height): 50 megapixels (8K UHD is 33 MP).
 #: Bounds decoding, the gray conversion and the downscaling filter; crop faces first.
 MAX_PIXELS = 50_000_000
 
-#: Travels with every artifact (checkpoint info, ONNX metadata, IR rt_info, engine manifest).
-PREPROCESSING_SPEC: dict[str, Any] = {
-    "color": "grayscale (PIL ITU-R 601-2 luma: L = R*299/1000 + G*587/1000 + B*114/1000)",
-    "resize": {"shorter_side": RESIZE_SHORTER, "interpolation": "bilinear (PIL-exact, antialiased)"},
-    "crop": {"size": CROP_SIZE, "mode": "center (ten-crop for the official test protocol)"},
-    "scale": "x / 255 -> [0, 1]",
-    "normalize": None,
-    "channels": "gray repeated to 3",
-    "layout": "NCHW float32",
-    "input_shape": list(INPUT_SHAPE),
-}
+#: Travels with every artifact (checkpoint info, ONNX metadata, IR rt_info, engine manifest): ``SPEC.to_dict()``.
+PREPROCESSING_SPEC: dict[str, Any] = SPEC.to_dict()
 
 ImageInput = Union[str, os.PathLike, np.ndarray]
 
 _PRECISION_BITS = 32 - 8 - 2  # Pillow's Resample.c
+_LUMA = luma_fixed_point(SPEC.luma_weights)  # PIL's own: 19595, 38470, 7471
 _GRAY_CHUNK = 1 << 20  # pixels converted to gray at a time (bounds the uint32 temporaries)
 
 
@@ -205,7 +318,7 @@ def _pnm_size(f: Any) -> tuple[int, int]:
         end = head.find(b"ENDHDR")
         if end < 0:
             raise _HeaderError(f"PAM: no ENDHDR within the first {_PNM_HEADER_BYTES:,} bytes")
-        fields = dict(re.findall(rb"^(WIDTH|HEIGHT|DEPTH)[ \t]+(\d{1,10})", head[:end], re.M))
+        fields = dict(re.findall(rb"^(WIDTH|HEIGHT|DEPTH)[ \t]+(\d{1,10})", head[:end], re.MULTILINE))
         if b"WIDTH" not in fields or b"HEIGHT" not in fields:
             raise _HeaderError("PAM: header has no WIDTH/HEIGHT")
         if int(fields.get(b"DEPTH", b"1")) > 4:
@@ -384,8 +497,9 @@ def check_image(image: Any, name: str = "image") -> np.ndarray:
     return image
 
 
-def _gray(image: np.ndarray, rgb: bool) -> np.ndarray:
-    """Checked 2-D or HxWx3/4 uint8 -> HxW gray, PIL's ``convert('L')``, in bounded chunks."""
+def _gray(image: np.ndarray, rgb: bool, weights: tuple[int, ...] = _LUMA) -> np.ndarray:
+    """Checked 2-D or HxWx3/4 uint8 -> HxW gray, PIL's ``convert('L')``, in bounded chunks
+    (``weights``: R, G, B in 16-bit fixed point, :func:`luma_fixed_point` of the spec's)."""
     if image.ndim == 2:
         return image
     h, w = image.shape[:2]
@@ -395,8 +509,8 @@ def _gray(image: np.ndarray, rgb: bool) -> np.ndarray:
     for y in range(0, h, step):
         c = image[y : y + step]
         acc = c[:, :, r_ch].astype(np.uint32)
-        acc *= 19595
-        for channel, factor in ((1, 38470), (b_ch, 7471)):
+        acc *= weights[0]
+        for channel, factor in ((1, weights[1]), (b_ch, weights[2])):
             part = c[:, :, channel].astype(np.uint32)
             part *= factor
             acc += part
@@ -516,8 +630,10 @@ class _Plan:
     resized as torchvision ``Resize(size)`` does: the source rows/columns their filter taps
     touch, and the passes in Pillow's order, indexed into that source region."""
 
-    def __init__(self, h: int, w: int, rows: np.ndarray, cols: np.ndarray, size: int) -> None:
+    def __init__(self, h: int, w: int, rows: np.ndarray, cols: np.ndarray, size: int,
+                 luma: tuple[int, ...] = _LUMA) -> None:
         new_h, new_w = resized_size(h, w, size)
+        self.luma = luma
         self.rows, self.cols = rows, cols
         h_taps = _pil_taps(w, new_w, cols) if new_w != w else None
         v_taps = _pil_taps(h, new_h, rows) if new_h != h else None
@@ -543,7 +659,7 @@ class _Plan:
         return image[np.ix_(r, c)]
 
     def __call__(self, image: np.ndarray, rgb: bool) -> np.ndarray:
-        out = _gray(self.region(image), rgb)
+        out = _gray(self.region(image), rgb, self.luma)
         for step in self.passes:
             out = step(out)
         return out
@@ -607,46 +723,55 @@ def _crop_boxes(new_h: int, new_w: int, ten_crop: bool, size: int = CROP_SIZE) -
     return plain + flipped
 
 
-def _crops(image: ImageInput, rgb: bool, name: str, ten_crop: bool) -> list[np.ndarray]:
+def _crops(image: ImageInput, rgb: bool, name: str, ten_crop: bool, spec: PreprocessSpec = SPEC) -> list[np.ndarray]:
     if isinstance(image, (str, os.PathLike)):
         name = str(image)
         image = load_image(image)
         rgb = False  # files are decoded by OpenCV, i.e. BGR
     image = check_image(image, name)
-    plan, offsets = _crop_plan(image.shape[0], image.shape[1], ten_crop, PILLOW13_PASS_ORDER)
+    plan, offsets = _crop_plan(image.shape[0], image.shape[1], ten_crop, PILLOW13_PASS_ORDER, spec)
     region = plan(image, rgb)
     out = []
+    size = spec.crop_size
     for r0, c0, mirrored in offsets:
-        crop = region[r0 : r0 + CROP_SIZE, c0 : c0 + CROP_SIZE]
+        crop = region[r0 : r0 + size, c0 : c0 + size]
         out.append(crop[:, ::-1] if mirrored else crop)
     return out
 
 
 @lru_cache(maxsize=128)
-def _crop_plan(h: int, w: int, ten_crop: bool, pass_order: bool) -> tuple[_Plan, list[tuple[int, int, bool]]]:
+def _crop_plan(h: int, w: int, ten_crop: bool, pass_order: bool,
+               spec: PreprocessSpec = SPEC) -> tuple[_Plan, list[tuple[int, int, bool]]]:
     """The resize plan for the rows/columns the crops keep, and each crop's offset in its result
     (``pass_order``: the :data:`PILLOW13_PASS_ORDER` the plan was made with, part of the cache key)."""
-    new_h, new_w = resized_size(h, w)
-    boxes = _crop_boxes(new_h, new_w, ten_crop)
-    rows = np.unique(np.concatenate([np.arange(t, t + CROP_SIZE) for t, _, _ in boxes]))
-    cols = np.unique(np.concatenate([np.arange(left, left + CROP_SIZE) for _, left, _ in boxes]))
+    new_h, new_w = resized_size(h, w, spec.resize_shorter)
+    size = spec.crop_size
+    boxes = _crop_boxes(new_h, new_w, ten_crop, size)
+    rows = np.unique(np.concatenate([np.arange(t, t + size) for t, _, _ in boxes]))
+    cols = np.unique(np.concatenate([np.arange(left, left + size) for _, left, _ in boxes]))
     offsets = [(int(np.searchsorted(rows, t)), int(np.searchsorted(cols, left)), m) for t, left, m in boxes]
-    return _Plan(h, w, rows, cols, RESIZE_SHORTER), offsets
+    return _Plan(h, w, rows, cols, spec.resize_shorter, luma_fixed_point(spec.luma_weights)), offsets
 
 
-def _to_tensor(crop: np.ndarray) -> np.ndarray:
-    x = crop.astype(np.float32) / np.float32(255.0)
-    return np.repeat(x[None, :, :], 3, axis=0)
+def _to_tensor(crop: np.ndarray, spec: PreprocessSpec = SPEC) -> np.ndarray:
+    """uint8 crop -> float32 ``scale * (x - offset)`` repeated to ``channels``. Divides by ``1 / scale``
+    (exactly 255.0 for 1/255) as torchvision's ``ToTensor`` divides, so the result is bit-identical."""
+    x = crop.astype(np.float32)
+    if spec.offset:
+        x -= np.float32(spec.offset)
+    x /= np.float32(1.0 / spec.scale)
+    return np.repeat(x[None, :, :], spec.channels, axis=0)
 
 
-def preprocess_one(image: ImageInput, *, rgb: bool = False, name: str = "image") -> np.ndarray:
-    """One image -> float32 [3, 224, 224] (single center crop)."""
-    return _to_tensor(_crops(image, rgb, name, ten_crop=False)[0])
+def preprocess_one(image: ImageInput, *, rgb: bool = False, name: str = "image", spec: PreprocessSpec = SPEC) -> np.ndarray:
+    """One image -> float32 ``spec.input_shape`` (the spec's crop size, single center crop)."""
+    return _to_tensor(_crops(image, rgb, name, False, spec)[0], spec)
 
 
-def preprocess_ten_crop(image: ImageInput, *, rgb: bool = False, name: str = "image") -> np.ndarray:
-    """One image -> float32 [10, 3, 224, 224] (the official test protocol)."""
-    return np.stack([_to_tensor(c) for c in _crops(image, rgb, name, ten_crop=True)])
+def preprocess_ten_crop(image: ImageInput, *, rgb: bool = False, name: str = "image",
+                        spec: PreprocessSpec = SPEC) -> np.ndarray:
+    """One image -> float32 ``[10, *spec.input_shape]`` (the official test protocol)."""
+    return np.stack([_to_tensor(c, spec) for c in _crops(image, rgb, name, True, spec)])
 
 
 def as_image_list(images: Any, where: str = "preprocess") -> list[ImageInput]:
@@ -670,9 +795,10 @@ def as_image_list(images: Any, where: str = "preprocess") -> list[ImageInput]:
 
 
 def preprocess(
-    images: Union[ImageInput, Iterable[ImageInput]], *, rgb: bool = False, ten_crop: bool = False
+    images: Union[ImageInput, Iterable[ImageInput]], *, rgb: bool = False, ten_crop: bool = False,
+    spec: PreprocessSpec = SPEC,
 ) -> np.ndarray:
-    """Paths or uint8 arrays -> float32 NCHW batch ``[N, 3, 224, 224]`` (``[N, 10, 3, 224, 224]`` with ``ten_crop``).
+    """Paths or uint8 arrays -> float32 NCHW batch ``[N, *spec.input_shape]`` (``[N, 10, ...]`` with ``ten_crop``).
 
     Arrays are BGR (OpenCV's order) unless ``rgb=True``; gray and BGRA are accepted.
     A 2-D or HxWx{1,3,4} array is one image; ``[N, H, W]`` (W > 4) and ``[N, H, W, C]``
@@ -687,7 +813,7 @@ def preprocess(
     for i, item in enumerate(items):
         label = str(item) if isinstance(item, (str, os.PathLike)) else f"image[{i}]"
         try:
-            out.append(one(item, rgb=rgb, name=label))
+            out.append(one(item, rgb=rgb, name=label, spec=spec))
         except ImageError as exc:
             if len(items) > 1:
                 raise type(exc)(f"batch element {i}: {exc}") from None

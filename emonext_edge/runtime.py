@@ -30,7 +30,7 @@ from .errors import EmoNeXtError, ImageError, ModelFileError, ModelPathTypeError
 from .faces import Box, DetectorSpec, crop_face, detect_faces
 from .formats import format_for
 from .metadata import ArtifactMetadata, labels_for, warn_deprecated
-from .preprocess import INPUT_SHAPE, ImageInput, as_image_list, load_image, preprocess, preprocess_one
+from .preprocess import INPUT_SHAPE, ImageInput, PreprocessSpec, as_image_list, load_image, preprocess, preprocess_one, spec_of
 from .scores import softmax as _softmax
 from .stream import VideoStream
 
@@ -99,12 +99,13 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def check_batch(batch: Any, where: str = "batch") -> np.ndarray:
-    """A float32 ``[N, 3, 224, 224]`` array of finite values, or ``ImageError`` naming the first bad element."""
+def check_batch(batch: Any, where: str = "batch", input_shape: tuple[int, ...] = INPUT_SHAPE) -> np.ndarray:
+    """A float32 ``[N, *input_shape]`` array of finite values, or ``ImageError`` naming the first bad element."""
     if not isinstance(batch, np.ndarray):
         raise ImageError(f"{where}: expected a numpy array, got {type(batch).__name__}")
-    if batch.ndim != 4 or tuple(batch.shape[1:]) != INPUT_SHAPE or batch.shape[0] == 0:
-        raise ImageError(f"{where}: expected float32 [N>=1, 3, 224, 224] (preprocessed images), got shape {batch.shape}")
+    if batch.ndim != 4 or tuple(batch.shape[1:]) != tuple(input_shape) or batch.shape[0] == 0:
+        raise ImageError(f"{where}: expected float32 [N>=1, {', '.join(map(str, input_shape))}] (preprocessed images), "
+                         f"got shape {batch.shape}")
     if batch.dtype != np.float32:
         raise ImageError(f"{where}: expected dtype float32, got {batch.dtype}; use emonext_edge.preprocess(images)")
     finite = np.isfinite(batch).reshape(batch.shape[0], -1).all(axis=1)
@@ -202,6 +203,8 @@ class Runtime:
             if isinstance(self.path, Path) and self.path.suffix != ".json" and self.path.with_suffix(".json").is_file():
                 where = str(self.path.with_suffix(".json"))
             self.labels: tuple[str, ...] = labels_for(self.backend.metadata, self.backend.num_classes, where)
+            #: the preprocessing the artifact records (the trained spec when it records none); used by predict*
+            self.spec: PreprocessSpec = spec_of(self.backend.metadata, where)
             if verify and isinstance(self.path, Path):
                 from .integrity import check_embedded_labels
 
@@ -261,14 +264,14 @@ class Runtime:
 
     # -- inference --------------------------------------------------------------------
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """float32 ``[N, 3, 224, 224]`` -> float32 logits ``[N, C]``.
+        """float32 ``[N, *self.spec.input_shape]`` -> float32 logits ``[N, C]``.
 
         Run in chunks of at most :data:`CHUNK_SIZE` (or the artifact's maximum batch, if
         smaller), so the backend's memory does not grow with ``N``; a fixed-batch artifact
         larger than the remainder gets zero padding, trimmed from the result; nothing else is padded.
         """
         backend = self._open()
-        batch = check_batch(batch)
+        batch = check_batch(batch, input_shape=self.spec.input_shape)
         n = batch.shape[0]
         step = min(backend.max_batch or CHUNK_SIZE, CHUNK_SIZE) if backend.min_batch <= CHUNK_SIZE else backend.min_batch
         outputs = []
@@ -276,7 +279,7 @@ class Runtime:
             chunk = batch[start : start + step]
             size = chunk.shape[0]
             if size < backend.min_batch:
-                pad = np.zeros((backend.min_batch - size, *INPUT_SHAPE), dtype=np.float32)
+                pad = np.zeros((backend.min_batch - size, *self.spec.input_shape), dtype=np.float32)
                 chunk = np.concatenate([chunk, pad])
             out = backend.run(chunk)
             if out.ndim != 2 or out.shape[0] != chunk.shape[0]:
@@ -329,11 +332,11 @@ class Runtime:
             advice = " (predict returns one Prediction; use predict_faces(frame) for every face)" \
                 if "detect_faces" in removed else ""
             raise TypeError(f"predict() got unexpected keyword argument(s) {', '.join(sorted(removed))}{advice}")
-        tensor = preprocess_one(image, rgb=rgb)  # validates the image, with the usual messages
+        tensor = preprocess_one(image, rgb=rgb, spec=self.spec)  # validates the image, with the usual messages
         if not whole_image:
             crop = self._face_crop(image, rgb, detector, margin)
             if crop is not None:
-                tensor = preprocess_one(crop)
+                tensor = preprocess_one(crop, spec=self.spec)
         return self._predictions(self.run(tensor[None]))[0]
 
     def _face_crop(self, image: ImageInput, rgb: bool, detector: DetectorSpec, margin: float) -> Optional[np.ndarray]:
@@ -373,7 +376,7 @@ class Runtime:
         if not boxes:
             return []
         crops = [crop_face(frame, box, margin=margin) for box in boxes]
-        predictions = self._predictions(self.run(preprocess(crops)))
+        predictions = self._predictions(self.run(preprocess(crops, spec=self.spec)))
         return [FacePrediction(box, pred) for box, pred in zip(boxes, predictions)]
 
     def predict_batch(self, images: Sequence[ImageInput], rgb: bool = False) -> list[Prediction]:
@@ -392,7 +395,7 @@ class Runtime:
         for start in range(0, len(items), CHUNK_SIZE):
             chunk = items[start : start + CHUNK_SIZE]
             try:
-                batch = preprocess(chunk, rgb=rgb)
+                batch = preprocess(chunk, rgb=rgb, spec=self.spec)
             except ImageError as exc:
                 if len(items) == 1:
                     raise

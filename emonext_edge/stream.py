@@ -36,7 +36,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Any, Optional, Protocol, Union
 from typing import Iterable as _Iterable  # subscripted at run time: typing's, for Python 3.8
 
 import numpy as np
@@ -45,16 +45,22 @@ from .errors import EmoNeXtError, ImageError, VideoSourceError
 from .faces import Box, crop_face, detect_faces
 from .opencv import import_cv2
 from .scores import softmax
+from .sources import open_planned, plan_source, probe
 from .tracking import FaceTracker, SmoothingSpec, make_smoother
+
+if TYPE_CHECKING:
+    from .preprocess import PreprocessSpec
 
 log = logging.getLogger(__name__)
 
 
 class Classifier(Protocol):
-    """What a stream needs of its model: labels and ``run`` (float32 ``[N, 3, H, W]`` -> logits).
-    :class:`emonext_edge.Runtime` is one; this module never imports it (no runtime <-> stream cycle)."""
+    """What a stream needs of its model: labels, the preprocessing ``spec`` its input follows and
+    ``run`` (float32 ``[N, *spec.input_shape]`` -> logits). :class:`emonext_edge.Runtime` is one;
+    this module never imports it (no runtime <-> stream cycle)."""
 
     labels: tuple[str, ...]
+    spec: PreprocessSpec
 
     def run(self, batch: np.ndarray) -> np.ndarray: ...
 
@@ -199,6 +205,13 @@ def open_source(
         raise VideoSourceError(f"video source: expected a camera index, URL, file or frames, got {source!r}")
     if isinstance(source, (int, str, os.PathLike)):
         ms = int(open_timeout * 1000)
+        # csi://N, /dev/videoN, GStreamer pipelines, NVDEC-decoded RTSP/files (emonext_edge/sources.py)
+        plan = plan_source(source) if isinstance(source, str) and not source.isdigit() else None
+        if plan is not None and plan.note:
+            log.log(logging.WARNING if probe().jetson else logging.DEBUG, "%s: %s", name, plan.note)
+        if plan is not None and plan.api != "ffmpeg":
+            cap = open_planned(plan, open_timeout)
+            return _capture_reader(cap, name, plan.live if live is None else live, fps, pace=bool(live) and not plan.live)
         if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
             cap, is_live = cv2.VideoCapture(int(source)), True
             if not cap.isOpened():
@@ -535,7 +548,8 @@ class VideoStream:
                 if clipped is None or clipped[2] * clipped[3] < 0.5 * box[2] * box[3]:
                     continue  # mostly outside the frame: not shown
                 try:
-                    crops.append(preprocess_one(crop_face(frame, clipped, margin=self.margin), name="face crop"))
+                    crops.append(preprocess_one(crop_face(frame, clipped, margin=self.margin), name="face crop",
+                                                spec=self.runtime.spec))
                 except ImageError as exc:  # one face that cannot be classified must not end the stream
                     skipped.append(SkippedFace(track.id, clipped, str(exc)))
                     log.debug("%s: frame %d: face #%d %s skipped: %s", self.source, packet.index, track.id, clipped, exc)

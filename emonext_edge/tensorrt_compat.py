@@ -62,6 +62,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional, cast
 
+from .preprocess import INPUT_SHAPE
+
 if TYPE_CHECKING:  # mypy sees TensorRT's classes through tensorrt-stubs (tests/typing/trt_mypy.py); never at run time
     import tensorrt as tr
 
@@ -542,7 +544,7 @@ class BuildOptions:
     workspace_bytes: int = 1 << 30
     profile: tuple[int, int, int] = (1, 1, 8)  # min/opt/max batch
     input_name: str = "input"
-    input_chw: tuple[int, int, int] = (3, 224, 224)
+    input_chw: tuple[int, int, int] = INPUT_SHAPE  # the spec's; export.tensorrt passes the ONNX's recorded one
     dla_core: Optional[int] = None
     calibrator: Any = None  # from calibration.trt_calibrator.make_entropy_calibrator, when path.calibrator
     fp32_layer_names: tuple[str, ...] = ()  # ONNX node names (STN) pinned to FP32 where path.pin_stn_fp32

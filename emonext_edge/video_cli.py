@@ -63,6 +63,33 @@ def add_video_arguments(p: argparse.ArgumentParser) -> None:
                    help="how long a stream URL may take to open or to send a frame (default 10); a live "
                         "source that stalls longer ends the run with exit code 4, keeping what was written")
     p.add_argument("-v", "--verbose", action="store_true", help="per-stage times in the summary")
+    # Jetson sources (emonext_edge/sources.py): csi://N, /dev/videoN, NVDEC-decoded RTSP/files, GStreamer pipelines
+    cam = p.add_argument_group("camera and decoding (csi://N, /dev/videoN, rtsp://, H.264/H.265 files on a Jetson)")
+    cam.add_argument("--print-pipeline", action="store_true",
+                     help="print the GStreamer pipeline (or what OpenCV opens instead) and exit; opens nothing")
+    cam.add_argument("--capture-size", default=None, metavar="WxH", help="camera mode, e.g. 1920x1080 (CSI default 1280x720)")
+    cam.add_argument("--capture-fps", type=int, default=None, metavar="FPS", help="camera frame rate (CSI default 30)")
+    cam.add_argument("--sensor-mode", type=int, default=None, metavar="N", help="nvarguscamerasrc sensor-mode")
+    cam.add_argument("--flip", type=int, default=0, metavar="0-7", help="nvvidconv flip-method (2 = rotate 180)")
+    cam.add_argument("--codec", choices=("auto", "h264", "h265"), default="auto",
+                     help="RTSP/file decoding on a Jetson: h264/h265 = parse ! nvv4l2decoder, auto = decodebin")
+
+
+def _capture_plan(args: argparse.Namespace, check: bool = True) -> Any:
+    """The :class:`~emonext_edge.sources.SourcePlan` of the source with the command line's camera options."""
+    import re
+
+    from .sources import CaptureOptions, plan_source
+
+    size = None
+    if args.capture_size is not None:
+        match = re.fullmatch(r"(\d+)x(\d+)", args.capture_size)
+        if not match:
+            raise UsageError(f"--capture-size must be WIDTHxHEIGHT such as 1920x1080, got {args.capture_size!r}")
+        size = int(match.group(1)), int(match.group(2))
+    options = CaptureOptions(width=size[0] if size else None, height=size[1] if size else None, fps=args.capture_fps,
+                             sensor_mode=args.sensor_mode, flip=args.flip, codec=args.codec)
+    return plan_source(args.source, options, check=check) if not args.source.isdigit() else None
 
 
 def _check_writable(path: Path, option: str) -> None:
@@ -125,6 +152,10 @@ class _Progress:
 
 def run_video(args: argparse.Namespace, runtime_factory: Any) -> int:
     """``video`` command body; ``runtime_factory(args)`` builds the Runtime from the shared model options."""
+    if args.print_pipeline:
+        plan = _capture_plan(args, check=False)
+        print(plan.describe() if plan is not None else f"opencv: {args.source} (camera index, file or URL; no pipeline)")
+        return 0
     cv2 = import_cv2()
 
     from .stream import StreamStalledError, quiet_opencv
@@ -160,10 +191,18 @@ def run_video(args: argparse.Namespace, runtime_factory: Any) -> int:
     progress = _Progress()
     with contextlib.ExitStack() as stack:
         rt = stack.enter_context(runtime_factory(args))
+        source, live = args.source, args.live
+        plan = _capture_plan(args)
+        if plan is not None and plan.api != "ffmpeg":  # opened here with the camera options (sources.py)
+            from .sources import open_planned
+
+            source = open_planned(plan, args.open_timeout)
+            stack.callback(source.release)
+            live = plan.live if live is None else live
         stream = stack.enter_context(rt.stream(
-            args.source, detect_every=args.detect_every, smoothing=smoothing, detector=args.detector,
+            source, detect_every=args.detect_every, smoothing=smoothing, detector=args.detector,
             detect_scale=args.detect_scale,
-            live=args.live, max_frames=args.max_frames, open_timeout=args.open_timeout, draw=True,
+            live=live, max_frames=args.max_frames, open_timeout=args.open_timeout, draw=True,
         ))
         jsonl = stack.enter_context(json_path.open("w", encoding="utf-8")) if json_path else None
         try:

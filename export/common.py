@@ -115,16 +115,20 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
-def verification_batch(data_dir: Optional[str | os.PathLike], count: int = 16, seed: int = 0) -> tuple[np.ndarray, str]:
-    """Preprocessed float32 ``[count, 3, 224, 224]`` images to verify exports with, and what they are.
+def verification_batch(data_dir: Optional[str | os.PathLike], count: int = 16, seed: int = 0,
+                       spec: Any = None) -> tuple[np.ndarray, str]:
+    """Preprocessed float32 ``[count, *spec.input_shape]`` images to verify exports with, and what they are.
 
     With ``data_dir`` (a FER2013-layout tree or any folder of face images): ``count`` files
     spread evenly over the sorted file list. Without: deterministic synthetic images.
+    ``spec``: a :class:`emonext_edge.preprocess.PreprocessSpec` (default: the trained one).
     """
-    from emonext_edge.preprocess import preprocess
+    from emonext_edge.preprocess import SPEC, preprocess
 
+    spec = spec or SPEC
     if data_dir is None:
-        return preprocess(list(synthetic_faces(count, seed))), f"{count} deterministic synthetic images (no data given)"
+        return (preprocess(list(synthetic_faces(count, seed)), spec=spec),
+                f"{count} deterministic synthetic images (no data given)")
     files = list_images(data_dir)
     picks = [files[i] for i in np.linspace(0, len(files) - 1, min(count, len(files))).round().astype(int)]
-    return preprocess(picks), f"{len(picks)} real images from {data_dir}"
+    return preprocess(picks, spec=spec), f"{len(picks)} real images from {data_dir}"

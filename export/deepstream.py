@@ -49,18 +49,19 @@ import os
 import re
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
 from emonext_edge.argtypes import check_args, data_path, finite_float, non_negative_int, positive_int
-from emonext_edge.deepstream_boxes import DEFAULT_STRATEGY, NVINFER_MIN_OBJECT_SIZE
+from emonext_edge.deepstream_boxes import DEFAULT_STRATEGY, NVINFER_MIN_OBJECT_SIZE, nvinfer_scale_offset
 from emonext_edge.errors import ExportError, ModelFileError
 from emonext_edge.fileio import sha256_file
 from emonext_edge.metadata import ArtifactMetadata, GateResult, labels_for, read_onnx_metadata
 from emonext_edge.opencv import import_cv2
+from emonext_edge.preprocess import SPEC, PreprocessSpec, luma_fixed_point, spec_of
 from emonext_edge.scores import softmax
 from emonext_edge.tensorrt_compat import ApiPlan, parse_version, plan_for
 from export.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
@@ -87,20 +88,23 @@ REWRITE_AGREEMENT = "94-97 %"
 INT8_PLACEHOLDER = "emonext_sgie_qdq.calib"
 INPUT_NAME = "input"
 OUTPUT_NAME = "probs"
-#: NVIDIA's customary 1/255 (float32 of 0.00392157; 2.4e-7 relative above 1/255)
-NET_SCALE_FACTOR = "0.0039215697906911373"
+# Everything below that describes the input derives from the preprocessing spec (emonext_edge.preprocess.SPEC
+# here; an export uses the spec its source ONNX records): nvinfer's net-scale-factor/offsets
+# (deepstream_boxes.nvinfer_scale_offset), the network size (the spec's crop) and the luma weights.
+#: the trained spec's net-scale-factor: its scale, 1/255 (written exactly; nvinfer reads it as float32)
+NET_SCALE_FACTOR = repr(nvinfer_scale_offset(SPEC, "full")[0])
 #: 1/219: video-range luma (16..235) back to [0, 1] with offsets=16
-LIMITED_RANGE_SCALE = "0.0045662100456621"
+LIMITED_RANGE_SCALE = repr(nvinfer_scale_offset(SPEC, "limited")[0])
 #: PIL 'L' conversion weights in the graph (the fixed-point ones of emonext_edge.preprocess.to_gray), R, G, B
-LUMA_WEIGHTS = (19595 / 65536, 38470 / 65536, 7471 / 65536)
-#: the definition the verification uses instead (ITU-R 601-2 as PREPROCESSING_SPEC states it), kept apart
+LUMA_WEIGHTS = tuple(w / 65536 for w in luma_fixed_point(SPEC.luma_weights))
+#: the definition the verification uses instead (the spec's ITU-R 601-2 weights as written), kept apart
 #: from LUMA_WEIGHTS so a wrong weight or channel order in the graph cannot also be in the reference
-ITU_R_601_2 = (0.299, 0.587, 0.114)
+ITU_R_601_2 = SPEC.luma_weights
 PRECISIONS = {"fp32": 0, "int8": 1, "fp16": 2}  # network-mode values (nvdsinfer NvDsInferNetworkMode)
 #: scaling-filter values (nvbufsurftransform.h NvBufSurfTransform_Inter)
 SCALING_FILTERS = {"nearest": 0, "bilinear": 1, "algo1": 2, "algo2": 3, "algo3": 4, "algo4": 5, "default": 6}
-#: --gray-range: (net-scale-factor, offset) mapping the GRAY8 values to the training range [0, 1]
-GRAY_RANGES = {"full": (NET_SCALE_FACTOR, 0), "limited": (LIMITED_RANGE_SCALE, 16)}
+#: --gray-range: (net-scale-factor, offset) mapping the GRAY8 values to the training range (trained spec)
+GRAY_RANGES = {name: nvinfer_scale_offset(SPEC, name) for name in ("full", "limited")}
 PROB_ATOL = 1e-5
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
@@ -216,6 +220,8 @@ class SgieOptions:
     threshold: float = 0.0
     gpu_id: int = 0
     scaling_filter: str = "bilinear"
+    #: the preprocessing the network was built for: from the source ONNX's record (not a CLI flag)
+    spec: PreprocessSpec = SPEC
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -247,9 +253,25 @@ class SgieOptions:
         return PRECISIONS[self.precision]
 
     @property
-    def scale_and_offset(self) -> tuple[str, int]:
-        """(net-scale-factor, offset): x / 255, or (y - 16) / 219 for limited-range gray."""
-        return GRAY_RANGES[self.gray_range]
+    def scale_and_offset(self) -> tuple[str, str]:
+        """(net-scale-factor, offset) as written, from the spec: x / 255, or (y - 16) / 219 for limited-range gray."""
+        scale, offset = nvinfer_scale_offset(self.spec, self.gray_range)
+        return repr(scale), _number(offset)
+
+    @property
+    def network_size(self) -> int:
+        """The square the box is scaled to: the spec's crop."""
+        return self.spec.crop_size
+
+    @property
+    def input_shape(self) -> list[Any]:
+        """The nvinfer variant's input: 1 (``gray``) or 3 channels of the spec's crop, dynamic batch."""
+        return ["batch", 1 if self.gray else 3, self.spec.crop_size, self.spec.crop_size]
+
+
+def _number(value: float) -> str:
+    """``16.0`` -> ``16``, other floats as Python writes them (config values)."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def engine_file_name(onnx_file: str, batch: int, gpu_id: int = 0, precision: str = "fp16",
@@ -304,7 +326,7 @@ def sgie_config(opts: SgieOptions, *, onnx_file: str = MODEL_NAME, labels_file: 
         "batch-size": opts.batch,
         "network-mode": opts.network_mode,
         "net-scale-factor": opts.scale_and_offset[0],
-        "offsets": [opts.scale_and_offset[1]] if opts.gray else [0, 0, 0],
+        "offsets": [opts.scale_and_offset[1]] * (1 if opts.gray else 3),
         "model-color-format": 2 if opts.gray else 0,
         "network-input-order": 0,  # NCHW
         "output-blob-names": OUTPUT_NAME,
@@ -334,7 +356,7 @@ SGIE_COMMENTS = {
     "net-scale-factor": "1/255 as the training ToTensor() (1/219 with offsets 16 for limited-range gray); "
                         "nvinfer computes net-scale-factor * (x - offsets)",
     "model-color-format": "0 RGB (luma computed in the graph), 2 GRAY (1-channel input)",
-    "scaling-filter": "1 bilinear (the default 0 is nearest); the box is scaled straight to 224x224",
+    "scaling-filter": "1 bilinear (the default 0 is nearest); the box is scaled straight to the network size",
     "secondary-reinfer-interval": "re-classify a tracked face every N frames (default: never, label frozen)",
     "classifier-async-mode": "0: the label is attached to the frame it was computed on",
     "classifier-threshold": "a label is attached when its probability is above this",
@@ -389,8 +411,8 @@ def preprocess_config(opts: SgieOptions) -> Groups:
             "enable": 1, "target-unique-ids": [opts.gie_id], "operate-on-gie-id": opts.operate_on_gie_id,
             "network-input-order": 0, "process-on-frame": 0, "unique-id": opts.gie_id + 100,
             "gpu-id": opts.gpu_id, "maintain-aspect-ratio": 0, "symmetric-padding": 0,
-            "processing-width": 224, "processing-height": 224, "scaling-buf-pool-size": 6,
-            "tensor-buf-pool-size": 6, "network-input-shape": [opts.batch, channels, 224, 224],
+            "processing-width": opts.network_size, "processing-height": opts.network_size, "scaling-buf-pool-size": 6,
+            "tensor-buf-pool-size": 6, "network-input-shape": [opts.batch, *opts.input_shape[1:]],
             "network-color-format": 2 if opts.gray else 0, "tensor-data-type": 0, "tensor-name": INPUT_NAME,
             "scaling-pool-memory-type": 0, "scaling-pool-compute-hw": 1,
             "scaling-filter": SCALING_FILTERS[opts.scaling_filter],
@@ -516,14 +538,15 @@ def is_qdq(model: Any) -> bool:
     return any(n.op_type in QDQ_OPS for n in model.graph.node)
 
 
-def _io_check(model: Any, where: str) -> tuple[str, str, int]:
+def _io_check(model: Any, where: str, input_shape: Sequence[int] = SPEC.input_shape) -> tuple[str, str, int]:
     inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
     if len(inputs) != 1 or len(model.graph.output) != 1:
         raise ModelFileError(f"{where}: expected one input and one output, got {len(inputs)} and {len(model.graph.output)}")
     dims = [d.dim_value or d.dim_param for d in inputs[0].type.tensor_type.shape.dim]
-    if len(dims) != 4 or dims[1:] != [3, 224, 224]:
-        raise ModelFileError(f"{where}: input {inputs[0].name!r} has shape {dims}; expected [batch, 3, 224, 224] "
-                             "(an EmoNeXt ONNX from python -m export.onnx)")
+    if len(dims) != 4 or dims[1:] != list(input_shape):
+        raise ModelFileError(f"{where}: input {inputs[0].name!r} has shape {dims}; expected [batch, "
+                             f"{', '.join(map(str, input_shape))}] (an EmoNeXt ONNX from python -m export.onnx; "
+                             "its recorded preprocessing spec)")
     out_dims = [d.dim_value or d.dim_param for d in model.graph.output[0].type.tensor_type.shape.dim]
     if len(out_dims) != 2 or not isinstance(out_dims[1], int):
         raise ModelFileError(f"{where}: output {model.graph.output[0].name!r} has shape {out_dims}; expected [batch, classes]")
@@ -533,15 +556,15 @@ def _io_check(model: Any, where: str) -> tuple[str, str, int]:
     return inputs[0].name, model.graph.output[0].name, int(out_dims[1])
 
 
-def nvinfer_variant(source: Any, *, gray: bool, where: str = "source ONNX") -> Any:
-    """A copy of an EmoNeXt ONNX (``[N,3,224,224]`` -> logits) for nvinfer: RGB (or with ``gray`` a
+def nvinfer_variant(source: Any, *, gray: bool, where: str = "source ONNX", spec: PreprocessSpec = SPEC) -> Any:
+    """A copy of an EmoNeXt ONNX (``[N, *spec.input_shape]`` -> logits) for nvinfer: RGB (or with ``gray`` a
     1-channel) input converted to the 3 gray channels EmoNeXt expects, and ``Softmax`` on the output."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     model = onnx.ModelProto()
     model.CopyFrom(source)
-    in_name, out_name, num_classes = _io_check(model, where)
+    in_name, out_name, num_classes = _io_check(model, where, spec.input_shape)
     graph = model.graph
     gray3, logits = "emonext_gray3", "emonext_logits"
     for node in graph.node:  # rename the old input / output tensors
@@ -574,7 +597,8 @@ def nvinfer_variant(source: Any, *, gray: bool, where: str = "source ONNX") -> A
     del graph.node[:]
     graph.node.extend(nodes)
     graph.input.remove(graph.input[[i.name for i in graph.input].index(in_name)])
-    graph.input.insert(0, helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [batch, channels, 224, 224]))
+    size = spec.crop_size
+    graph.input.insert(0, helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [batch, channels, size, size]))
     del graph.output[:]
     graph.output.append(helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [batch, num_classes]))
     del graph.value_info[:]
@@ -596,15 +620,15 @@ def _ort_fn(model_bytes: bytes) -> Callable[[np.ndarray], np.ndarray]:
     return lambda x: np.asarray(session.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0])
 
 
-def color_test_images(count: int = 6, seed: int = 3) -> np.ndarray:
-    """Deterministic smooth colour images, float32 RGB ``[N, 3, 224, 224]`` in [0, 1], channels unequal."""
+def color_test_images(count: int = 6, seed: int = 3, size: int = SPEC.crop_size) -> np.ndarray:
+    """Deterministic smooth colour images, float32 RGB ``[N, 3, size, size]`` in [0, 1], channels unequal."""
     cv2 = import_cv2()  # one line naming the fix when OpenCV is missing
 
     faces = synthetic_faces(count * 3, seed=seed).reshape(count, 3, 48, 48)
-    out = np.empty((count, 3, 224, 224), dtype=np.float32)
+    out = np.empty((count, 3, size, size), dtype=np.float32)
     for i in range(count):
         for c in range(3):
-            out[i, c] = cv2.resize(faces[i, c], (224, 224), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255.0
+            out[i, c] = cv2.resize(faces[i, c], (size, size), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255.0
     return out
 
 
@@ -620,7 +644,7 @@ def verify_variant(variant: Any, reference: Callable[[np.ndarray], np.ndarray], 
     """ONNX Runtime on the variant vs ``softmax(reference(x))``: ``(figures, failures)``; a failure when
     any probability differs by more than ``atol`` or any argmax differs.
 
-    ``gray_images``: preprocessed ``[N, 3, 224, 224]`` (gray repeated). The RGB variant also gets
+    ``gray_images``: preprocessed ``[N, 3, S, S]`` (gray repeated, S the spec's crop). The RGB variant also gets
     colour images whose reference input is their luma (checks the R/G/B weights and their order).
     A ``quantized`` (Q/DQ) source turns the 1e-5-level difference between the graph's fixed-point
     weights and ITU-R 601-2 into whole quantization steps, so there the weights are checked directly.
@@ -631,7 +655,7 @@ def verify_variant(variant: Any, reference: Callable[[np.ndarray], np.ndarray], 
     figures: dict[str, Any] = {"checks": []}
     failures: list[str] = []
     if not gray and not quantized:
-        rgb = color_test_images()
+        rgb = color_test_images(size=gray_images.shape[-1])
         feeds.append(("colour images", rgb, luma(rgb)))
     elif not gray:
         from onnx import numpy_helper
@@ -754,11 +778,12 @@ def export_deepstream(output: str | os.PathLike, *, onnx_path: Optional[str | os
             raise UsageError(f"--onnx {onnx_path}: is a Q/DQ (INT8) ONNX; use --precision int8 with it")
         source_meta = read_onnx_metadata(source)
         labels = _labels(source, source_meta, torch_source)
-        variant = nvinfer_variant(source, gray=options.gray)
+        options = replace(options, spec=spec_of(source_meta, str(source_path)))  # what the network was built for
+        variant = nvinfer_variant(source, gray=options.gray, spec=options.spec)
         check_buildable(variant, target, MODEL_NAME)  # the file nvinfer builds from (our own bug if this fails)
         build_path = target.plan.path(options.precision)
         fp32_layers = fp32_layer_names(build_path, variant)
-        images, description = verification_batch(verify_data, verify_count)
+        images, description = verification_batch(verify_data, verify_count, spec=options.spec)
         figures, failures = verify_variant(variant, reference, images, gray=options.gray, quantized=info["qdq"])
         reference_desc = ("softmax of ONNX Runtime on the Q/DQ source" if info["qdq"] else
                           "softmax of ONNX Runtime on the source ONNX" if onnx_path is not None else
@@ -790,7 +815,6 @@ def _labels(source: Any, source_meta: Any, torch_source: Any) -> tuple[str, ...]
 
 def _metadata(source_meta: Any, labels: Sequence[str], options: SgieOptions, info: Mapping[str, Any],
               gate: Any, names: Sequence[str], target: Target, build_path: Any, fp32_layers: Sequence[str]) -> Any:
-    channels = 1 if options.gray else 3
     base = source_meta if source_meta is not None else ArtifactMetadata(labels=list(labels))
     upstream = dict(base.source)
     deepstream = {
@@ -799,7 +823,7 @@ def _metadata(source_meta: Any, labels: Sequence[str], options: SgieOptions, inf
                   "app_config_fallback_raw_boxes": APP_CONFIG,
                   "preprocess_config": PREPROCESS_CONFIG, **({"int8_placeholder": INT8_PLACEHOLDER}
                                                              if INT8_PLACEHOLDER in names else {})},
-        "options": asdict(options),
+        "options": {k: v for k, v in asdict(options).items() if k != "spec"},  # the spec: "preprocessing"
         "engine_file": engine_file_name(MODEL_NAME, options.batch, options.gpu_id, options.precision),
         "box_rewrite": f"emonext_edge.deepstream_boxes.rewrite_box(strategy={DEFAULT_STRATEGY!r}) before the SGIE "
                        f"({SAMPLE_APP}; agreement {REWRITE_AGREEMENT}; the deepstream-app fallback feeds raw boxes: "
@@ -812,21 +836,22 @@ def _metadata(source_meta: Any, labels: Sequence[str], options: SgieOptions, inf
             "stn": ("FP32: layer-device-precision pins its layers" if fp32_layers else build_path.stn),
         },
     }
-    preprocessing = {
+    size, spec = options.network_size, options.spec
+    deepstream["nvinfer_preprocessing"] = {  # how nvinfer approximates the spec ("preprocessing")
         "where": "DeepStream nvinfer (not the Runtime: use the plain ONNX there)",
-        "crop": "object box (centre square of side min(w,h)*224/236 with the box rewrite) rounded to even pixels, "
-                "scaled straight to 224x224 (scaling-filter=1 bilinear)",
+        "crop": f"object box (centre square of side min(w,h)*{spec.crop_size}/{spec.resize_shorter} with the box "
+                f"rewrite) rounded to even pixels, scaled straight to {size}x{size} (scaling-filter=1 bilinear)",
         "color": "GRAY8 frame, 1 channel (model-color-format=2)" if options.gray else
                  "RGB (model-color-format=0); ITU-R 601-2 luma computed in the graph, repeated to 3 channels",
         "scale": "net-scale-factor {}, offsets {}".format(*options.scale_and_offset),
-        "input_shape": ["batch", channels, 224, 224],
+        "input_shape": options.input_shape,
         "output": "softmax probabilities ('probs')",
     }
     return base.replace(
         format="onnx", precision="int8-qdq" if info["qdq"] else "fp32", labels=list(labels),
         source={k: v for k, v in info.items() if k != "qdq"} | ({"upstream": upstream} if upstream else {}),
-        preprocessing=preprocessing, input_name=INPUT_NAME, output_name=OUTPUT_NAME,
-        input_shape=["batch", channels, 224, 224], batch="dynamic", fidelity=gate, artifact_sha256={},
+        preprocessing=spec.to_dict(), input_name=INPUT_NAME, output_name=OUTPUT_NAME,
+        input_shape=options.input_shape, batch="dynamic", fidelity=gate, artifact_sha256={},
         extra=dict(base.extra, deepstream=deepstream),
     )
 
@@ -917,7 +942,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --gray: 'limited' when the GRAY8 frames hold video-range luma 16..235 "
                         "(offsets=16, net-scale-factor=1/219); default full")
     p.add_argument("--batch", type=int, default=16, help="SGIE batch size: faces per batch (default 16)")
-    p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp16")
+    p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp16",
+                   help="network-mode of the SGIE engine nvinfer builds (default fp16; int8 needs --calib)")
     p.add_argument("--calib", help="calib.npz (or a data source) to make the Q/DQ ONNX for --precision int8")
     p.add_argument("--gie-id", type=int, default=2, help="gie-unique-id of the SGIE (default 2)")
     p.add_argument("--operate-on-gie-id", type=int, default=1, help="gie-unique-id of the face detector (default 1)")
@@ -925,9 +951,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reinfer-interval", type=int, default=15,
                    help="re-classify tracked faces every N frames (default 15; nvinfer's default never does)")
     p.add_argument("--threshold", type=float, default=0.0, help="classifier-threshold (default 0: always label)")
-    p.add_argument("--gpu-id", type=int, default=0)
+    p.add_argument("--gpu-id", type=int, default=0, help="gpu-id of the SGIE (default 0)")
     p.add_argument("--verify-data", help="FER2013-layout folder or face images for the numeric check (default synthetic)")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="show progress and details")
     add_fidelity_arguments(p)  # the gate of the Q/DQ ONNX made with --calib (INT8 vs the FP32 ONNX)
     return p
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from emonext_edge.argtypes import data_path
 from emonext_edge.errors import ExportError
+from emonext_edge.preprocess import PreprocessSpec
 from emonext_edge.scores import softmax
 
 log = logging.getLogger(__name__)
@@ -111,9 +112,12 @@ def fidelity_gate(
     min_agreement: float = DEFAULT_MIN_AGREEMENT,
     max_drop_pp: float = DEFAULT_MAX_DROP_PP,
     batch_size: int = 32,
+    progress: str = "fidelity gate",
 ) -> FidelityReport:
-    """Compare ``candidate`` with ``reference`` on ``images`` (float32 [N,3,224,224], or anything
-    :func:`emonext_edge.preprocess.preprocess` accepts); ``labels`` in the models' logit order."""
+    """Compare ``candidate`` with ``reference`` on ``images`` (float32 [N, *INPUT_SHAPE], or anything
+    :func:`emonext_edge.preprocess.preprocess` accepts); ``labels`` in the models' logit order.
+    ``progress`` names the gate in the progress records (:mod:`emonext_edge.progress`)."""
+    from emonext_edge.progress import Progress
     if not 0.0 <= min_agreement <= 1.0:
         raise ValueError(f"min_agreement must be a fraction in [0, 1], got {min_agreement}")
     if max_drop_pp < 0:
@@ -130,10 +134,12 @@ def fidelity_gate(
         if y.shape != (n,):
             raise ValueError(f"fidelity gate: {len(y)} labels for {n} images")
     cand_parts, ref_parts = [], []
-    for start in range(0, n, batch_size):
-        chunk = batch[start : start + batch_size]
-        ref_parts.append(_run(reference, chunk, "reference", len(chunk)))
-        cand_parts.append(_run(candidate, chunk, "candidate", len(chunk)))
+    with Progress(progress, n) as bar:
+        for start in range(0, n, batch_size):
+            chunk = batch[start : start + batch_size]
+            ref_parts.append(_run(reference, chunk, "reference", len(chunk)))
+            cand_parts.append(_run(candidate, chunk, "candidate", len(chunk)))
+            bar.update(start + len(chunk))
     ref, cand = np.concatenate(ref_parts), np.concatenate(cand_parts)
     if ref.shape != cand.shape:
         raise ExportError(f"fidelity gate: candidate logits {list(cand.shape)} vs reference {list(ref.shape)}")
@@ -235,11 +241,11 @@ class FidelityOptions:
     images: int = DEFAULT_IMAGES
     data: Optional[str] = None
 
-    def load_images(self, fallback_data: Optional[str | os.PathLike] = None, split: str = "val"
-                    ) -> tuple[np.ndarray, Optional[np.ndarray], str]:
-        """(float32 batch, labels or None, description) for the gate; see :func:`held_out_images`."""
-        return held_out_images(self.data if self.data is not None else fallback_data, self.images, split)
-
+    def load_images(self, fallback_data: Optional[str | os.PathLike] = None, split: str = "val",
+                    spec: Optional[PreprocessSpec] = None) -> tuple[np.ndarray, Optional[np.ndarray], str]:
+        """(float32 batch, labels or None, description) for the gate, preprocessed by ``spec`` (default: the
+        trained one); see :func:`held_out_images`."""
+        return held_out_images(self.data if self.data is not None else fallback_data, self.images, split, spec)
 
 
 def gate_from_args(args: argparse.Namespace) -> FidelityOptions:
@@ -252,8 +258,8 @@ def gate_from_args(args: argparse.Namespace) -> FidelityOptions:
     )
 
 
-def held_out_images(data: Optional[str | os.PathLike], count: int, split: str = "val"
-                    ) -> tuple[np.ndarray, Optional[np.ndarray], str]:
+def held_out_images(data: Optional[str | os.PathLike], count: int, split: str = "val",
+                    spec: Optional[PreprocessSpec] = None) -> tuple[np.ndarray, Optional[np.ndarray], str]:
     """Preprocessed images (and labels where the source has them) to run the gate on.
 
     A FER2013 CSV / ImageFolder tree gives ``count`` labeled images of ``split`` spread evenly over
@@ -263,14 +269,16 @@ def held_out_images(data: Optional[str | os.PathLike], count: int, split: str = 
     """
     from calibration.datasets import detect_kind, load_labeled_source, read_source
     from emonext_edge.errors import ImageError
-    from emonext_edge.preprocess import preprocess_one
+    from emonext_edge.preprocess import SPEC, preprocess_one
+
+    spec = spec or SPEC
 
     if data is None:
         from calibration.synthetic import synthetic_faces
 
         count = min(count, DEFAULT_SYNTHETIC_IMAGES)
         log.info("fidelity gate on %d synthetic images (no held-out data given): agreement only, weak evidence", count)
-        return (np.stack([preprocess_one(f) for f in synthetic_faces(count)]), None,
+        return (np.stack([preprocess_one(f, spec=spec) for f in synthetic_faces(count)]), None,
                 f"{count} synthetic images (no --fidelity-data given)")
     kind = detect_kind(data, split)
     if kind in ("csv", "imagefolder"):
@@ -282,14 +290,18 @@ def held_out_images(data: Optional[str | os.PathLike], count: int, split: str = 
             source.items = [source.items[i] for i in picks]
             source.names = [source.names[i] for i in picks]
             source.labels = source.labels[picks]
+    from emonext_edge.progress import Progress
+
     tensors, keep = [], []
-    for i, (item, name) in enumerate(zip(source.items, source.names)):
-        try:
-            tensors.append(preprocess_one(item, name=name))
-            keep.append(i)
-        except ImageError as exc:
-            source.skipped.append((name, str(exc)))
-            log.warning("fidelity data: skipped unreadable image: %s", exc)
+    with Progress(f"reading the gate's images from {data}", len(source.items)) as bar:
+        for i, (item, name) in enumerate(zip(source.items, source.names)):
+            try:
+                tensors.append(preprocess_one(item, name=name, spec=spec))
+                keep.append(i)
+            except ImageError as exc:
+                source.skipped.append((name, str(exc)))
+                log.warning("fidelity data: skipped unreadable image: %s", exc)
+            bar.update(i + 1)
     if not tensors:
         raise ImageError(f"{data}: none of the {len(source.items)} held-out images could be read")
     labels = source.labels[keep] if source.labeled else None

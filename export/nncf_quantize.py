@@ -22,6 +22,7 @@ from calibration.calib_file import DEFAULT_CALIBRATION_SIZE
 from emonext_edge.errors import ExportError, UsageError
 from emonext_edge.preprocess import INPUT_SHAPE
 
+from .nncf_output import nncf_on_stderr
 from .stn_scope import ov_stn_node_names as stn_node_names
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ def _check_batch(images: np.ndarray, where: str) -> np.ndarray:
         raise UsageError(f"{where}: expected a numpy array, got {type(images).__name__}")
     if images.ndim != 4 or tuple(images.shape[1:]) != INPUT_SHAPE:
         raise UsageError(
-            f"{where}: calibration tensor has shape {list(images.shape)}, expected [N, 3, 224, 224] "
+            f"{where}: calibration tensor has shape {list(images.shape)}, expected [N, {', '.join(map(str, INPUT_SHAPE))}] "
             "(preprocessed float32 faces)"
         )
     if images.shape[0] == 0:
@@ -111,7 +112,7 @@ def _check_batch(images: np.ndarray, where: str) -> np.ndarray:
 
 def load_calibration_images(source: Any, num: int = DEFAULT_CALIBRATION_SIZE, seed: int = 0,
                             option: str = "--subset-size") -> tuple[np.ndarray, str]:
-    """Calibration batch float32 ``[N, 3, 224, 224]`` and a description.
+    """Calibration batch float32 ``[N, *INPUT_SHAPE]`` and a description.
 
     ``source``: an array, a ``calib.npz`` (``python -m calibration build``) or a data path
     (FER2013 tree, Kaggle CSV, folder of faces, video), through ``calibration.load_calibration``.
@@ -157,6 +158,7 @@ def _nncf_dataset(images: np.ndarray, what: str) -> Any:
     return nncf.Dataset(range(total), transform)
 
 
+@nncf_on_stderr("NNCF INT8 quantization")  # bars and log lines on stderr, progress every few seconds
 def quantize_int8(
     fp32_model: Any,
     calib: np.ndarray,

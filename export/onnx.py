@@ -59,6 +59,8 @@ from emonext_edge.argtypes import check_args, data_path, non_negative_float, pos
 from emonext_edge.errors import ExportError, VerificationError
 from emonext_edge.fileio import prepare_output_dir
 from emonext_edge.metadata import ArtifactMetadata, package_version, write_onnx_metadata
+from emonext_edge.preprocess import INPUT_SHAPE
+from emonext_edge.progress import stepped
 from export.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
 
 from .common import UsageError, load_source
@@ -194,7 +196,7 @@ def _dims(value_info: Any) -> list[Any]:
     return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
 
 
-def _check_io(model: Any, batch: int | None, num_classes: int) -> None:
+def _check_io(model: Any, batch: int | None, num_classes: int, input_shape: Sequence[int] = INPUT_SHAPE) -> None:
     inputs = [i.name for i in model.graph.input]
     outputs = [o.name for o in model.graph.output]
     if inputs != [INPUT_NAME] or outputs != [OUTPUT_NAME]:
@@ -203,13 +205,14 @@ def _check_io(model: Any, batch: int | None, num_classes: int) -> None:
         )
     first = batch if batch is not None else "batch"
     got_in, got_out = _dims(model.graph.input[0]), _dims(model.graph.output[0])
-    if got_in != [first, 3, 224, 224] or got_out != [first, num_classes]:
+    if got_in != [first, *input_shape] or got_out != [first, num_classes]:
         raise ExportError(
             f"exported graph has input shape {got_in} and output shape {got_out}; "
-            f"expected {[first, 3, 224, 224]} and {[first, num_classes]}"
+            f"expected {[first, *input_shape]} and {[first, num_classes]}"
         )
 
 
+@stepped("ONNX export (torch.onnx.export)")
 def _torch_export(model: Any, opset: int) -> bytes:
     """Trace ``model`` to ONNX with a dynamic batch axis (a fixed batch is set later, by onnxslim).
 
@@ -219,7 +222,7 @@ def _torch_export(model: Any, opset: int) -> bytes:
     """
     import torch
 
-    example = torch.zeros(2, 3, 224, 224)
+    example = torch.zeros(2, *model.input_shape)  # the model's preprocessing spec
     buffer = io.BytesIO()
     with warnings.catch_warnings(record=True) as caught, torch.no_grad():
         warnings.simplefilter("always")
@@ -242,14 +245,16 @@ def _torch_export(model: Any, opset: int) -> bytes:
     return buffer.getvalue()
 
 
-def _simplify_and_check(proto: bytes, *, stn: str, opset: int, batch: int | None, num_classes: int) -> Any:
+@stepped("ONNX simplification and checks")
+def _simplify_and_check(proto: bytes, *, stn: str, opset: int, batch: int | None, num_classes: int,
+                        input_shape: Sequence[int] = INPUT_SHAPE) -> Any:
     import onnx
     import onnxslim
 
     model = onnx.load_from_string(proto)
     audit_graph(model, stn=stn, opset=opset, where="raw torch export")
     try:
-        shapes = {} if batch is None else {"input_shapes": [f"{INPUT_NAME}:{batch},3,224,224"]}
+        shapes = {} if batch is None else {"input_shapes": [f"{INPUT_NAME}:{','.join(map(str, (batch, *input_shape)))}"]}
         slim = onnxslim.slim(model, **shapes)
     except Exception as exc:
         raise ExportError(f"onnxslim failed to simplify the graph: {type(exc).__name__}: {exc}") from exc
@@ -261,7 +266,7 @@ def _simplify_and_check(proto: bytes, *, stn: str, opset: int, batch: int | None
     except Exception as exc:
         raise ExportError(f"onnx.checker rejected the simplified graph: {type(exc).__name__}: {exc}") from exc
     audit_graph(slim, stn=stn, opset=opset, where="simplified graph")
-    _check_io(slim, batch, num_classes)
+    _check_io(slim, batch, num_classes, input_shape)
     return slim
 
 
@@ -350,7 +355,7 @@ def export_onnx(
         raise UsageError(f"block_layout must be one of {list(BLOCK_LAYOUTS)}, got {opts.block_layout!r}")
     path = _check_output(output)
     with Stage(path.parent) as stage:  # creates/checks the directory, removes stale temporaries
-        images, labels, description = gate_opts.load_images()
+        images, labels, description = gate_opts.load_images(spec=model.spec)
 
         # the export form is fixed on a private copy: the caller's (possibly shared) model is never switched
         export_model = copy.deepcopy(model).eval()
@@ -358,7 +363,8 @@ def export_onnx(
         raw = _torch_export(export_model, resolved_opset)
         del export_model
         num_classes = model.architecture.num_classes
-        graph = _simplify_and_check(raw, stn=opts.stn, opset=resolved_opset, batch=fixed_batch, num_classes=num_classes)
+        graph = _simplify_and_check(raw, stn=opts.stn, opset=resolved_opset, batch=fixed_batch, num_classes=num_classes,
+                                    input_shape=model.input_shape)
         counts = op_counts(graph)
 
         architecture = dict(model.architecture.to_dict(), name=model.architecture.name)
@@ -374,7 +380,8 @@ def export_onnx(
             batch="dynamic" if fixed_batch is None else fixed_batch,
             input_name=INPUT_NAME,
             output_name=OUTPUT_NAME,
-            input_shape=["batch" if fixed_batch is None else fixed_batch, 3, 224, 224],
+            input_shape=["batch" if fixed_batch is None else fixed_batch, *model.input_shape],
+            preprocessing=model.spec.to_dict(),
         )
         write_onnx_metadata(graph, meta)
         graph.producer_name = "emonext-edge"

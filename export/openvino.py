@@ -36,6 +36,7 @@ from emonext_edge.metadata import (
     Quantization,
     set_ov_model_metadata,
 )
+from emonext_edge.preprocess import spec_of
 from export.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
 
 from .common import UsageError, synthetic_faces
@@ -195,7 +196,7 @@ def export_ir(
             return ArtifactMetadata(
                 format="openvino-ir", precision=precision, labels=list(src.labels), architecture=dict(src.architecture),
                 source=dict(src.source), block_layout=src.block_layout, stn_mode=src.stn_mode, batch="dynamic",
-                input_shape=["batch", 3, 224, 224], **extra,
+                input_shape=["batch", *spec_of(src).input_shape], preprocessing=spec_of(src).to_dict(), **extra,
             )
 
         report: dict[str, Any] = {
@@ -325,7 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     calib.add_argument("--calib-data", help="data to build the calibration set from (FER2013 tree, CSV, folder, video)")
     p.add_argument("--subset-size", type=int, default=QuantizeOptions.subset_size,
                    help=f"calibration images used (default: {QuantizeOptions.subset_size})")
-    p.add_argument("--preset", choices=("performance", "mixed"), default=QuantizeOptions.preset)
+    p.add_argument("--preset", choices=("performance", "mixed"), default=QuantizeOptions.preset,
+                   help="NNCF quantization preset: performance (symmetric) or mixed (asymmetric activations); "
+                        f"default {QuantizeOptions.preset}")
     p.add_argument(
         "--smooth-quant", type=float, default=QuantizeOptions.smooth_quant_alpha, metavar="ALPHA",
         help="SmoothQuant alpha (default -1: off; 0.95: more faithful, also scales STN inputs in float; "

@@ -25,6 +25,7 @@ from typing import Any, Optional
 from emonext_edge.errors import BackendUnavailableError, ExportError, ModelFileError, UsageError
 from emonext_edge.fileio import sha256_file
 from emonext_edge.metadata import read_metadata
+from emonext_edge.preprocess import spec_of
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class ConvertedSource:
     onnx_path: Optional[Path] = None  # the ONNX the IR was converted from (its numeric reference)
     stn_mode: Optional[str] = None
     extra: dict[str, Any] = field(default_factory=dict)
+    preprocessing: dict[str, Any] = field(default_factory=dict)  # the spec the source records ({}: the trained one)
 
 
 def _onnx_io(path: Path) -> tuple[list[Any], list[Any]]:
@@ -80,8 +82,10 @@ def trusted_onnx(onnx: str | os.PathLike, labels: Optional[Sequence[str]] = None
     if not path.is_file():
         raise UsageError(f"--onnx {path}: no such ONNX file")
     inputs, outputs = _onnx_io(path)
-    if len(inputs) != 1 or len(inputs[0]) != 4 or inputs[0][1:] != [3, 224, 224]:
-        raise UsageError(f"--onnx {path}: input shapes {inputs}; expected one [N, 3, 224, 224] input (EmoNeXt)")
+    shape = list(spec_of(read_metadata(path), str(path)).input_shape)  # its recorded preprocessing spec
+    if len(inputs) != 1 or len(inputs[0]) != 4 or inputs[0][1:] != shape:
+        raise UsageError(f"--onnx {path}: input shapes {inputs}; expected one [N, {', '.join(map(str, shape))}] input "
+                         "(EmoNeXt)")
     if len(outputs) != 1 or len(outputs[0]) != 2 or not isinstance(outputs[0][1], int):
         raise UsageError(f"--onnx {path}: output shapes {outputs}; expected one [N, num_classes] output")
     classes = outputs[0][1]
@@ -151,6 +155,7 @@ def convert_source(
         return ConvertedSource(
             model, names, dict(meta.architecture) if meta is not None else {}, source, f"ONNX model {path}",
             block_layout=layout, onnx_path=path, stn_mode=meta.stn_mode if meta is not None else None,
+            preprocessing=dict(meta.preprocessing) if meta is not None else {},
         )
     if work_dir is None:
         raise ValueError("convert_source needs work_dir (the export's stage) to export a checkpoint to ONNX")
@@ -175,4 +180,5 @@ def convert_source(
         block_layout=block_layout,
         onnx_path=onnx_path,
         stn_mode="native",
+        preprocessing=src.model.spec.to_dict(),
     )

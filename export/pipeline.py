@@ -98,9 +98,16 @@ class TargetRuntimeMissing(BackendUnavailableError):
         text = message
         if self.committed:
             text += "; verified here and committed: " + ", ".join(map(str, self.committed))
-        if next_command:
-            text += f"; next, on the target device: {next_command}"
         super().__init__(text)
+
+    @property
+    def outcome(self) -> str:
+        """What the CLI prints for exit 3, an expected result rather than an error: the situation,
+        then a last line ``done here (CPU steps verified); next, on the device: <command>``."""
+        if not self.next_command:
+            return str(self)
+        done = "done here (CPU steps verified)" if self.committed else "done here"
+        return f"{self}\n{done}; next, on the device: {self.next_command}"
 
 
 def exporter_cli(main: Optional[Callable[[Optional[Sequence[str]]], int]] = None, *, log_level: str = "WARNING"):
@@ -119,7 +126,7 @@ def exporter_cli(main: Optional[Callable[[Optional[Sequence[str]]], int]] = None
                 print(f"error: {exc}", file=sys.stderr)
                 return EXIT_GATE_FAILED
             except BackendUnavailableError as exc:
-                print(f"error: {exc}", file=sys.stderr)
+                print(exc.outcome if isinstance(exc, TargetRuntimeMissing) else f"error: {exc}", file=sys.stderr)
                 return EXIT_RUNTIME_MISSING
 
         return cli_entry(contract, log_level=log_level)
@@ -349,7 +356,8 @@ def gate_artifact(
             return out
 
         y = None if labels is None else [int(v) for v in labels]
-        report = fidelity_gate(candidate, reference, images, y, options.min_agreement, options.max_drop_pp)
+        report = fidelity_gate(candidate, reference, images, y, options.min_agreement, options.max_drop_pp,
+                               progress=f"gate {Path(artifact).name}")
         info = rt.info
     runtime = ", ".join(str(v) for v in (info.get("backend"), info.get("provider"), info.get("device"),
                                           info.get("precision")) if v)

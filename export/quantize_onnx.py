@@ -44,7 +44,9 @@ import numpy as np
 from emonext_edge.errors import ExportError, ModelFileError
 from emonext_edge.fileio import atomic_path, write_json_atomic
 from emonext_edge.metadata import from_string_map, sidecar_path
+from emonext_edge.preprocess import INPUT_SHAPE
 
+from .nncf_output import nncf_on_stderr
 from .stn_scope import QDQ_OPS, onnx_stem_conv, onnx_stn_node_names
 
 log = logging.getLogger(__name__)
@@ -114,9 +116,10 @@ class _Reader:
 
 def _check_calib(calib_batch: np.ndarray) -> np.ndarray:
     batch = np.asarray(calib_batch)
-    if batch.dtype != np.float32 or batch.ndim != 4 or batch.shape[1:] != (3, 224, 224) or len(batch) == 0:
+    if batch.dtype != np.float32 or batch.ndim != 4 or batch.shape[1:] != INPUT_SHAPE or len(batch) == 0:
         raise ExportError(
-            f"calibration batch must be float32 [N>0, 3, 224, 224], got {batch.dtype} {list(batch.shape)}"
+            f"calibration batch must be float32 [N>0, {', '.join(map(str, INPUT_SHAPE))}], got {batch.dtype} "
+            f"{list(batch.shape)}"
         )
     if not np.isfinite(batch).all():
         raise ExportError("calibration batch contains NaN or inf")
@@ -146,6 +149,7 @@ def _quantize_ort(model: Any, calib: np.ndarray, out: Path, exclude: list[str]) 
     )
 
 
+@nncf_on_stderr("NNCF Q/DQ INT8 quantization")  # bars and log lines on stderr, no raw INFO lines
 def _quantize_nncf(model: Any, calib: np.ndarray, out: Path, exclude: list[str]) -> None:
     import nncf
     import onnx

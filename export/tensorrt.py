@@ -48,6 +48,7 @@ from emonext_edge.errors import BackendUnavailableError, ExportError, UsageError
 from emonext_edge.fileio import sha256_file
 from emonext_edge.formats import TENSORRT_ENGINE
 from emonext_edge.metadata import ArtifactMetadata, Quantization, TensorRTInfo, read_metadata
+from emonext_edge.preprocess import spec_of
 from export.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
 
 from . import trt_api, trt_opcheck
@@ -163,7 +164,7 @@ def _calibration(options: EngineOptions) -> tuple[np.ndarray, str]:
     from calibration.synthetic import synthetic_faces
     from emonext_edge.preprocess import preprocess
 
-    n = min(options.calib_num, 64)
+    n = options.calib_num  # the same default count (300) as with real data
     return preprocess(list(synthetic_faces(n, seed=1))), f"{n} synthetic images (no --calib given)"
 
 
@@ -377,7 +378,7 @@ def _build_and_gate(plan: compat.ApiPlan, path: compat.PrecisionPath, build_onnx
             cache_path = options.timing_cache
             build = compat.BuildOptions(
                 path=path, workspace_bytes=int(options.workspace_gb * (1 << 30)), profile=options.profile,
-                dla_core=options.dla_core, calibrator=calibrator,
+                dla_core=options.dla_core, calibrator=calibrator, input_chw=spec_of(meta_in).input_shape,
                 fp32_layer_names=fp32_layer_names(path, build_onnx),  # the rule export.deepstream shares
                 timing_cache=cache_path.read_bytes() if cache_path and cache_path.is_file() else None,
                 progress=say if options.verbose else None,
@@ -406,7 +407,7 @@ def _build_and_gate(plan: compat.ApiPlan, path: compat.PrecisionPath, build_onnx
         artifact_sha256={}, batch="dynamic", opset=built.opset,
         tensorrt=TensorRTInfo(
             version=str(trt.__version__), gpu=gpu, compute_capability=cc,
-            profile_shapes={"min": [lo, 3, 224, 224], "opt": [mid, 3, 224, 224], "max": [hi, 3, 224, 224]},
+            profile_shapes={name: [n, *spec_of(built).input_shape] for name, n in (("min", lo), ("opt", mid), ("max", hi))},
             details={"precision": path.engine_precision, "requested": path.precision, "int8_mode": path.int8_mode,
                      "strongly_typed": path.strongly_typed, "builder_flags": list(path.builder_flags),
                      "stn": path.stn, "built_from": build_onnx.name,
@@ -440,20 +441,25 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--onnx", help="FP32 ONNX from python -m export.onnx, or the ONNX this command prepared")
     src.add_argument("--checkpoint", help="EmoNeXt checkpoint (.pt) to export first (default: seeded untrained model)")
-    p.add_argument("--fp16", action="store_true")
-    p.add_argument("--int8", action="store_true")
-    p.add_argument("--int8-mode", choices=compat.INT8_MODES, default="explicit")
+    p.add_argument("--fp16", action="store_true", help="FP16 engine (with --int8: INT8 where quantized, FP16 elsewhere)")
+    p.add_argument("--int8", action="store_true", help="INT8 engine, calibrated on --calib (STN kept in float)")
+    p.add_argument("--int8-mode", choices=compat.INT8_MODES, default="explicit",
+                   help="explicit: a Q/DQ ONNX made and gated here (default); calibrator: TensorRT's "
+                        "calibrator on the device (TensorRT < 10.1)")
     p.add_argument("--calib", help="calib.npz from python -m calibration build, or a data source to calibrate on")
-    p.add_argument("--calib-num", type=int, default=DEFAULT_CALIBRATION_SIZE)
+    p.add_argument("--calib-num", type=int, default=DEFAULT_CALIBRATION_SIZE,
+                   help=f"calibration images to use (default {DEFAULT_CALIBRATION_SIZE}; without --calib, "
+                        "as many synthetic faces: weak calibration, for trying the command only)")
     p.add_argument("--quantizer", choices=("nncf", "ort"), default="nncf", help="Q/DQ library (explicit INT8)")
     p.add_argument("--trt-version", help="plan for this TensorRT version (default: the installed one, else "
                                          f"{DEFAULT_TARGET}); known: {', '.join(compat.TARGET_VERSIONS)} "
                                          "(8.5.2: JetPack 5.1.x, opset 16)")
     p.add_argument("--workspace", type=float, default=1.0, help="builder workspace in GB (keep small on Jetson)")
-    p.add_argument("--min-batch", type=int, default=1)
-    p.add_argument("--opt-batch", type=int, default=1)
-    p.add_argument("--max-batch", type=int, default=8)
-    p.add_argument("--dla-core", type=int, default=None)
+    p.add_argument("--min-batch", type=int, default=1, help="smallest batch of the optimization profile (default 1)")
+    p.add_argument("--opt-batch", type=int, default=1, help="batch the engine is tuned for (default 1)")
+    p.add_argument("--max-batch", type=int, default=8, help="largest batch of the optimization profile (default 8)")
+    p.add_argument("--dla-core", type=int, default=None,
+                   help="build for this DLA core (Jetson AGX/NX), GPU fallback on; default: GPU only")
     p.add_argument("--device", type=int, default=0, help="CUDA device index")
     p.add_argument("--timing-cache", help="timing cache file (read if present, updated after the build)")
     p.add_argument("--output", default="exports/tensorrt/emonext.engine",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tarfile
 from pathlib import Path
 
@@ -15,6 +16,10 @@ CACHE = REPO / "tests" / "fixtures" / "cache"
 OFFICIAL = SHARED / "fixtures" / "official_emonext"
 MODELS = SHARED / "models"
 FER_TARBALL = SHARED / "datasets" / "fer2013" / "fer2013_train_val.tar.gz"
+
+# progress lines (emonext_edge.progress) would make the stderr of timed steps depend on the machine's
+# speed; tests that check progress turn it on themselves
+os.environ.setdefault("EMONEXT_PROGRESS", "0")
 
 
 def _need(path: Path, what: str) -> Path:

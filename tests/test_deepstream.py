@@ -421,7 +421,7 @@ def test_sgie_config_values(exports):
     color = parse_ini((exports["color"].output / "config_infer_secondary_emonext.txt").read_text())["property"]
     expected = {
         "network-type": "1", "process-mode": "2", "operate-on-gie-id": "1", "operate-on-class-ids": "0",
-        "net-scale-factor": "0.0039215697906911373", "offsets": "0;0;0", "model-color-format": "0",
+        "net-scale-factor": "0.00392156862745098", "offsets": "0;0;0", "model-color-format": "0",
         "scaling-filter": "1", "secondary-reinfer-interval": "15", "classifier-async-mode": "0",
         "classifier-threshold": "0.0", "labelfile-path": "labels_emonext.txt", "onnx-file": "emonext_sgie.onnx",
         "model-engine-file": "emonext_sgie.onnx_b16_gpu0_fp16.engine", "network-mode": "2", "batch-size": "16",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -16,19 +17,22 @@ if TYPE_CHECKING:
     from ..metadata import ArtifactMetadata
 
 
-def expected_input() -> str:
-    """``"[N, C, H, W]"`` spelled from :data:`INPUT_SHAPE`: the one input every backend takes."""
-    return "[N, " + ", ".join(str(d) for d in INPUT_SHAPE) + "]"
+def expected_input(input_shape: Sequence[int] = INPUT_SHAPE) -> str:
+    """``"[N, C, H, W]"`` spelled from ``input_shape`` (an artifact's recorded spec's
+    ``input_shape``; default :data:`INPUT_SHAPE`, the trained spec's): the one input a backend takes."""
+    return "[N, " + ", ".join(str(d) for d in input_shape) + "]"
 
 
-def check_input_shape(path: Any, what: str, shape: Any, dims: Any) -> None:
-    """``ModelFileError`` naming ``path`` and ``what`` unless ``dims`` is ``[N, *INPUT_SHAPE]`` (any N).
+def check_input_shape(path: Any, what: str, shape: Any, dims: Any, input_shape: Sequence[int] = INPUT_SHAPE) -> None:
+    """``ModelFileError`` naming ``path`` and ``what`` unless ``dims`` is ``[N, *input_shape]`` (any N).
 
     ``shape``: the model's own spelling of it (for the message); ``dims``: its dimensions with
-    ``None`` for a dynamic one. The one place a model's input is checked.
+    ``None`` for a dynamic one; ``input_shape``: what the artifact's preprocessing record says
+    (``spec_of(metadata).input_shape``). The one place a model's input is checked.
     """
-    if len(dims) != 1 + len(INPUT_SHAPE) or list(dims[1:]) != list(INPUT_SHAPE):
-        raise ModelFileError(f"{path}: {what} has shape {shape}; expected {expected_input()}")
+    if len(dims) != 1 + len(input_shape) or list(dims[1:]) != list(input_shape):
+        raise ModelFileError(f"{path}: {what} has shape {shape}; expected {expected_input(input_shape)} "
+                             "(its preprocessing record)")
 
 
 @dataclass(frozen=True)
@@ -63,13 +67,15 @@ class Backend(abc.ABC):
     * ``num_classes``: width of the logits;
     * ``min_batch`` / ``max_batch``: batch sizes the artifact accepts (``max_batch=None``: unbounded);
     * ``input_name`` / ``output_name`` / ``input_dtype``: the model's tensors (see :attr:`io`);
+    * ``input_shape``: ``[C, H, W]`` per image, the record's preprocessing spec's
+      (``spec_of(metadata).input_shape``; set by :meth:`_read_metadata`, default :data:`INPUT_SHAPE`);
     * ``info``: what actually runs, e.g. ``{"backend": "onnxruntime", "device": "CPU",
       "precision": "fp32", "provider": "CPUExecutionProvider", "threads": 2}``.
 
     ``record``: the sidecar record when the caller (the Runtime) already read it, so the
     sidecar is parsed once per load; left out, the backend reads it.
 
-    ``run`` takes float32 ``[N, *INPUT_SHAPE]`` with ``min_batch <= N <= max_batch`` and
+    ``run`` takes float32 ``[N, *input_shape]`` (the artifact's recorded preprocessing spec, :attr:`input_shape`) with ``min_batch <= N <= max_batch`` and
     returns float32 logits ``[N, num_classes]``. Implementations must be safe to call
     from several threads at once (document how: a lock, or one request per thread).
     """
@@ -89,14 +95,19 @@ class Backend(abc.ABC):
         self.input_name: Optional[str] = None
         self.output_name: Optional[str] = None
         self.input_dtype: Any = np.float32
+        self.input_shape: tuple[int, ...] = tuple(INPUT_SHAPE)
         self.info: dict[str, Any] = {"backend": self.name}
 
-    def _read_metadata(self, embedded: Optional[dict[str, Any]] = None) -> Optional[ArtifactMetadata]:
-        """The record through the one reader (``embedded``: the carrier this backend already holds)."""
+    def _read_metadata(self, embedded: Optional[dict[str, Any]] = None, where: Optional[str] = None) -> Optional[ArtifactMetadata]:
+        """The record through the one reader (``embedded``: the carrier this backend already holds);
+        sets :attr:`input_shape` from the record's preprocessing spec (``where`` names the artifact
+        when that record is not a spec; default: the path)."""
         from ..metadata import read_metadata
+        from ..preprocess import spec_of
 
         self.embedded = embedded
         self.metadata = read_metadata(self.path, sidecar=self._record, embedded=embedded)
+        self.input_shape = tuple(spec_of(self.metadata, where or str(self.path)).input_shape)
         return self.metadata
 
     @property
@@ -107,7 +118,7 @@ class Backend(abc.ABC):
     @property
     def io(self) -> IODescription:
         """The one description of this backend's input and output."""
-        return IODescription(self.input_name, tuple(INPUT_SHAPE), np.dtype(self.input_dtype).name, self.output_name,
+        return IODescription(self.input_name, tuple(self.input_shape), np.dtype(self.input_dtype).name, self.output_name,
                              self.num_classes, self.min_batch, self.max_batch)
 
     @abc.abstractmethod

@@ -19,7 +19,6 @@ import numpy as np
 
 from ..errors import BackendUnavailableError, ModelFileError
 from ..metadata import from_string_map
-from ..preprocess import INPUT_SHAPE
 from .base import Backend, check_input_shape
 
 log = logging.getLogger(__name__)
@@ -103,23 +102,24 @@ class OnnxRuntimeBackend(Backend):
         if len(inputs) != 1 or len(outputs) < 1:
             raise ModelFileError(f"{path}: expected 1 input and 1 output, got {len(inputs)} inputs, {len(outputs)} outputs")
         spec = inputs[0]
-        check_input_shape(path, f"input {spec.name!r}", spec.shape, [_static_dim(d) for d in spec.shape])
         if spec.type not in _DTYPES:
             raise ModelFileError(f"{path}: input {spec.name!r} has type {spec.type}; expected tensor(float) or tensor(float16)")
         self.input_name = spec.name
         self.output_name = outputs[0].name
         self.input_dtype = _DTYPES[spec.type]
+
+        self._read_metadata(embedded=from_string_map(self.session.get_modelmeta().custom_metadata_map))
+        input_shape = self.input_shape  # what the artifact records (default: the trained spec)
+        check_input_shape(path, f"input {spec.name!r}", spec.shape, [_static_dim(d) for d in spec.shape], input_shape)
         batch = _static_dim(spec.shape[0])
         if batch is not None:
             self.min_batch = self.max_batch = batch
-
-        self._read_metadata(embedded=from_string_map(self.session.get_modelmeta().custom_metadata_map))
         out_shape = outputs[0].shape
         classes = _static_dim(out_shape[-1]) if out_shape else None
         if classes is None and self.labels:
             classes = len(self.labels)
         if classes is None:
-            classes = int(self.session.run([self.output_name], {self.input_name: np.zeros((self.min_batch, *INPUT_SHAPE), self.input_dtype)})[0].shape[-1])
+            classes = int(self.session.run([self.output_name], {self.input_name: np.zeros((self.min_batch, *input_shape), self.input_dtype)})[0].shape[-1])
         self.num_classes = classes
 
         used = self.session.get_providers()

@@ -27,7 +27,6 @@ import numpy as np
 from ..errors import BackendUnavailableError, ModelFileError
 from ..formats import OPENVINO_IR, companion_path
 from ..metadata import from_string_map
-from ..preprocess import INPUT_SHAPE
 from .base import Backend, check_input_shape
 
 log = logging.getLogger(__name__)
@@ -58,7 +57,7 @@ def _flatten_rt_info(rt: Any, prefix: str = "") -> dict[str, str]:
 def _tensor_name(port: Any) -> Optional[str]:
     try:
         return str(port.get_any_name())
-    except Exception:  # an unnamed tensor
+    except Exception:  # noqa: BLE001 -- an unnamed tensor (OpenVINO raises RuntimeError or its own types)
         return None
 
 
@@ -121,20 +120,21 @@ class OpenVinoBackend(Backend):
             raise ModelFileError(f"{path}: not a readable OpenVINO IR with {weights.name} ({_first_line(exc)})") from None
         if len(model.inputs) != 1 or len(model.outputs) < 1:
             raise ModelFileError(f"{path}: expected 1 input and 1 output, got {len(model.inputs)} and {len(model.outputs)}")
+        self._read_metadata(embedded=from_string_map(_flatten_rt_info(model.get_rt_info())))
+        input_shape = self.input_shape  # what the artifact records (default: the trained spec)
         shape = model.inputs[0].get_partial_shape()
         dims = [d.get_length() if d.is_static else None for d in shape] if shape.rank.is_static else []
-        check_input_shape(path, "input", shape, dims)
+        check_input_shape(path, "input", shape, dims, input_shape)
         self.input_name = _tensor_name(model.inputs[0])
         self.output_name = _tensor_name(model.outputs[0])
         if batch is not None:
             if dims[0] is not None and dims[0] != batch:
                 raise ValueError(f"{path}: the IR has a fixed batch of {dims[0]}; it cannot be compiled for batch={batch}")
-            model.reshape([int(batch), *INPUT_SHAPE])
+            model.reshape([int(batch), *input_shape])
             dims[0] = int(batch)
         if dims[0] is not None:
             self.min_batch = self.max_batch = dims[0]
 
-        self._read_metadata(embedded=from_string_map(_flatten_rt_info(model.get_rt_info())))
         out_shape = model.outputs[0].get_partial_shape()
         last = out_shape[out_shape.rank.get_length() - 1] if out_shape.rank.is_static else None
         if last is not None and last.is_static:

@@ -112,6 +112,7 @@ class TensorRTBackend(Backend):
         assert self._in.profile is not None
         self.min_batch = int(self._in.profile[0][0])
         self.max_batch = int(self._in.profile[2][0])
+        self.input_shape = tuple(int(d) for d in self._in.profile[2][1:])  # the engine's profile (built from the spec)
         self.num_classes = int(self._out.shape[-1])
         self.input_name, self.output_name = self._in.name, self._out.name
         labels_for(self.metadata, self.num_classes, str(path))
@@ -130,7 +131,8 @@ class TensorRTBackend(Backend):
     def run(self, batch: np.ndarray) -> np.ndarray:
         n = int(batch.shape[0]) if batch.ndim == 4 else -1
         if batch.dtype != np.float32 or batch.ndim != 4 or tuple(batch.shape[1:]) != tuple(self._in.profile[2][1:]):  # type: ignore[index]
-            raise ImageError(f"TensorRT input must be float32 {expected_input()}, got {batch.dtype} {list(batch.shape)}")
+            raise ImageError(f"TensorRT input must be float32 {expected_input(self.input_shape)} (the engine's profile), "
+                             f"got {batch.dtype} {list(batch.shape)}")
         assert self.max_batch is not None
         if not self.min_batch <= n <= self.max_batch:
             raise ImageError(f"{self.path}: batch of {n} outside the engine's profile [{self.min_batch}, {self.max_batch}]")

@@ -1,7 +1,7 @@
 """Triton Inference Server backend: a model served at ``grpc://host:8001/emonext`` or ``http://host:8000/emonext``.
 
 ``Runtime("grpc://host:8001/emonext")`` preprocesses locally (the one preprocessing) and sends
-float32 ``[N, *INPUT_SHAPE]`` to the server through ``tritonclient`` (``pip install -e '.[triton]'``;
+float32 ``[N, *spec.input_shape]`` (the served model's recorded spec) to the server through ``tritonclient`` (``pip install -e '.[triton]'``;
 imported only when such a URL is opened). A version can follow the model name:
 ``grpc://host:8001/emonext/2``. Default ports: gRPC 8001, HTTP 8000.
 
@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import BackendUnavailableError, ImageError, ModelFileError
 from ..formats import TRITON
 from ..metadata import ArtifactMetadata, parse_json
-from ..preprocess import INPUT_SHAPE
+from ..preprocess import spec_of
 from .base import Backend, expected_input
 
 log = logging.getLogger(__name__)
@@ -205,17 +205,25 @@ class TritonBackend(Backend):
         inputs, outputs = config.get("input", []), config.get("output", [])
         if len(inputs) != 1 or not outputs:
             raise ModelFileError(f"{self.url}: model {self.model!r} has {len(inputs)} inputs and {len(outputs)} outputs; "
-                                 f"expected the EmoNeXt classifier (1 float input {list(INPUT_SHAPE)}, logits out)")
+                                 "expected the EmoNeXt classifier (1 float input [C, H, W], logits out)")
         spec, out = inputs[0], outputs[0]
         max_batch = int(config.get("max_batch_size", 0))
         dims = [int(d) for d in spec.get("dims", [])]
         dtype = spec.get("data_type", "")
         full = dims if max_batch == 0 else [-1, *dims]
-        if len(full) != 4 or full[1:] != list(INPUT_SHAPE) or dtype not in _DTYPES:
+        params = config.get("parameters", {}) or {}
+        raw = (params.get(METADATA_PARAMETER) or {}).get("string_value")
+        where = f"{self.url} (parameter {METADATA_PARAMETER})"
+        data = parse_json(raw, where, "served metadata") if raw else None
+        if raw and not isinstance(data, dict):
+            raise ModelFileError(f"{where}: metadata must be a JSON object, got {type(data).__name__}")
+        shape = spec_of(data, where).input_shape  # what the served artifact records (default: the trained spec)
+        if len(full) != 4 or full[1:] != list(shape) or dtype not in _DTYPES:
             hint = " (a UINT8 image input: that is the emonext_pipeline ensemble; Runtime serves the classifier)" \
                 if dtype == "TYPE_UINT8" else ""
             raise ModelFileError(f"{self.url}: model {self.model!r} takes {dtype} {dims} with max_batch_size "
-                                 f"{max_batch}; expected float {list(INPUT_SHAPE)} per image{hint}")
+                                 f"{max_batch}; expected float {list(shape)} per image (its preprocessing spec){hint}")
+        self.input_shape = tuple(shape)
         self.input_name, self.output_name = spec["name"], out["name"]
         self.wire_dtype, self.input_dtype = _DTYPES[dtype]
         out_dims = [int(d) for d in out.get("dims", [])]
@@ -229,15 +237,9 @@ class TritonBackend(Backend):
         else:
             self.min_batch = self.max_batch = full[0]
         self.max_batch_size = max_batch
-        params = config.get("parameters", {}) or {}
-        raw = (params.get(METADATA_PARAMETER) or {}).get("string_value")
         served = {"url": self.url, "model": self.model, "version": self.version or "latest",
                   "platform": config.get("platform") or config.get("backend") or "unknown"}
-        if raw:
-            where = f"{self.url} (parameter {METADATA_PARAMETER})"
-            data = parse_json(raw, where, "served metadata")
-            if not isinstance(data, dict):
-                raise ModelFileError(f"{where}: metadata must be a JSON object, got {type(data).__name__}")
+        if data is not None:
             self.embedded = data
             self.metadata = ArtifactMetadata.from_dict(data, where) if data.get("labels") else None
             if self.metadata is not None:
@@ -254,8 +256,8 @@ class TritonBackend(Backend):
 
     # -- inference ---------------------------------------------------------------------------
     def run(self, batch: np.ndarray) -> np.ndarray:
-        if batch.ndim != 4 or tuple(batch.shape[1:]) != INPUT_SHAPE:
-            raise ImageError(f"{self.url}: expected a float32 {expected_input()} batch, got shape {batch.shape}")
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != self.input_shape:
+            raise ImageError(f"{self.url}: expected a float32 {expected_input(self.input_shape)} batch, got shape {batch.shape}")
         n = batch.shape[0]
         if not self.min_batch <= n <= (self.max_batch or n):
             raise ImageError(f"{self.url}: batch of {n} outside the served model's limits [{self.min_batch}, {self.max_batch}]")

@@ -9,8 +9,8 @@ library ``emonext_edge`` (``pip install emonext-edge``, no torch needed)::
         [--sgie-config config_infer_secondary_emonext.txt] [--sink fakesink|file|display]
         [--output emonext_out.mp4] [--encoder auto|hw|sw] [--width 1280 --height 720]
 
-Why a Python app and not deepstream-app: nvinfer scales an object's box straight to 224x224,
-while EmoNeXt was trained on ``Resize(236) + CenterCrop(224)`` of the face. A pad probe on the
+Why a Python app and not deepstream-app: nvinfer scales an object's box straight to the network
+size, while EmoNeXt was trained on ``Resize + CenterCrop`` of the face (the preprocessing spec). A pad probe on the
 SGIE's sink pad rewrites each face box to that centred square
 (``emonext_edge.deepstream_boxes.rewrite_object_meta``) before nvinfer crops it; a probe on
 its source pad puts the detector's box back for drawing and prints the labels. deepstream-app
@@ -66,6 +66,23 @@ def sgie_targets(config_path: Path) -> tuple[int, int, set[int]]:
     prop = parser["property"]
     classes = {int(c) for c in prop.get("operate-on-class-ids", "0").replace(",", ";").split(";") if c.strip()}
     return int(prop.get("gie-unique-id", "2")), int(prop.get("operate-on-gie-id", "1")), classes
+
+
+def sgie_crop_ratio(config_path: Path) -> float:
+    """The share of a face box's shorter side the centre-square rewrite keeps: the preprocessing spec
+    recorded in the SGIE's sidecar (``emonext_sgie.json`` beside its ``onnx-file``), else the trained one."""
+    import json
+
+    from emonext_edge.deepstream_boxes import TRAINING_CROP_RATIO
+    from emonext_edge.preprocess import spec_of
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(config_path.read_text())
+    onnx_file = parser["property"].get("onnx-file", "")
+    sidecar = (config_path.parent / onnx_file).with_suffix(".json") if onnx_file else None
+    if sidecar is None or not sidecar.is_file():
+        return TRAINING_CROP_RATIO
+    return spec_of(json.loads(sidecar.read_text()), str(sidecar)).crop_ratio
 
 
 def _walk(first: Any, cast: Any) -> Any:
@@ -204,6 +221,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"error: --strategy {args.strategy}: expected one of {', '.join(STRATEGIES)}", file=sys.stderr)
         return 2
     sgie_id, detector_id, classes = sgie_targets(Path(args.sgie_config))
+    crop_ratio = sgie_crop_ratio(Path(args.sgie_config))  # the spec the SGIE's network was built for
     model = board_model()
     Gst.init(None)
     pipeline = Gst.Pipeline()
@@ -241,7 +259,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             return 3
 
     def rewrite(obj: Any, width: int, height: int) -> bool:
-        return rewrite_object_meta(obj, width, height, args.strategy)
+        return rewrite_object_meta(obj, width, height, args.strategy, crop_ratio)
 
     boxes = BoxRewriter(pyds, args.width, args.height, detector_id, classes, sgie_id, rewrite)
 

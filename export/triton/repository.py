@@ -7,7 +7,7 @@ Layout (``REPO`` is what ``tritonserver --model-repository`` takes)::
     REPO/emonext/emonext.json        our artifact metadata, beside the versions
     REPO/emonext/1/model.onnx        | model.xml + model.bin | model.plan (+ model.json sidecar)
     REPO/emonext/1/model.py          python backend only: runs our Runtime backend inside Triton
-    REPO/emonext_preprocess/...      --preprocess: UINT8 image -> float32 [3, 224, 224] (python)
+    REPO/emonext_preprocess/...      --preprocess: UINT8 image -> float32 spec.input_shape (python)
     REPO/emonext_postprocess/...     --preprocess: logits -> top label + score (python)
     REPO/emonext_pipeline/...        --preprocess: ensemble image -> logits, label, score
 
@@ -35,7 +35,7 @@ from emonext_edge.fileio import TEMP_PREFIX, clean_stale_temps
 from emonext_edge.formats import ONNX, OPENVINO_IR, TENSORRT_ENGINE, ArtifactFormat, format_for
 from emonext_edge.labels import DEFAULT_LABELS
 from emonext_edge.metadata import read_metadata
-from emonext_edge.preprocess import INPUT_SHAPE
+from emonext_edge.preprocess import SPEC, PreprocessSpec, spec_of
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ PARAM_METADATA = "emonext_metadata"
 PARAM_ARTIFACT = "emonext_artifact"
 PARAM_OPTIONS = "emonext_backend_options"
 PARAM_LABELS = "emonext_labels"
+#: the preprocessing spec (``PreprocessSpec.to_dict()`` JSON) the python preprocessing model follows
+PARAM_PREPROCESSING = "emonext_preprocessing"
 
 #: artifact kind -> its row of the formats table (emonext_edge/formats.py)
 _FORMAT_OF_KIND = {"onnx": ONNX, "openvino": OPENVINO_IR, "tensorrt": TENSORRT_ENGINE}
@@ -98,6 +100,11 @@ class ArtifactInfo:
             return labels
         return list(DEFAULT_LABELS) if self.num_classes == len(DEFAULT_LABELS) else [f"class_{i}" for i in range(self.num_classes)]
 
+    @property
+    def spec(self) -> PreprocessSpec:
+        """The preprocessing the artifact records (the trained spec when it records none)."""
+        return spec_of(self.metadata, str(self.path))
+
 
 def _metadata(path: Path) -> dict[str, Any]:
     """The artifact's record (sidecar / manifest, else embedded) as a plain dict; ``{}`` when it has none."""
@@ -110,9 +117,11 @@ def _profile(meta: dict[str, Any]) -> dict[str, Any]:
     return dict(trt.get("profile_shapes") or trt.get("profile") or {})
 
 
-def _check_input(path: Path, dims: Sequence[Optional[int]]) -> Optional[int]:
-    if len(dims) != 4 or list(dims[1:]) != list(INPUT_SHAPE):
-        raise ModelFileError(f"{path}: input has shape {list(dims)}; expected [N, 3, 224, 224]")
+def _check_input(path: Path, dims: Sequence[Optional[int]], meta: dict[str, Any]) -> Optional[int]:
+    shape = spec_of(meta, str(path)).input_shape
+    if len(dims) != 4 or list(dims[1:]) != list(shape):
+        raise ModelFileError(f"{path}: input has shape {list(dims)}; expected [N, {', '.join(map(str, shape))}] "
+                             "(its recorded preprocessing spec)")
     return dims[0]
 
 
@@ -143,7 +152,7 @@ def inspect_onnx(path: Path) -> ArtifactInfo:
     if not classes:
         raise ModelFileError(f"{path}: output {model.graph.output[0].name!r} has no static class dimension and no labels")
     return ArtifactInfo(path, "onnx", [path], inputs[0].name, model.graph.output[0].name, types[elem],
-                        _check_input(path, in_dims), classes, meta)
+                        _check_input(path, in_dims, meta), classes, meta)
 
 
 def inspect_ir(path: Path) -> ArtifactInfo:
@@ -173,7 +182,7 @@ def inspect_ir(path: Path) -> ArtifactInfo:
     if elem not in types:
         raise ModelFileError(f"{path}: input element type {elem}; expected f32 or f16")
     return ArtifactInfo(path, "openvino", [path, weights], model.inputs[0].get_any_name(),
-                        model.outputs[0].get_any_name(), types[elem], _check_input(path, in_dims), classes, meta)
+                        model.outputs[0].get_any_name(), types[elem], _check_input(path, in_dims, meta), classes, meta)
 
 
 def inspect_engine(path: Path) -> ArtifactInfo:
@@ -194,7 +203,7 @@ def inspect_engine(path: Path) -> ArtifactInfo:
         raise ModelFileError(f"{path}: manifest has neither labels nor architecture.num_classes")
     dtype = "TYPE_FP16" if str(trt.get("input_dtype", "float32")) in ("float16", "half") else "TYPE_FP32"
     batch = None if profile["min"][0] != profile["max"][0] else int(profile["max"][0])
-    _check_input(path, [batch, *profile["max"][1:]])
+    _check_input(path, [batch, *profile["max"][1:]], meta)
     return ArtifactInfo(path, "tensorrt", [path], meta.get("input_name", "input"), meta.get("output_name", "logits"),
                         dtype, batch, classes, meta)
 
@@ -388,7 +397,7 @@ def classifier_config(info: ArtifactInfo, opts: RepositoryOptions) -> Any:
             config.backend = backend
     batch_dims: list[int] = [] if opts.batch > 0 else [int(info.batch) if info.batch else -1]
     data_type = "TYPE_FP32" if opts.python_backend else info.data_type  # the python model casts to the artifact's type
-    config.input.add(name=info.input_name, data_type=pb.DataType.Value(data_type), dims=[*batch_dims, *INPUT_SHAPE])
+    config.input.add(name=info.input_name, data_type=pb.DataType.Value(data_type), dims=[*batch_dims, *info.spec.input_shape])
     config.output.add(name=info.output_name, data_type=pb.DataType.Value("TYPE_FP32"),
                       dims=[*batch_dims, info.num_classes], label_filename=LABELS_FILE)
     kind = default_kind(info, opts)
@@ -405,12 +414,15 @@ def classifier_config(info: ArtifactInfo, opts: RepositoryOptions) -> Any:
     return config
 
 
-def preprocess_config(opts: RepositoryOptions, max_batch: int) -> Any:
+def preprocess_config(opts: RepositoryOptions, max_batch: int, spec: PreprocessSpec = SPEC) -> Any:
+    """The python preprocessing model: its output is ``spec.input_shape`` and it follows ``spec``
+    (parameter :data:`PARAM_PREPROCESSING`, read by ``python_models/preprocess.py``)."""
     pb = _pb()
     config = pb.ModelConfig(name=PREPROCESS, backend="python", max_batch_size=max_batch)
     config.input.add(name="image", data_type=pb.DataType.Value("TYPE_UINT8"), dims=[-1, -1, -1])
-    config.output.add(name="input", data_type=pb.DataType.Value("TYPE_FP32"), dims=list(INPUT_SHAPE))
+    config.output.add(name="input", data_type=pb.DataType.Value("TYPE_FP32"), dims=list(spec.input_shape))
     config.instance_group.add(count=opts.instances, kind=pb.ModelInstanceGroup.Kind.Value("KIND_CPU"))
+    _set_param(config, PARAM_PREPROCESSING, json.dumps(spec.to_dict(), sort_keys=True))
     return config
 
 
@@ -574,6 +586,9 @@ def write_repository(artifacts: Sequence[str | os.PathLike], output: str | os.Pa
                              f"[{info.num_classes}])")
         if info.labels != first.labels:
             raise UsageError(f"--artifact {info.path}: labels {info.labels} differ from {first.path.name}'s {first.labels}")
+        if info.spec != first.spec:
+            raise UsageError(f"--artifact {info.path}: preprocessing {info.spec} differs from {first.path.name}'s "
+                             f"{first.spec}; one model's versions share one input")
 
     out = Path(output)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not (out / CLASSIFIER / "config.pbtxt").is_file():
@@ -603,7 +618,7 @@ def write_repository(artifacts: Sequence[str | os.PathLike], output: str | os.Pa
                 shutil.copyfile(PYTHON_MODELS / "classifier.py", version_dir / "model.py")
         models = [CLASSIFIER]
         if opts.preprocess:
-            pre = _write_model(tmp, preprocess_config(opts, opts.batch))
+            pre = _write_model(tmp, preprocess_config(opts, opts.batch, first.spec))
             _copy_python_model(pre, "preprocess.py", 1)
             post = _write_model(tmp, postprocess_config(first, opts, opts.batch))
             _copy_python_model(post, "postprocess.py", 1)

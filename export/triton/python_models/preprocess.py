@@ -1,10 +1,12 @@
-"""Triton python-backend model ``emonext_preprocess``: UINT8 image -> float32 [3, 224, 224].
+"""Triton python-backend model ``emonext_preprocess``: UINT8 image -> float32 ``spec.input_shape``.
 
 The image is ``[H, W, C]`` per request element (C = 1 gray, 3 BGR, 4 BGRA), any size; the
 preprocessing is ``emonext_edge.preprocess.preprocess_one``, the project's one implementation
-(PIL-exact grayscale, resize, center crop).
+(PIL-exact grayscale, resize, center crop), following the spec the repository writer put in the
+``emonext_preprocessing`` parameter (the classifier artifact's recorded spec; the trained one when absent).
 """
 
+import json
 import os
 import sys
 
@@ -19,14 +21,17 @@ if os.environ.get("EMONEXT_TRITON_SRC") and os.environ["EMONEXT_TRITON_SRC"] not
 
 class TritonPythonModel:
     def initialize(self, args):
-        from emonext_edge.preprocess import preprocess_one
+        from emonext_edge.preprocess import SPEC, PreprocessSpec, preprocess_one
 
+        config = json.loads(args["model_config"])
+        record = config.get("parameters", {}).get("emonext_preprocessing", {}).get("string_value", "")
+        self.spec = PreprocessSpec.from_dict(json.loads(record)) if record else SPEC
         self.preprocess_one = preprocess_one
 
     def _one(self, image):
         if image.ndim == 3 and image.shape[2] == 1:
             image = image[:, :, 0]
-        return self.preprocess_one(np.ascontiguousarray(image))
+        return self.preprocess_one(np.ascontiguousarray(image), spec=self.spec)
 
     def execute(self, requests):
         responses = []
