@@ -139,7 +139,8 @@ class _Model:
 
     def info(self) -> dict[str, Any]:
         info = dict(getattr(self.runtime, "info", {}) or {})
-        stored = (getattr(self.runtime, "metadata", None) or {}).get("precision")
+        meta = getattr(self.runtime, "metadata", None)  # the typed record (a dict from a 0.3-style stand-in)
+        stored = meta.get("precision") if isinstance(meta, dict) else getattr(meta, "precision", None)
         return {
             "backend": str(info.get("backend", "unknown")),
             # what the artifact holds (e.g. int8 IR) and what the engine runs its float ops at (e.g. f32)
