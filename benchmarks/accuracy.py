@@ -56,11 +56,11 @@ if __package__ in (None, ""):  # `python benchmarks/accuracy.py` from a checkout
 import numpy as np
 
 from calibration.datasets import load_labeled_source
-from calibration.fidelity import softmax
 from emonext_edge.argtypes import check_args, data_path, positive_int, thread_count
 from emonext_edge.errors import EmoNeXtError, ImageError
 from emonext_edge.labels import canonical_label
 from emonext_edge.preprocess import INPUT_SHAPE, preprocess_one, preprocess_ten_crop
+from emonext_edge.scores import softmax
 from export.common import cli_entry
 
 MAX_LISTED_SKIPS = 50
@@ -139,7 +139,8 @@ class _Model:
 
     def info(self) -> dict[str, Any]:
         info = dict(getattr(self.runtime, "info", {}) or {})
-        stored = (getattr(self.runtime, "metadata", None) or {}).get("precision")
+        meta = getattr(self.runtime, "metadata", None)  # the typed record (a dict from a 0.3-style stand-in)
+        stored = meta.get("precision") if isinstance(meta, dict) else getattr(meta, "precision", None)
         return {
             "backend": str(info.get("backend", "unknown")),
             # what the artifact holds (e.g. int8 IR) and what the engine runs its float ops at (e.g. f32)

@@ -48,6 +48,7 @@ if str(REPO) not in sys.path:
 from emonext_edge.argtypes import check_args, positive_int
 from emonext_edge.deepstream_boxes import nvinfer_crop, nvinfer_scale_offset, rewrite_box
 from emonext_edge.preprocess import SPEC
+from emonext_edge.scores import softmax
 
 NET_SCALE_FACTOR = np.float32(nvinfer_scale_offset()[0])  # the spec's scale, as export.deepstream writes it
 RATIO = f"{SPEC.crop_size}/{SPEC.resize_shorter}"  # the spec's crop / resize, in candidate names
@@ -167,12 +168,6 @@ def onnx_predictor(model: str | Path) -> Callable[[np.ndarray], np.ndarray]:
         return np.concatenate(out)
 
     return run
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
 
 
 def measure(scenes: Sequence[Scene], predict: Callable[[np.ndarray], np.ndarray],

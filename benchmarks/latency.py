@@ -218,7 +218,7 @@ def build_artifacts(checkpoint: Optional[Path], calib_data: Optional[str], quick
     if not qdq_path.exists():
         progress(f"quantizing ONNX to INT8 Q/DQ -> {qdq_path}")
         calib = _calibration_batch(calib_data, source.untrained, 32 if quick else 128)
-        from calibration.fidelity import FidelityOptions
+        from export.fidelity import FidelityOptions
         from export.quantize_onnx import export_qdq_onnx
 
         # gated like every artifact; the untrained model's near-tied logits fail it: kept, marked unverified

@@ -70,7 +70,7 @@ class ArtifactSession:
         self.opened = opened
         rt0 = opened[0]
         self.info = dict(rt0.info)
-        self.stored_precision = (rt0.metadata or {}).get("precision")  # what the artifact holds, e.g. int8
+        self.stored_precision = rt0.metadata.precision if rt0.metadata else None  # what the artifact holds, e.g. int8
         rng = np.random.default_rng(0)
         frame = rng.integers(0, 256, FRAME_SHAPE, dtype=np.uint8)
         self.calls: dict[tuple[int, str], Callable[[], Any]] = {}

@@ -1,4 +1,5 @@
-"""Calibration and evaluation data plumbing, fidelity gate and INT8 calibrators.
+"""Calibration and evaluation data plumbing and INT8 calibrators (the fidelity gate moved to
+``export.fidelity`` in 0.4; ``calibration.fidelity_gate`` and friends warn until 0.5).
 
 Public API::
 
@@ -6,12 +7,13 @@ Public API::
     build_calibration(source, num=300, seed=0, split="train", out=None) -> (tensors, manifest)
     read_calibration(path) -> (tensors, manifest); save_calibration(path, tensors, manifest)
     load_labeled(path, split="val", limit=None) -> (paths or uint8 images, int labels)
-    fidelity_gate(candidate, reference, images, labels=None, ...) -> FidelityReport
 
 Nothing here imports torch or an inference engine.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from .calib_file import (
     DEFAULT_CALIBRATION_SIZE,
@@ -31,27 +33,15 @@ from .datasets import (
     read_source,
     select_balanced,
 )
-from .fidelity import (
-    FidelityOptions,
-    FidelityReport,
-    add_fidelity_arguments,
-    fidelity_gate,
-    gate_from_args,
-)
 
 __all__ = [
     "DEFAULT_CALIBRATION_SIZE",
     "CalibrationFileError",
     "DataError",
-    "FidelityOptions",
-    "FidelityReport",
     "SourceData",
-    "add_fidelity_arguments",
     "balanced_order",
     "build_calibration",
     "detect_kind",
-    "fidelity_gate",
-    "gate_from_args",
     "load_calibration",
     "load_labeled",
     "load_labeled_source",
@@ -60,3 +50,12 @@ __all__ = [
     "save_calibration",
     "select_balanced",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """0.3 re-exports of the fidelity gate (``calibration.fidelity_gate``...), deprecated: removal 0.5."""
+    if name in ("FidelityOptions", "FidelityReport", "add_fidelity_arguments", "fidelity_gate", "gate_from_args"):
+        from . import fidelity
+
+        return getattr(fidelity, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -44,13 +44,13 @@ def _read_file(path: Path) -> Any:
             raise CheckpointError(f"{path}: reading .safetensors needs the 'safetensors' package") from None
         try:
             return load_file(str(path))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the engine's own exception types are not exported; re-raised as a named error
             raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
     if not check_zip_crcs(path):  # CRC-32 of every member before anything is unpickled
         log.info("%s: legacy (non-zip) checkpoint: it carries no checksum to verify", path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the engine's own exception types are not exported; re-raised as a named error
         text = str(exc)
         if "Weights only load failed" in text or "Unsupported global" in text:
             raise CheckpointError(

@@ -28,6 +28,7 @@ from typing import Any, Optional, Union
 
 from .errors import CheckpointError, ModelFileError
 from .fileio import sha256_file
+from .formats import PYTORCH, companion_path, format_for, record_path
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +36,23 @@ SHA256_KEY = "artifact_sha256"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
-def _sidecar_record(artifact: Union[str, os.PathLike]) -> tuple[Optional[Path], Optional[dict[str, Any]]]:
-    """``(sidecar path or None, its JSON object or None)``; malformed JSON raises ``ModelFileError``."""
+def read_record(artifact: Union[str, os.PathLike]) -> tuple[Optional[Path], Any]:
+    """``(sidecar/manifest path or None, its parsed JSON)``: the one read of the record file of a
+    load (the Runtime hands it to :func:`verify_artifact` and to the backend); malformed JSON
+    raises ``ModelFileError``."""
     from .metadata import read_json_file
 
-    sidecar = Path(artifact).with_suffix(".json")
+    sidecar = record_path(artifact)
     if sidecar == Path(artifact) or not sidecar.exists():
         return None, None
     if not sidecar.is_file():
         raise ModelFileError(f"{sidecar}: metadata sidecar is not a regular file")
-    data = read_json_file(sidecar)
+    return sidecar, read_json_file(sidecar)
+
+
+def _sidecar_record(artifact: Union[str, os.PathLike]) -> tuple[Optional[Path], Optional[dict[str, Any]]]:
+    """``(sidecar path or None, its JSON object or None)``; malformed JSON raises ``ModelFileError``."""
+    sidecar, data = read_record(artifact)
     return sidecar, data if isinstance(data, dict) else None
 
 
@@ -80,8 +88,9 @@ def _file_for(name: str, artifact: Path, names: list[str]) -> Path:
     suffix = Path(name).suffix
     if suffix == artifact.suffix and [Path(n).suffix for n in names].count(suffix) == 1:
         return artifact
-    if artifact.suffix == ".xml" and suffix == ".bin" and [Path(n).suffix for n in names].count(".bin") == 1:
-        return artifact.with_suffix(".bin")
+    fmt = format_for(artifact)
+    if fmt is not None and suffix in fmt.companions and [Path(n).suffix for n in names].count(suffix) == 1:
+        return companion_path(artifact, suffix)  # an IR's recorded .bin is the renamed IR's .bin
     return direct
 
 
@@ -96,7 +105,8 @@ def _unverified(message: str, strict: bool, notes: Optional[list[tuple[int, str]
 
 
 def verify_artifact(artifact: Union[str, os.PathLike], strict: bool = False,
-                    notes: Optional[list[tuple[int, str]]] = None) -> list[Path]:
+                    notes: Optional[list[tuple[int, str]]] = None,
+                    record: Optional[tuple[Optional[Path], Any]] = None) -> list[Path]:
     """Hash every file the artifact's sidecar lists under ``artifact_sha256`` and compare; check
     the record's ``record_sha256`` (labels and preprocessing, :func:`emonext_edge.metadata.record_digest`).
 
@@ -105,18 +115,22 @@ def verify_artifact(artifact: Union[str, os.PathLike], strict: bool = False,
     ``artifact_sha256`` or (written before 0.4) no ``record_sha256`` is logged as unverified
     in one warning line, or refused when ``strict``; with ``notes`` given, that
     ``(log level, message)`` is appended to it instead of logged (the Runtime logs it once the
-    artifact has loaded, so a failed load shows only its error).
+    artifact has loaded, so a failed load shows only its error). ``record``: :func:`read_record`'s
+    result when the caller already read it (the sidecar is then not read again).
     """
     from .metadata import RECORD_SHA256_KEY, record_digest
 
     artifact = Path(artifact)
-    sidecar, data = _sidecar_record(artifact)
+    if record is None:
+        sidecar, data = _sidecar_record(artifact)
+    else:
+        sidecar, data = record[0], record[1] if isinstance(record[1], dict) else None
     hashes = _hashes_of(sidecar, data) if sidecar is not None else {}
     if not hashes:
         # a zip-format checkpoint still has every member's CRC-32 checked on load: said at INFO
-        zipped = artifact.suffix.lower() in (".pt", ".pth") and zipfile.is_zipfile(artifact)
+        zipped = artifact.suffix.lower() in PYTORCH.suffixes and zipfile.is_zipfile(artifact)
         crc = "; only its zip CRC-32s are checked" if zipped else ""
-        what = f"no sidecar {artifact.with_suffix('.json').name}" if sidecar is None else f"{sidecar.name} records no {SHA256_KEY}"
+        what = f"no sidecar {record_path(artifact).name}" if sidecar is None else f"{sidecar.name} records no {SHA256_KEY}"
         _unverified(f"{artifact}: unverified: {what}, so its files and labels cannot be checked{crc}", strict,
                     notes, logging.INFO if zipped else logging.WARNING)
         return []
@@ -150,21 +164,14 @@ def verify_artifact(artifact: Union[str, os.PathLike], strict: bool = False,
 
 
 def embedded_labels(artifact: Path, backend: Any) -> tuple[Optional[str], Optional[list[Any]]]:
-    """``(carrier, labels)`` embedded in the model file itself (ONNX ``metadata_props`` via the
-    backend's ONNX Runtime session, IR ``rt_info`` from the XML); ``(None, None)`` when there are none."""
-    from .metadata import from_string_map, read_ir_rt_info
-
-    suffix = artifact.suffix.lower()
-    data: Optional[dict[str, Any]] = None
-    if suffix == ".onnx" and getattr(backend, "session", None) is not None:
-        carrier = "ONNX metadata_props"
-        data = from_string_map(backend.session.get_modelmeta().custom_metadata_map)
-    elif suffix == ".xml":
-        carrier = "IR rt_info"
-        data = read_ir_rt_info(artifact)
-    else:
+    """``(carrier, labels)`` embedded in the model file itself, as the backend read it on load
+    (``backend.embedded``: ONNX ``metadata_props``, IR ``rt_info``; the carrier's name comes from
+    :mod:`emonext_edge.formats`); ``(None, None)`` when there are none."""
+    fmt = format_for(artifact)
+    if fmt is None or fmt.embedded is None:
         return None, None
-    labels = (data or {}).get("labels")
+    carrier, data = fmt.embedded, getattr(backend, "embedded", None)
+    labels = data.get("labels") if isinstance(data, dict) else None
     return (carrier, labels) if labels else (None, None)
 
 
@@ -174,7 +181,7 @@ def check_embedded_labels(artifact: Path, backend: Any, labels: Any) -> None:
     Only when both exist: labels read from the embedded copy itself need no comparison.
     Raises ``ModelFileError`` naming the sidecar, the model file and both orders.
     """
-    sidecar = artifact.with_suffix(".json")
+    sidecar = record_path(artifact)
     if sidecar == artifact or not sidecar.is_file():
         return
     carrier, embedded = embedded_labels(artifact, backend)

@@ -23,8 +23,9 @@ Records written by 0.2 (``format_version: 1``) load: their ``verification`` beco
 ``fidelity`` gate record, their ``quantization``/``quantizer`` the :class:`Quantization`,
 and a 0.2 engine manifest that said ``format: onnx`` is read as the engine it describes.
 
-The dict helpers of 0.2 (:func:`build_metadata`, :func:`read_sidecar`,
-:func:`to_string_map`, :func:`from_string_map`, :func:`labels_from`) stay for the backends.
+Which carrier a kind of artifact has is data: :mod:`emonext_edge.formats`. The 0.2 dict
+helpers are retired on the schedule in docs/architecture.md ("Deprecations"):
+:func:`read_sidecar` and :func:`labels_from` warn and go in 0.5; ``build_metadata`` is gone.
 """
 
 from __future__ import annotations
@@ -35,14 +36,16 @@ import hashlib
 import json
 import logging
 import os
+import warnings
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 from typing import Mapping as _Mapping  # subscripted at run time: typing's, for Python 3.8
 
 from .errors import ModelFileError
+from .formats import RECORD_FORMATS, RECORD_MANIFEST, TENSORRT_ENGINE, by_name, format_for, record_path
 from .labels import DEFAULT_LABELS, validate_labels
 from .preprocess import PREPROCESSING_SPEC
 
@@ -50,13 +53,11 @@ log = logging.getLogger(__name__)
 
 #: version of the :class:`ArtifactMetadata` layout (0.2 wrote ``format_version: 1``)
 SCHEMA_VERSION = 2
-FORMAT_VERSION = 1  # 0.2 name, kept for importers
 #: keys stored as JSON strings in ONNX metadata_props (flat ``emonext.<key>``)
 METADATA_PREFIX = "emonext."
 #: section of the OpenVINO IR rt_info (nested ``emonext/<key>``)
 RT_INFO_SECTION = "emonext"
 
-FORMATS = ("onnx", "openvino-ir", "tensorrt-engine", "pytorch")
 #: sidecar/manifest key holding :func:`record_digest` (written beside ``artifact_sha256``)
 RECORD_SHA256_KEY = "record_sha256"
 #: the fields of the record that change predictions, covered by ``record_sha256``
@@ -118,7 +119,42 @@ def read_json_file(path: Path, what: str = "metadata sidecar") -> Any:
     except UnicodeDecodeError as exc:
         raise ModelFileError(f"{path}: {what} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     return parse_json(text, str(path), what)
-ENGINE_FORMAT = "tensorrt-engine"
+
+
+ENGINE_FORMAT = TENSORRT_ENGINE.name
+
+
+class _NotRead:
+    def __repr__(self) -> str:
+        return "NOT_READ"
+
+
+#: ``read_metadata(..., sidecar=NOT_READ)``: the caller has not read the sidecar (the reader reads it)
+NOT_READ: Any = _NotRead()
+
+#: retired 0.2 names -> (their replacement, the release that removes them); see docs/architecture.md
+_DEPRECATED_NAMES = {
+    "FORMAT_VERSION": (1, "schema_version / SCHEMA_VERSION", "0.5"),
+    "FORMATS": (RECORD_FORMATS, "emonext_edge.formats.RECORD_FORMATS", "0.5"),
+}
+_warned: set[str] = set()
+
+
+def warn_deprecated(name: str, instead: str, removal: str) -> None:
+    """One ``DeprecationWarning`` per name and process: ``name`` goes in ``removal``, use ``instead``."""
+    if name in _warned:
+        return
+    _warned.add(name)
+    warnings.warn(f"{name} is deprecated and will be removed in emonext-edge {removal}; use {instead}",
+                  DeprecationWarning, stacklevel=3)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _DEPRECATED_NAMES:
+        value, instead, removal = _DEPRECATED_NAMES[name]
+        warn_deprecated(f"emonext_edge.metadata.{name}", instead, removal)
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def package_version() -> str:
@@ -129,7 +165,7 @@ def package_version() -> str:
 
 def sidecar_path(artifact: str | os.PathLike) -> Path:
     """``<artifact stem>.json`` beside the artifact (the JSON sidecar / engine manifest)."""
-    return Path(artifact).with_suffix(".json")
+    return record_path(artifact)
 
 
 # --------------------------------------------------------------------------- the record
@@ -287,14 +323,25 @@ class ArtifactMetadata:
         """True when the artifact passed its fidelity gate (False: failed and kept, or never gated)."""
         return self.fidelity is not None and self.fidelity.passed
 
+    # -- 0.3 dict access (``rt.metadata["precision"]``), deprecated: removal 0.5 ------------
+    def __getitem__(self, key: str) -> Any:
+        warn_deprecated("dict access to the metadata record (meta[key], meta.get)",
+                        "its attributes (meta.precision) or meta.to_dict()", "0.5")
+        return self.to_dict()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        warn_deprecated("dict access to the metadata record (meta[key], meta.get)",
+                        "its attributes (meta.precision) or meta.to_dict()", "0.5")
+        return self.to_dict().get(key, default)
+
     def replace(self, **changes: Any) -> ArtifactMetadata:
         """A deep copy with ``changes`` applied."""
         return dataclasses.replace(copy.deepcopy(self), **changes)
 
     def validate(self, where: str = "metadata") -> ArtifactMetadata:
         """Raise ``ModelFileError`` unless the record can describe an artifact (writers call this)."""
-        if self.format not in FORMATS:
-            raise ModelFileError(f"{where}: format must be one of {list(FORMATS)}, got {self.format!r}")
+        if self.format not in RECORD_FORMATS:
+            raise ModelFileError(f"{where}: format must be one of {list(RECORD_FORMATS)}, got {self.format!r}")
         if not self.precision:
             raise ModelFileError(f"{where}: precision is not set")
         validate_labels(self.labels, where, ModelFileError)
@@ -448,7 +495,10 @@ def write_engine_manifest(engine: str | os.PathLike, meta: ArtifactMetadata) -> 
 def read_engine_manifest(engine: str | os.PathLike) -> Optional[ArtifactMetadata]:
     """The manifest of an engine; a 0.2 manifest (the FP32 ONNX sidecar plus ``tensorrt``) is
     read as the engine it describes: format ``tensorrt-engine``, precision from its build."""
-    meta = read_sidecar_metadata(engine)
+    return _as_engine_record(read_sidecar_metadata(engine), engine)
+
+
+def _as_engine_record(meta: Optional[ArtifactMetadata], engine: str | os.PathLike) -> Optional[ArtifactMetadata]:
     if meta is None:
         return None
     if meta.tensorrt is not None and meta.format != ENGINE_FORMAT:
@@ -615,23 +665,41 @@ def set_ov_model_metadata(model: Any, meta: MetadataLike) -> None:
 # --------------------------------------------------------------------------- the one reader
 
 
-def read_metadata(artifact: str | os.PathLike) -> Optional[ArtifactMetadata]:
+def read_metadata(
+    artifact: str | os.PathLike,
+    *,
+    sidecar: Any = NOT_READ,
+    embedded: Optional[Mapping[str, Any]] = None,
+) -> Optional[ArtifactMetadata]:
     """The record of any artifact: its sidecar/manifest, else the embedded carrier, else ``None``.
 
-    ``.engine``/``.plan``/``.trt``: the engine manifest; ``.onnx``: sidecar, then
-    ``metadata_props``; ``.xml``: sidecar, then ``rt_info``. Raises ``ModelFileError`` for a
-    malformed record (never guesses).
+    Which carrier a suffix has comes from :mod:`emonext_edge.formats`: an engine
+    (``.engine``/``.plan``/``.trt``) has its manifest only; an ONNX file its sidecar, then
+    ``metadata_props``; an IR its sidecar, then ``rt_info``. ``sidecar``: the sidecar record
+    when the caller already parsed it (``None``: known to be absent), so one load parses it
+    once; ``embedded``: the embedded record as the dict the caller already holds (a backend's
+    ONNX Runtime session or OpenVINO model), so the model file is not read again. Raises
+    ``ModelFileError`` for a malformed record (never guesses).
     """
     path = Path(artifact)
-    suffix = path.suffix.lower()
-    if suffix in (".engine", ".plan", ".trt"):
-        return read_engine_manifest(path)
-    meta = read_sidecar_metadata(path)
+    fmt = format_for(path)
+    if fmt is not None and fmt.record is None:  # a checkpoint: a .json beside it is no record
+        meta = None
+    else:
+        meta = read_sidecar_metadata(path) if sidecar is NOT_READ else sidecar
+    if fmt is not None and fmt.record == RECORD_MANIFEST:
+        return _as_engine_record(meta, path)
     if meta is not None:
         return meta
-    if suffix == ".onnx" and path.is_file():
+    if fmt is None or fmt.embedded is None:
+        return None
+    if embedded is not None:
+        return ArtifactMetadata.from_dict(embedded, f"{path} ({fmt.embedded})") if embedded.get("labels") else None
+    if not path.is_file():
+        return None
+    if fmt is by_name("onnx"):
         return read_onnx_metadata(path)
-    if suffix == ".xml" and path.is_file():
+    if fmt is by_name("openvino-ir"):
         return read_ir_metadata(path)
     return None
 
@@ -639,29 +707,11 @@ def read_metadata(artifact: str | os.PathLike) -> Optional[ArtifactMetadata]:
 # --------------------------------------------------------------------------- 0.2 dict helpers
 
 
-def build_metadata(
-    *,
-    labels: Sequence[str],
-    architecture: Mapping[str, Any],
-    source: Optional[Mapping[str, Any]] = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    """0.2 dict builder (kept for the torch backend): the dict form of an :class:`ArtifactMetadata`."""
-    meta: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "package": "emonext-edge",
-        "package_version": package_version(),
-        "labels": list(labels),
-        "preprocessing": PREPROCESSING_SPEC,
-        "architecture": dict(architecture),
-        "source": dict(source or {}),
-    }
-    meta.update(extra)
-    return meta
-
-
 def read_sidecar(artifact: str | os.PathLike) -> Optional[dict[str, Any]]:
-    """The sidecar of ``artifact`` as the raw dict it holds (validated: a JSON object with labels)."""
+    """Deprecated (removal: 0.5): the sidecar as the raw dict it holds. Use :func:`read_metadata`
+    (the typed record) or ``read_json_file(sidecar_path(artifact))`` (the raw JSON)."""
+    warn_deprecated("emonext_edge.metadata.read_sidecar", "read_metadata() (typed) or read_json_file(sidecar_path())",
+                    "0.5")
     path = sidecar_path(artifact)
     if not path.is_file():
         return None
@@ -671,15 +721,27 @@ def read_sidecar(artifact: str | os.PathLike) -> Optional[dict[str, Any]]:
     return data
 
 
-def labels_from(meta: Optional[Mapping[str, Any]], num_classes: int, where: str) -> tuple[str, ...]:
-    """Labels from artifact metadata; the ImageFolder default only when metadata is absent and sizes match."""
-    if isinstance(meta, ArtifactMetadata):
-        meta = {"labels": meta.labels}
-    if meta and meta.get("labels"):
-        labels = validate_labels(meta["labels"], where, ModelFileError)
+def labels_for(meta: Optional[ArtifactMetadata], num_classes: int, where: str) -> tuple[str, ...]:
+    """Labels from the artifact's record; the ImageFolder default only when there is no record
+    and the model has 7 outputs (``class_<i>`` for another width). ``ModelFileError`` when the
+    record lists another number of labels than the model outputs."""
+    if meta is not None and meta.labels:
+        labels = validate_labels(meta.labels, where, ModelFileError)
         if len(labels) != num_classes:
             raise ModelFileError(f"{where}: metadata lists {len(labels)} labels but the model outputs {num_classes}")
         return labels
     if num_classes == len(DEFAULT_LABELS):
         return tuple(DEFAULT_LABELS)
     return tuple(f"class_{i}" for i in range(num_classes))
+
+
+def labels_from(meta: Optional[MetadataLike], num_classes: int, where: str) -> tuple[str, ...]:
+    """Deprecated (removal: 0.5): :func:`labels_for` over a record or a 0.2 metadata dict."""
+    warn_deprecated("emonext_edge.metadata.labels_from", "labels_for(ArtifactMetadata, ...)", "0.5")
+    if meta is None or isinstance(meta, ArtifactMetadata):
+        return labels_for(meta, num_classes, where)
+    labels = meta.get("labels") if isinstance(meta, Mapping) else None
+    if labels:
+        return labels_for(ArtifactMetadata(labels=list(validate_labels(labels, where, ModelFileError))), num_classes,
+                          where)
+    return labels_for(None, num_classes, where)

@@ -25,10 +25,11 @@ import numpy as np
 
 from .argtypes import THREADS_PER_CPU, max_threads
 from .backends import is_model_url, open_backend
-from .backends.base import Backend
+from .backends.base import Backend, IODescription
 from .errors import EmoNeXtError, ImageError, ModelFileError, ModelPathTypeError, UsageError
 from .faces import Box, DetectorSpec, crop_face, detect_faces
-from .metadata import labels_from
+from .formats import format_for
+from .metadata import ArtifactMetadata, labels_for, warn_deprecated
 from .preprocess import (
     INPUT_SHAPE,
     ImageInput,
@@ -39,6 +40,8 @@ from .preprocess import (
     preprocess_one,
     spec_of,
 )
+from .scores import softmax as _softmax
+from .stream import VideoStream
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +101,11 @@ class FacePrediction:
         return {"box": list(self.box), **self.prediction.to_dict()}
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+def __getattr__(name: str) -> Any:
+    if name == "softmax":  # 0.3 home of softmax; removal: 0.5
+        warn_deprecated("emonext_edge.runtime.softmax", "emonext_edge.scores.softmax", "0.5")
+        return _softmax
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def check_batch(batch: Any, where: str = "batch", input_shape: tuple[int, ...] = INPUT_SHAPE) -> np.ndarray:
@@ -180,17 +184,23 @@ class Runtime:
                 raise ModelFileError(f"{self.path}: is {kind}, not a model file" if kind.startswith("a ")
                                      else f"{self.path}: {kind}")
         notes: list[tuple[int, str]] = []  # "unverified" warnings, logged once the artifact has loaded
-        if verify and isinstance(self.path, Path) and self.path.is_file():
-            from .integrity import verify_artifact
+        record: Any = None  # the sidecar, parsed once here for the integrity check and the backend
+        if isinstance(self.path, Path) and self.path.is_file():
+            from .integrity import read_record, verify_artifact
 
-            verify_artifact(self.path, strict=verify == "strict", notes=notes)
+            record_file, raw = read_record(self.path)
+            if verify:
+                verify_artifact(self.path, strict=verify == "strict", notes=notes, record=(record_file, raw))
+            fmt = format_for(self.path)
+            if record_file is not None and fmt is not None and fmt.record is not None:
+                record = ArtifactMetadata.from_dict(raw, str(record_file))
         options = dict(backend_options)
         for key, value in (("device", device), ("precision", precision), ("threads", threads)):
             if value is not None:
                 options[key] = value
-        self.backend: Optional[Backend] = open_backend(self.path, backend, **options)
+        self.backend: Optional[Backend] = open_backend(self.path, backend, record=record, **options)
         try:
-            if not self.backend.metadata:
+            if self.backend.metadata is None:
                 sidecar = self.path.with_suffix(".json").name if isinstance(self.path, Path) else "-"
                 if self.backend.num_classes == 7:
                     assumed = "assuming the FER2013 ImageFolder label order (Angry, Disgust, Fear, Happy, Neutral, Sad, Surprise)"
@@ -201,7 +211,7 @@ class Runtime:
             where = str(self.path)  # the sidecar, when the labels come from it
             if isinstance(self.path, Path) and self.path.suffix != ".json" and self.path.with_suffix(".json").is_file():
                 where = str(self.path.with_suffix(".json"))
-            self.labels: tuple[str, ...] = labels_from(self.backend.metadata, self.backend.num_classes, where)
+            self.labels: tuple[str, ...] = labels_for(self.backend.metadata, self.backend.num_classes, where)
             #: the preprocessing the artifact records (the trained spec when it records none); used by predict*
             self.spec: PreprocessSpec = spec_of(self.backend.metadata, where)
             if verify and isinstance(self.path, Path):
@@ -213,16 +223,27 @@ class Runtime:
             raise
         for level, message in notes:
             log.log(level, "%s", message)
-        self.metadata: dict[str, Any] = dict(self.backend.metadata or {})
+        #: the artifact's record (format, precision, labels, gate result, hashes...); ``None``: it carries none
+        self.metadata: Optional[ArtifactMetadata] = self.backend.metadata
 
     # -- life cycle -----------------------------------------------------------------
     @property
-    def artifact_metadata(self) -> Any:
-        """The artifact's metadata as the typed :class:`~emonext_edge.metadata.ArtifactMetadata`
-        (format, precision, gate result, hashes...); ``None`` when the artifact carries none."""
-        from .metadata import ArtifactMetadata
+    def artifact_metadata(self) -> Optional[ArtifactMetadata]:
+        """Deprecated alias of :attr:`metadata` (the typed record since 0.4); removal: 0.5."""
+        warn_deprecated("Runtime.artifact_metadata", "Runtime.metadata (the typed record)", "0.5")
+        return self.metadata
 
-        return ArtifactMetadata.from_dict(self.metadata, str(self.path)) if self.metadata.get("labels") else None
+    @property
+    def metadata_dict(self) -> dict[str, Any]:
+        """Deprecated (removal: 0.5): the record as the 0.3 dict (``{}`` without one); use :attr:`metadata`."""
+        warn_deprecated("Runtime.metadata_dict (the 0.3 dict view)", "Runtime.metadata (typed) or .metadata.to_dict()",
+                        "0.5")
+        return self.metadata.to_dict() if self.metadata is not None else {}
+
+    @property
+    def io(self) -> IODescription:
+        """The backend's one I/O description (:class:`emonext_edge.backends.IODescription`)."""
+        return self._open().io
 
     @property
     def info(self) -> dict[str, Any]:
@@ -240,7 +261,7 @@ class Runtime:
             self.backend.close()
             self.backend = None
 
-    def __enter__(self) -> Runtime:
+    def __enter__(self) -> Runtime:  # noqa: PYI034 - typing.Self needs 3.11 (the library supports 3.8)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -276,7 +297,7 @@ class Runtime:
         return np.concatenate(outputs) if len(outputs) > 1 else outputs[0]
 
     def _predictions(self, logits: np.ndarray) -> list[Prediction]:
-        probs = softmax(logits)
+        probs = _softmax(logits)
         out = []
         for row, p in zip(logits, probs):
             top = int(np.argmax(p))
@@ -398,7 +419,7 @@ class Runtime:
         return out
 
     # -- video (issue 18; implementation in emonext_edge/stream.py) ----------------------
-    def stream(self, source: Any, detect_every: int = 1, smoothing: Any = None, **options: Any) -> Any:
+    def stream(self, source: Any, detect_every: int = 1, smoothing: Any = None, **options: Any) -> VideoStream:
         """Faces in a video, frame by frame: ``for result in rt.stream("clip.mp4", detect_every=3, smoothing=0.5)``.
 
         ``source``: video file, camera index, stream URL (rtsp/http) or an iterable of BGR
@@ -407,6 +428,4 @@ class Runtime:
         id, box, raw and smoothed probabilities, label); other options: see
         :class:`emonext_edge.stream.VideoStream`.
         """
-        from .stream import VideoStream
-
         return VideoStream(self, source, detect_every=detect_every, smoothing=smoothing, **options)

@@ -36,7 +36,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Protocol, Union
 from typing import Iterable as _Iterable  # subscripted at run time: typing's, for Python 3.8
 
 import numpy as np
@@ -44,13 +44,25 @@ import numpy as np
 from .errors import EmoNeXtError, ImageError, VideoSourceError
 from .faces import Box, crop_face, detect_faces
 from .opencv import import_cv2
+from .scores import softmax
 from .sources import open_planned, plan_source, probe
 from .tracking import FaceTracker, SmoothingSpec, make_smoother
 
 if TYPE_CHECKING:
-    from .runtime import Runtime
+    from .preprocess import PreprocessSpec
 
 log = logging.getLogger(__name__)
+
+
+class Classifier(Protocol):
+    """What a stream needs of its model: labels, the preprocessing ``spec`` its input follows and
+    ``run`` (float32 ``[N, *spec.input_shape]`` -> logits). :class:`emonext_edge.Runtime` is one;
+    this module never imports it (no runtime <-> stream cycle)."""
+
+    labels: tuple[str, ...]
+    spec: PreprocessSpec
+
+    def run(self, batch: np.ndarray) -> np.ndarray: ...
 
 STAGES = ("decode", "detect", "preprocess", "infer", "draw")
 URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
@@ -384,7 +396,7 @@ class VideoStream:
 
     def __init__(
         self,
-        runtime: Runtime,
+        runtime: Classifier,
         source: SourceSpec,
         *,
         detect_every: int = 1,
@@ -545,8 +557,6 @@ class VideoStream:
                 visible.append((track, clipped, detected))
             lap("preprocess")
         if visible:
-            from .runtime import softmax
-
             reset()
             probs = softmax(self.runtime.run(np.stack(crops)))
             lap("infer")
@@ -580,7 +590,7 @@ def _clip(x: int, y: int, bw: int, bh: int, w: int, h: int) -> Optional[Box]:
     return (x0, y0, x1 - x0, y1 - y0)
 
 
-def stream(runtime: Runtime, source: SourceSpec, **options: Any) -> VideoStream:
+def stream(runtime: Classifier, source: SourceSpec, **options: Any) -> VideoStream:
     """``VideoStream(runtime, source, **options)``; see :class:`VideoStream`."""
     return VideoStream(runtime, source, **options)
 

@@ -22,11 +22,11 @@ from typing import Any, Optional
 
 import numpy as np
 
-from calibration.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
 from calibration.synthetic import synthetic_faces
 from emonext_edge.cli_support import EXIT_BAD_INPUT, cli_entry
 from emonext_edge.errors import UsageError
 from emonext_edge.metadata import ArtifactMetadata
+from export.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
 
 from .pipeline import (
     EXIT_GATE_FAILED,

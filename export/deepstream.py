@@ -55,15 +55,16 @@ from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
-from calibration.fidelity import FidelityOptions, gate_from_args
 from emonext_edge.argtypes import check_args, data_path, finite_float, non_negative_int, positive_int
 from emonext_edge.deepstream_boxes import DEFAULT_STRATEGY, NVINFER_MIN_OBJECT_SIZE, nvinfer_scale_offset
 from emonext_edge.errors import ExportError, ModelFileError
 from emonext_edge.fileio import sha256_file
-from emonext_edge.metadata import ArtifactMetadata, GateResult, labels_from, read_onnx_metadata
+from emonext_edge.metadata import ArtifactMetadata, GateResult, labels_for, read_onnx_metadata
 from emonext_edge.opencv import import_cv2
 from emonext_edge.preprocess import SPEC, PreprocessSpec, luma_fixed_point, spec_of
+from emonext_edge.scores import softmax
 from emonext_edge.tensorrt_compat import ApiPlan, parse_version, plan_for
+from export.fidelity import FidelityOptions, gate_from_args
 
 from . import trt_opcheck
 from .common import UsageError, load_source, synthetic_faces, verification_batch, verify_source
@@ -623,12 +624,6 @@ def _ort_fn(model_bytes: bytes) -> Callable[[np.ndarray], np.ndarray]:
     return lambda x: np.asarray(session.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0])
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def color_test_images(count: int = 6, seed: int = 3, size: int = SPEC.crop_size) -> np.ndarray:
     """Deterministic smooth colour images, float32 RGB ``[N, 3, size, size]`` in [0, 1], channels unequal."""
     cv2 = import_cv2()  # one line naming the fix when OpenCV is missing
@@ -821,7 +816,7 @@ def _labels(source: Any, source_meta: Any, torch_source: Any) -> tuple[str, ...]
     if torch_source is not None:
         return tuple(torch_source.model.labels)
     num_classes = int(source.graph.output[0].type.tensor_type.shape.dim[1].dim_value)
-    return labels_from(source_meta.to_dict() if source_meta else None, num_classes, "source ONNX")
+    return labels_for(source_meta, num_classes, "source ONNX")
 
 
 def _metadata(source_meta: Any, labels: Sequence[str], options: SgieOptions, info: Mapping[str, Any],

@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, Optional
 
-from calibration.fidelity import _positive_int, add_fidelity_arguments
 from emonext_edge.errors import UsageError
+from export.fidelity import _positive_int, add_fidelity_arguments
 
 from .pipeline import EXIT_GATE_FAILED, Stage, exporter_cli, gate_line, raise_if_failed, set_verbosity
 from .targets import ExportResult, Target

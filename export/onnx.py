@@ -55,13 +55,13 @@ from typing import Any
 
 import numpy as np
 
-from calibration.fidelity import FidelityOptions, gate_from_args
 from emonext_edge.argtypes import check_args, data_path, non_negative_float, positive_int
 from emonext_edge.errors import ExportError
 from emonext_edge.fileio import prepare_output_dir
 from emonext_edge.metadata import ArtifactMetadata, GateResult, package_version, write_onnx_metadata
 from emonext_edge.preprocess import INPUT_SHAPE
 from emonext_edge.progress import stepped
+from export.fidelity import FidelityOptions, gate_from_args
 
 from .common import UsageError, load_source, refuse_foreign_sidecar
 from .driver import build_parser as driver_parser

@@ -30,7 +30,6 @@ from typing import Any, Optional
 
 import numpy as np
 
-from calibration.fidelity import FidelityOptions, gate_from_args
 from emonext_edge.argtypes import check_args, data_path, non_negative_float, positive_int, thread_count
 from emonext_edge.metadata import (
     ArtifactMetadata,
@@ -39,6 +38,7 @@ from emonext_edge.metadata import (
     sidecar_path,
 )
 from emonext_edge.preprocess import spec_of
+from export.fidelity import FidelityOptions, gate_from_args
 
 from .common import UsageError, refuse_foreign_sidecar, synthetic_faces
 from .driver import build_parser as driver_parser
@@ -71,18 +71,25 @@ DEFAULT_INT8_INFERENCE_PRECISION = "f32"
 DEFAULT_IR_ATOL = 1e-3
 
 def set_ir_metadata(model: Any, meta: Mapping[str, Any]) -> None:
-    """0.2 name: store ``meta`` in an in-memory ``ov.Model``'s rt_info (``emonext/<key>``)."""
+    """Deprecated 0.2 name (removal: 0.5): :func:`emonext_edge.metadata.set_ov_model_metadata`."""
+    from emonext_edge.metadata import warn_deprecated
+
+    warn_deprecated("export.openvino.set_ir_metadata", "emonext_edge.metadata.set_ov_model_metadata", "0.5")
     set_ov_model_metadata(model, meta)
 
 
 def read_ir_metadata(xml_path: str | os.PathLike) -> Optional[dict[str, Any]]:
-    """0.2 name: the IR's record as a dict (rt_info, else the sidecar), ``None`` without one."""
-    from emonext_edge.metadata import read_ir_rt_info, read_sidecar
+    """Deprecated 0.2 name (removal: 0.5), shadowing :func:`emonext_edge.metadata.read_ir_metadata`
+    with another return type: the IR's record as a dict (rt_info, else the sidecar). Use
+    ``emonext_edge.metadata.read_metadata(xml)`` (the typed record; ``.to_dict()`` for a dict)."""
+    from emonext_edge.metadata import read_ir_rt_info, read_json_file, sidecar_path, warn_deprecated
 
+    warn_deprecated("export.openvino.read_ir_metadata (a dict)", "emonext_edge.metadata.read_metadata (typed)", "0.5")
     data = read_ir_rt_info(xml_path)
     if data and data.get("labels"):
         return data
-    return read_sidecar(xml_path)
+    path = sidecar_path(xml_path)
+    return read_json_file(path) if path.is_file() else None
 
 
 _require_openvino = require_openvino

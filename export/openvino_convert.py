@@ -159,7 +159,7 @@ def convert_source(
         )
     if work_dir is None:
         raise ValueError("convert_source needs work_dir (the export's stage) to export a checkpoint to ONNX")
-    from calibration.fidelity import FidelityOptions
+    from export.fidelity import FidelityOptions
 
     from .common import load_source
     from .onnx import OnnxExportOptions, export_onnx

@@ -19,10 +19,10 @@ from typing import Any, Optional
 
 import numpy as np
 
-from calibration.fidelity import FidelityOptions, gate_from_args
 from emonext_edge.argtypes import check_args, data_path, positive_int
 from emonext_edge.errors import ExportError, UsageError
 from emonext_edge.fileio import sha256_file
+from export.fidelity import FidelityOptions, gate_from_args
 
 from .common import refuse_foreign_sidecar, verify_source
 from .driver import cli

@@ -41,7 +41,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 from typing import Callable as _Callable  # subscripted at run time: typing's, for Python 3.8 (JetPack 5)
@@ -53,6 +53,7 @@ from emonext_edge.commit_marker import roll_back, write_marker
 from emonext_edge.environment import EXIT_ENVIRONMENT, EnvironmentFailure, diagnose, environment_failure
 from emonext_edge.errors import BackendUnavailableError, VerificationError
 from emonext_edge.fileio import TEMP_PREFIX, clean_stale_temps, prepare_output_dir, sha256_file
+from emonext_edge.formats import commit_names, format_for
 from emonext_edge.metadata import ArtifactMetadata, GateResult, sidecar_path, write_ir_metadata, write_onnx_metadata
 
 log = logging.getLogger(__name__)
@@ -231,6 +232,10 @@ class Stage:
         if not names:
             raise ValueError("nothing to commit")
         model_name = names[-1]
+        expected = commit_names(model_name)  # the formats table: companions (an IR's .bin) right before the model
+        if list(names[-len(expected):]) != expected or any(format_for(n) for n in names[:-1]):
+            raise ValueError(f"commit order {list(names)}: the model file must come last, right after its companion "
+                             f"files (emonext_edge.formats; for {model_name}: ... {expected})")
         finals = [self.out_dir / n for n in names]
         if meta.fidelity is None:
             raise ValueError(f"{model_name}: commit needs the gate result in meta.fidelity (the contract: verify first)")
@@ -350,12 +355,12 @@ def gate_artifact(
     """Run the shared fidelity gate on ``artifact`` through the Runtime's own backend.
 
     ``reference``: float32 batch -> logits of what the artifact must behave like (PyTorch,
-    the FP32 ONNX/IR, ...). ``options``: :class:`calibration.fidelity.FidelityOptions`
+    the FP32 ONNX/IR, ...). ``options``: :class:`export.fidelity.FidelityOptions`
     (``min_agreement``, ``max_drop_pp``). ``atol``: also fail when max |Δlogit| exceeds it
     (FP32 conversions). ``extra_failures(candidate_logits)`` may add failure reasons.
     """
-    from calibration.fidelity import fidelity_gate
     from emonext_edge.runtime import Runtime
+    from export.fidelity import fidelity_gate
 
     outputs: list[np.ndarray] = []
     with interruptible(f"the fidelity gate of {Path(artifact).name}"), Runtime(artifact, **dict(runtime_options or {})) as rt:
@@ -412,13 +417,3 @@ def gate_line(gate: GateResult) -> str:
     if gate.failures:
         text += " — " + "; ".join(gate.failures)
     return text
-
-
-@dataclass
-class GateData:
-    """Images (float32 NCHW), labels where known, and what they are — the gate's input."""
-
-    images: np.ndarray
-    labels: Optional[np.ndarray] = None
-    description: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)

@@ -253,14 +253,14 @@ def derive_onnx(
     :class:`~emonext_edge.metadata.ArtifactMetadata` fields that differ from the FP32 record
     (precision, quantization, ...). The result is gated against the FP32 ONNX (both run by
     the Runtime's ONNX Runtime backend on the CPU) with ``fidelity``
-    (:class:`calibration.fidelity.FidelityOptions`) on ``images`` (default: its data), then
+    (:class:`export.fidelity.FidelityOptions`) on ``images`` (default: its data), then
     committed with the gate result and SHA-256. Returns the :class:`export.pipeline.CommitResult`;
     raises ``VerificationError`` when the gate failed and the artifact was not kept.
     """
-    from calibration.fidelity import FidelityOptions
     from emonext_edge.fileio import sha256_file
     from emonext_edge.metadata import read_metadata
     from emonext_edge.runtime import Runtime
+    from export.fidelity import FidelityOptions
 
     from .pipeline import Stage, embed_onnx, gate_artifact, raise_if_failed
 

@@ -130,7 +130,7 @@ class Target:
     def options(self, args: argparse.Namespace) -> Any:
         """The typed options from parsed arguments; raise ``UsageError`` (exit 2) for bad input.
 
-        The options have a ``fidelity`` attribute (:class:`calibration.fidelity.FidelityOptions`):
+        The options have a ``fidelity`` attribute (:class:`export.fidelity.FidelityOptions`):
         the driver commits with its ``keep_failed``."""
         raise NotImplementedError
 

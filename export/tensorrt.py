@@ -40,13 +40,14 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from calibration.calib_file import DEFAULT_CALIBRATION_SIZE
-from calibration.fidelity import FidelityOptions, gate_from_args
 from emonext_edge import tensorrt_compat as compat
 from emonext_edge.argtypes import check_args, data_path, non_negative_int, positive_float, positive_int
 from emonext_edge.errors import BackendUnavailableError, ExportError, UsageError
 from emonext_edge.fileio import sha256_file
+from emonext_edge.formats import TENSORRT_ENGINE
 from emonext_edge.metadata import ArtifactMetadata, Quantization, TensorRTInfo, read_metadata
 from emonext_edge.preprocess import spec_of
+from export.fidelity import FidelityOptions, gate_from_args
 
 from . import trt_api, trt_opcheck
 from .common import verify_source
@@ -59,7 +60,7 @@ log = logging.getLogger(__name__)
 
 #: planned for when TensorRT is absent here and no --trt-version is given (JetPack 6; same ONNX as 8.6)
 DEFAULT_TARGET = "10.3.0"
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+ENGINE_SUFFIXES = TENSORRT_ENGINE.suffixes
 #: ONNX precision labels (ArtifactMetadata.precision) of the prepared ONNX kinds
 ONNX_PRECISION = {"fp32": "fp32", "fp16": "fp16-mixed", "int8-qdq": "int8-qdq", "int8-qdq-fp16": "int8-qdq-fp16"}
 

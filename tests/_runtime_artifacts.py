@@ -32,7 +32,7 @@ def ir_artifact(model: Any, directory: Path) -> Path:
 
         import openvino as ov
 
-        from export.openvino import set_ir_metadata  # rt_info "emonext/<key>", as export/openvino.py writes
+        from emonext_edge.metadata import set_ov_model_metadata as set_ir_metadata  # rt_info "emonext/<key>"
 
         onnx_path = onnx_artifact(model, directory)
         xml = directory / "official_ir.xml"

@@ -61,7 +61,7 @@ def test_torch_backend_reproduces_official_logits(official_checkpoint, official_
     with Runtime(official_checkpoint) as rt:
         assert rt.info["backend"] == "torch"
         logits = rt.run(official_io["inputs"])
-        assert rt.metadata["labels"] == list(rt.labels)
+        assert rt.metadata is not None and rt.metadata.labels == list(rt.labels)
     assert np.abs(logits - official_io["logits"]).max() <= 1e-4
 
 
@@ -73,7 +73,7 @@ def test_embedded_metadata_used_without_sidecar(onnx_path, ir_path, tmp_path):
             shutil.copy(src.with_suffix(".bin"), dst.with_suffix(".bin"))
         assert not dst.with_suffix(".json").exists()
         with Runtime(dst) as rt:
-            assert rt.metadata.get("labels") == list(rt.labels), src.suffix
+            assert rt.metadata is not None and rt.metadata.labels == list(rt.labels), src.suffix
 
 
 def test_fixed_batch_artifact_is_split_and_padded(official_model, onnx_path, real_batch):

@@ -356,10 +356,10 @@ def test_app_config_is_a_marked_headless_fallback_and_key_spellings_per_file(exp
 
 def test_qdq_source_gives_int8_config(onnx_path, tmp_path):
     """A Q/DQ ONNX (as export.tensorrt --int8 makes) -> network-mode=1, an existing int8-calib-file, _int8 engine."""
-    from calibration.fidelity import FidelityOptions
     from emonext_edge.preprocess import preprocess
     from export.common import synthetic_faces
     from export.deepstream import SgieOptions, export_deepstream, parse_ini
+    from export.fidelity import FidelityOptions
     from export.quantize_onnx import export_qdq_onnx
 
     qdq = export_qdq_onnx(onnx_path, preprocess(list(synthetic_faces(8, seed=2))), tmp_path / "m.int8.qdq.onnx",

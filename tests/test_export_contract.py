@@ -68,7 +68,7 @@ def test_onnx_keep_failed_writes_an_unverified_artifact(official_checkpoint, tmp
     from emonext_edge import Runtime
 
     with Runtime(out) as rt:
-        assert rt.artifact_metadata.fidelity.kept_failed and not rt.artifact_metadata.verified
+        assert rt.metadata.fidelity.kept_failed and not rt.metadata.verified
 
 
 def test_onnx_passing_export_records_gate_precision_and_hash(official_model, tmp_path):
@@ -84,7 +84,7 @@ def test_onnx_passing_export_records_gate_precision_and_hash(official_model, tmp
     from emonext_edge import Runtime
 
     with Runtime(tmp_path / "m.onnx") as rt:  # the Runtime reads the same record (and checks the hash)
-        assert rt.artifact_metadata == meta
+        assert rt.metadata == meta
 
 
 _KILL_SCRIPT = textwrap.dedent("""
@@ -184,7 +184,7 @@ def test_ir_killed_mid_export_leaves_no_artifact_and_next_run_cleans(verified_on
 
 
 def _few_images():
-    from calibration.fidelity import FidelityOptions
+    from export.fidelity import FidelityOptions
 
     return FidelityOptions(images=4)
 
@@ -227,7 +227,7 @@ def test_fp16_and_int8_ir_state_precision_gate_and_hash(verified_onnx, tmp_path)
 def test_fp16_and_qdq_onnx_state_precision_gate_and_hash(verified_onnx, official_io, tmp_path):
     pytest.importorskip("onnxconverter_common")
     pytest.importorskip("nncf")
-    from calibration.fidelity import FidelityOptions
+    from export.fidelity import FidelityOptions
     from export.fp16_onnx import export_fp16_onnx
     from export.quantize_onnx import export_qdq_onnx
 
@@ -252,7 +252,7 @@ def test_derived_onnx_gate_failure_raises_and_writes_nothing(verified_onnx, offi
     import onnx
     from onnx import numpy_helper
 
-    from calibration.fidelity import FidelityOptions
+    from export.fidelity import FidelityOptions
     from export.quantize_onnx import derive_onnx
 
     def broken(staged: Path) -> None:

@@ -90,8 +90,8 @@ def test_export_result_passed_and_paths(tmp_path):
 
 @pytest.fixture(scope="module")
 def fp32_onnx(reference_checkpoint, tmp_path_factory) -> Path:
-    from calibration.fidelity import FidelityOptions
     from emonext_edge import load_model
+    from export.fidelity import FidelityOptions
     from export.onnx import OnnxExportOptions, export_onnx
 
     out = tmp_path_factory.mktemp("driver") / "atto.onnx"

@@ -95,7 +95,7 @@ def test_fp32_fp16_export_metadata_and_runtime(tmp_path, official_checkpoint, of
         np.testing.assert_allclose(rt.run(official_io["inputs"]), official_io["logits"], atol=1e-4)
 
     with Runtime(fp16_xml, threads=2) as rt:  # rt_info only: the sidecar was removed
-        assert list(rt.labels) == meta["labels"] and rt.metadata["precision"] == "fp16"
+        assert list(rt.labels) == meta["labels"] and rt.metadata.precision == "fp16"
         logits = rt.run(official_io["inputs"])
     np.testing.assert_allclose(logits, official_io["logits"], atol=2e-2)
     assert (logits.argmax(1) == official_io["preds"]).all()

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 from conftest import fer_val_sample
 
-from calibration.fidelity import (
+from emonext_edge.errors import ExportError
+from emonext_edge.preprocess import preprocess
+from export.fidelity import (
     FidelityOptions,
     add_fidelity_arguments,
     fidelity_gate,
     gate_from_args,
     held_out_images,
 )
-from emonext_edge.errors import ExportError
-from emonext_edge.preprocess import preprocess
 
 torch = pytest.importorskip("torch")
 
@@ -129,17 +129,9 @@ def test_cli_options_and_enforce(tmp_path, reference_model, val_batch):
 
     images, _ = val_batch
     ref_run = _runner(reference_model)
-    failing = FidelityOptions(min_agreement=1.0).run(lambda b: -ref_run(b), ref_run, images[:6])
-    artifact = tmp_path / "model_int8.onnx"
-    artifact.write_bytes(b"x")
-    with pytest.raises(ExportError, match="Kept"):
-        FidelityOptions(keep_failed=True).enforce(failing, [artifact])
-    assert artifact.exists()
-    with pytest.raises(ExportError, match="Removed"):
-        FidelityOptions().enforce(failing, [artifact])
-    assert not artifact.exists()
-    passing = FidelityOptions().run(ref_run, ref_run, images[:6])
-    FidelityOptions().enforce(passing, [tmp_path])  # no exception, nothing removed
+    assert not hasattr(FidelityOptions, "enforce") and not hasattr(FidelityOptions, "run")  # retired in 0.4
+    assert not fidelity_gate(lambda b: -ref_run(b), ref_run, images[:6], None, 1.0, 0.5).passed
+    assert fidelity_gate(ref_run, ref_run, images[:6], None, 1.0, 0.5).passed
 
 
 def test_held_out_images(fer2013_root, tmp_path):

@@ -365,7 +365,7 @@ def test_commit_killed_between_renames_is_recognised_and_rolled_back(tmp_path):
     out = tmp_path / "out"
     assert _commit(out, "1").returncode == 0
     with Runtime(out / "m.onnx") as rt:
-        assert rt.metadata["version"] == "1"
+        assert rt.metadata.extra["version"] == "1"
 
     # re-export killed (SIGKILL) after the model's rename, before the sidecar's: new model, old record
     proc = _commit(out, "2", kill_after=1)
@@ -385,7 +385,7 @@ def test_commit_killed_between_renames_is_recognised_and_rolled_back(tmp_path):
     assert _commit(out, "3").returncode == 0
     assert not [p for p in out.iterdir() if p.name.startswith((MARKER_PREFIX, ".emonext-tmp-"))]
     with Runtime(out / "m.onnx") as rt:
-        assert rt.metadata["version"] == "3"
+        assert rt.metadata.extra["version"] == "3"
 
 
 def test_commit_marker_only_while_committing(tmp_path):

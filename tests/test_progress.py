@@ -91,7 +91,7 @@ def test_an_opaque_step_says_it_still_runs(shown):
 
 
 def test_the_fidelity_gate_reports_progress(shown, monkeypatch):
-    from calibration.fidelity import fidelity_gate
+    from export.fidelity import fidelity_gate
 
     out = shown(io.StringIO())
     clock = _Clock()

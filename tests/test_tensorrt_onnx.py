@@ -99,9 +99,9 @@ def test_qdq_accuracy_on_fer2013_val(reference_model, fer2013_root, tmp_path):
     """Reference model, 140 train images to calibrate, 210 val images (30/class) to score."""
     from conftest import fer_val_sample
 
-    from calibration.fidelity import fidelity_gate
     from emonext_edge.labels import IMAGEFOLDER_LABELS
     from emonext_edge.preprocess import preprocess
+    from export.fidelity import fidelity_gate
     from export.onnx import export_onnx
     from export.quantize_onnx import quantize_qdq
 

@@ -412,4 +412,4 @@ def test_runtime_client_reads_the_openvino_backend_config(atto_ir, tmp_path):
     backend.name = "triton"
     backend._read_config(config)
     assert (backend.min_batch, backend.max_batch, backend.max_batch_size, backend.num_classes) == (1, None, 0, 7)
-    assert backend.metadata["labels"] == LABELS
+    assert backend.metadata.labels == LABELS

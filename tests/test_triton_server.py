@@ -73,8 +73,8 @@ def test_served_metadata(served):
     for url in (served.grpc_url, served.http_url):
         with Runtime(f"{url}/emonext") as rt:
             assert rt.labels == ("Angry", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise")
-            assert rt.metadata["architecture"]["name"] == "atto"
-            assert rt.metadata["triton"]["platform"] == "python"
+            assert rt.metadata.architecture["name"] == "atto"
+            assert rt.metadata.extra["triton"]["platform"] == "python"
             assert (rt.info["backend"], rt.info["min_batch"], rt.info["max_batch"]) == ("triton", 1, 8)
     import urllib.request
 
@@ -254,7 +254,7 @@ def test_ir_served_and_not_ready(atto_onnx, triton_env, faces, tmp_path):  # noq
             served, ref = rt.predict_batch(faces[:8]), local_ir.predict_batch(faces[:8])
             assert [p.label for p in served] == [p.label for p in ref]
             assert max(float(np.abs(a.logits - b.logits).max()) for a, b in zip(served, ref)) <= 1e-4
-            assert rt.metadata["triton"]["platform"] == "python"
+            assert rt.metadata.extra["triton"]["platform"] == "python"
 
 
 def test_served_benchmark(served, tmp_path):

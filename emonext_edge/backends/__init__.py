@@ -1,6 +1,7 @@
 """Inference backends: one module per engine, each importing its engine lazily.
 
-``open_backend(path)`` picks the backend from the artifact's suffix.
+``open_backend(path)`` picks the backend from the artifact's suffix, through the formats
+table (:mod:`emonext_edge.formats`); a new backend is a module here plus a row there.
 """
 
 from __future__ import annotations
@@ -12,19 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelFileError
-from .base import Backend
+from ..formats import SUFFIXES, TRITON, format_for, is_model_url, model_suffixes
+from .base import Backend, IODescription
 
-#: suffix -> backend name
-SUFFIX_BACKENDS = {
-    ".onnx": "onnxruntime",
-    ".xml": "openvino",
-    ".engine": "tensorrt",
-    ".plan": "tensorrt",
-    ".trt": "tensorrt",
-    ".pt": "torch",
-    ".pth": "torch",
-    ".safetensors": "torch",
-}
+#: suffix -> backend name (derived from :data:`emonext_edge.formats.FORMATS`)
+SUFFIX_BACKENDS = {suffix: fmt.backend for suffix, fmt in SUFFIXES.items()}
 
 #: backend name -> (module, class)
 BACKENDS = {
@@ -36,32 +29,33 @@ BACKENDS = {
 }
 
 
-def is_model_url(path: Any) -> bool:
-    """A served model (``grpc://host:8001/emonext``, ``http://host:8000/emonext``) rather than a file."""
-    return isinstance(path, str) and "://" in path and path.split("://", 1)[0].lower() in ("grpc", "http", "https")
-
-
 def backend_name_for(path: str | os.PathLike) -> str:
-    suffix = Path(path).suffix.lower()
-    if suffix not in SUFFIX_BACKENDS:
+    fmt = format_for(path)
+    if fmt is None:
+        suffix = Path(path).suffix.lower()
         raise ModelFileError(
-            f"{path}: unknown model file kind {suffix or '(no suffix)'!r}; expected one of {sorted(SUFFIX_BACKENDS)}"
+            f"{path}: unknown model file kind {suffix or '(no suffix)'!r}; expected one of {model_suffixes()}"
         )
-    return SUFFIX_BACKENDS[suffix]
+    return fmt.backend
 
 
-def open_backend(path: str | os.PathLike, backend: str = "auto", **options: Any) -> Backend:
+def open_backend(path: str | os.PathLike, backend: str = "auto", *, record: Any = None, **options: Any) -> Backend:
+    """Open ``path`` (a model file or a served-model URL) with ``backend`` ("auto": by the formats table).
+
+    ``record``: the sidecar record the caller already parsed (an ``ArtifactMetadata``, or
+    ``emonext_edge.metadata.NOT_READ``); ``options`` go to the backend class, checked by name.
+    """
     url = is_model_url(path)
     if url:
-        name = "triton" if backend == "auto" else backend
-        if name != "triton":
-            raise ValueError(f"{path}: a served model (URL) opens with the triton backend, not {name!r}")
+        name = TRITON.backend if backend == "auto" else backend
+        if name != TRITON.backend:
+            raise ValueError(f"{path}: a served model (URL) opens with the {TRITON.backend} backend, not {name!r}")
     elif not Path(path).is_file():
         if Path(path).is_dir():
-            found = sorted(p.name for p in Path(path).iterdir() if p.suffix.lower() in SUFFIX_BACKENDS)[:5]
+            found = sorted(p.name for p in Path(path).iterdir() if p.suffix.lower() in SUFFIXES)[:5]
             hint = f"; it holds {', '.join(found)}" if found else ""
             raise ModelFileError(f"{path}: is a directory, not a model file (expected a file ending in one of "
-                                 f"{sorted(SUFFIX_BACKENDS)}){hint}")
+                                 f"{model_suffixes()}){hint}")
         raise ModelFileError(f"{path}: no such model file")
     else:
         name = backend_name_for(path) if backend == "auto" else backend
@@ -71,12 +65,15 @@ def open_backend(path: str | os.PathLike, backend: str = "auto", **options: Any)
     module = importlib.import_module(f".{module_name}", __name__)
     cls: type[Backend] = getattr(module, class_name)
     params = inspect.signature(cls.__init__).parameters.values()
-    accepted = [p.name for p in params if p.name not in ("self", "path") and p.kind is not p.VAR_KEYWORD]
+    accepted = [p.name for p in params if p.name not in ("self", "path", "record") and p.kind is not p.VAR_KEYWORD]
     unknown = sorted(set(options) - set(accepted))
     if unknown and not any(p.kind is p.VAR_KEYWORD for p in params):
         raise ValueError(f"{path}: the {name} backend has no option(s) {unknown}; it accepts {accepted}")
     target: Any = path if url else Path(path)  # a URL stays a string (Path would fold its '//')
+    if record is not None:
+        options["record"] = record
     return cls(target, **options)
 
 
-__all__ = ["BACKENDS", "SUFFIX_BACKENDS", "Backend", "backend_name_for", "is_model_url", "open_backend"]
+__all__ = ["BACKENDS", "SUFFIX_BACKENDS", "Backend", "IODescription", "backend_name_for", "is_model_url",
+           "open_backend"]

@@ -18,9 +18,8 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import BackendUnavailableError, ModelFileError
-from ..metadata import from_string_map, read_sidecar
-from ..preprocess import spec_of
-from .base import Backend
+from ..metadata import from_string_map
+from .base import Backend, check_input_shape
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +57,9 @@ class OnnxRuntimeBackend(Backend):
         device: Optional[str] = None,
         threads: Optional[int] = None,
         precision: Optional[str] = None,
+        record: Any = None,
     ) -> None:
-        super().__init__(path)
+        super().__init__(path, record=record)
         try:
             import onnxruntime as ort
         except ImportError:
@@ -94,7 +94,7 @@ class OnnxRuntimeBackend(Backend):
             options.intra_op_num_threads = int(threads)
         try:
             self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
-        except Exception as exc:  # onnxruntime raises its own (unexported) exception types
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own (unexported) exception types
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelFileError(f"{path}: not a loadable ONNX model ({first[:300]})") from None
 
@@ -108,20 +108,16 @@ class OnnxRuntimeBackend(Backend):
         self.output_name = outputs[0].name
         self.input_dtype = _DTYPES[spec.type]
 
-        self.metadata = read_sidecar(path)
-        if self.metadata is None:
-            self.metadata = from_string_map(self.session.get_modelmeta().custom_metadata_map)
-        input_shape = spec_of(self.metadata, str(path)).input_shape  # what the artifact records (default: the trained spec)
-        if len(spec.shape) != 4 or [_static_dim(d) for d in spec.shape[1:]] != list(input_shape):
-            raise ModelFileError(f"{path}: input {spec.name!r} has shape {spec.shape}; expected "
-                                 f"[N, {', '.join(map(str, input_shape))}] (its preprocessing record)")
+        self._read_metadata(embedded=from_string_map(self.session.get_modelmeta().custom_metadata_map))
+        input_shape = self.input_shape  # what the artifact records (default: the trained spec)
+        check_input_shape(path, f"input {spec.name!r}", spec.shape, [_static_dim(d) for d in spec.shape], input_shape)
         batch = _static_dim(spec.shape[0])
         if batch is not None:
             self.min_batch = self.max_batch = batch
         out_shape = outputs[0].shape
         classes = _static_dim(out_shape[-1]) if out_shape else None
-        if classes is None and self.metadata and self.metadata.get("labels"):
-            classes = len(self.metadata["labels"])
+        if classes is None and self.labels:
+            classes = len(self.labels)
         if classes is None:
             classes = int(self.session.run([self.output_name], {self.input_name: np.zeros((self.min_batch, *input_shape), self.input_dtype)})[0].shape[-1])
         self.num_classes = classes
@@ -132,7 +128,8 @@ class OnnxRuntimeBackend(Backend):
             provider=used[0],
             providers_tried=list(providers),
             device={"CPUExecutionProvider": "CPU"}.get(used[0], "GPU"),
-            precision=precision or ("fp16" if self.input_dtype == np.float16 else (self.metadata or {}).get("precision", "fp32")),
+            precision=precision or ("fp16" if self.input_dtype == np.float16 else
+                                   (self.metadata.precision if self.metadata and self.metadata.precision else "fp32")),
             threads=threads if threads is not None else "default",
         )
         log.debug("%s: ONNX Runtime session on %s (tried %s)", path, used[0], providers)

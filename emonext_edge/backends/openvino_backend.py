@@ -25,9 +25,9 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import BackendUnavailableError, ModelFileError
-from ..metadata import from_string_map, read_sidecar
-from ..preprocess import spec_of
-from .base import Backend
+from ..formats import OPENVINO_IR, companion_path
+from ..metadata import from_string_map
+from .base import Backend, check_input_shape
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,13 @@ def _flatten_rt_info(rt: Any, prefix: str = "") -> dict[str, str]:
         else:
             out[name] = str(value)
     return out
+
+
+def _tensor_name(port: Any) -> Optional[str]:
+    try:
+        return str(port.get_any_name())
+    except Exception:  # noqa: BLE001 -- an unnamed tensor (OpenVINO raises RuntimeError or its own types)
+        return None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -83,13 +90,14 @@ class OpenVinoBackend(Backend):
         num_requests: Optional[int] = None,
         threads: Optional[int] = None,
         batch: Optional[int] = None,
+        record: Any = None,
     ) -> None:
-        super().__init__(path)
+        super().__init__(path, record=record)
         try:
             import openvino as ov
         except ImportError:
             raise BackendUnavailableError(f"{path}: OpenVINO IR models need openvino (pip install openvino)") from None
-        weights = self.path.with_suffix(".bin")
+        weights = companion_path(self.path, OPENVINO_IR.companions[0])
         if not weights.is_file():
             raise ModelFileError(f"{path}: the weights file {weights} is missing (an OpenVINO IR is an .xml plus its .bin)")
         device = (device or "CPU").upper()
@@ -108,17 +116,17 @@ class OpenVinoBackend(Backend):
         core = ov.Core()
         try:
             model = core.read_model(str(self.path), str(weights))
-        except Exception as exc:  # openvino raises RuntimeError with engine internals
+        except Exception as exc:  # noqa: BLE001 - openvino raises RuntimeError with engine internals
             raise ModelFileError(f"{path}: not a readable OpenVINO IR with {weights.name} ({_first_line(exc)})") from None
         if len(model.inputs) != 1 or len(model.outputs) < 1:
             raise ModelFileError(f"{path}: expected 1 input and 1 output, got {len(model.inputs)} and {len(model.outputs)}")
-        self.metadata = read_sidecar(path) or from_string_map(_flatten_rt_info(model.get_rt_info()))
-        input_shape = spec_of(self.metadata, str(path)).input_shape  # what the artifact records (default: the trained spec)
+        self._read_metadata(embedded=from_string_map(_flatten_rt_info(model.get_rt_info())))
+        input_shape = self.input_shape  # what the artifact records (default: the trained spec)
         shape = model.inputs[0].get_partial_shape()
         dims = [d.get_length() if d.is_static else None for d in shape] if shape.rank.is_static else []
-        if len(dims) != 4 or dims[1:] != list(input_shape):
-            raise ModelFileError(f"{path}: input has shape {shape}; expected [N, {', '.join(map(str, input_shape))}] "
-                                 "(its preprocessing record)")
+        check_input_shape(path, "input", shape, dims, input_shape)
+        self.input_name = _tensor_name(model.inputs[0])
+        self.output_name = _tensor_name(model.outputs[0])
         if batch is not None:
             if dims[0] is not None and dims[0] != batch:
                 raise ValueError(f"{path}: the IR has a fixed batch of {dims[0]}; it cannot be compiled for batch={batch}")
@@ -131,8 +139,8 @@ class OpenVinoBackend(Backend):
         last = out_shape[out_shape.rank.get_length() - 1] if out_shape.rank.is_static else None
         if last is not None and last.is_static:
             self.num_classes = last.get_length()
-        elif self.metadata and self.metadata.get("labels"):
-            self.num_classes = len(self.metadata["labels"])
+        elif self.labels:
+            self.num_classes = len(self.labels)
         else:
             raise ModelFileError(f"{path}: output shape {out_shape} has no static class dimension and no metadata labels")
 
@@ -147,7 +155,7 @@ class OpenVinoBackend(Backend):
             config["INFERENCE_NUM_THREADS"] = int(threads)
         try:
             self.compiled = core.compile_model(model, device, config)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the engine's own exception types are not exported; re-raised as a named error
             raise BackendUnavailableError(
                 f"{path}: OpenVINO could not compile for device {device} with {config} "
                 f"(available devices: {core.available_devices}): {_first_line(exc)}"
@@ -177,7 +185,7 @@ class OpenVinoBackend(Backend):
     def _property(self, name: str, default: Any) -> Any:
         try:
             return self.compiled.get_property(name)
-        except Exception:  # property not supported by this device plugin
+        except Exception:  # noqa: BLE001 - property not supported by this device plugin
             return default
 
     def run(self, batch: np.ndarray) -> np.ndarray:

@@ -23,8 +23,8 @@ import numpy as np
 
 from .. import tensorrt_compat as compat
 from ..errors import BackendUnavailableError, ImageError, ModelFileError
-from ..metadata import labels_from, read_sidecar
-from .base import Backend
+from ..metadata import ArtifactMetadata, labels_for
+from .base import Backend, expected_input
 
 if TYPE_CHECKING:  # TensorRT's classes for mypy (tensorrt-stubs); never imported at run time
     import tensorrt as tr
@@ -44,12 +44,12 @@ def _device_index(device: Any) -> int:
     return int(text)
 
 
-def check_manifest(path: Path, manifest: Optional[dict[str, Any]], trt_version: str, gpu: str, cc: str) -> None:
+def check_manifest(path: Path, manifest: Optional[ArtifactMetadata], trt_version: str, gpu: str, cc: str) -> None:
     """Raise :class:`ModelFileError` if the engine was built for another TensorRT version or GPU."""
-    if not manifest or "tensorrt" not in manifest:
+    if manifest is None or manifest.tensorrt is None:
         log.warning("%s: no TensorRT manifest beside the engine; loading without version checks", path)
         return
-    built = manifest["tensorrt"]
+    built = manifest.tensorrt.to_dict()
     problems = []
     if built.get("version") and built["version"] != trt_version:
         problems.append(f"TensorRT {built['version']} (present: {trt_version})")
@@ -68,9 +68,9 @@ class TensorRTBackend(Backend):
     _logger: Optional[tr.Logger] = None
     _context: Optional[tr.IExecutionContext] = None
 
-    def __init__(self, path: Path, *, device: Any = None) -> None:
+    def __init__(self, path: Path, *, device: Any = None, record: Any = None) -> None:
         """``device``: CUDA device index (0, 1, "cuda:1"); precision and batch are fixed by the engine."""
-        super().__init__(path)
+        super().__init__(path, record=record)
         try:
             trt = compat.import_tensorrt()
         except BackendUnavailableError as exc:
@@ -91,11 +91,11 @@ class TensorRTBackend(Backend):
 
     def _load(self, trt: Any, cuda: Any, gpu: str, cc: str) -> None:
         path = self.path
-        self.metadata = read_sidecar(path)
+        self._read_metadata()
         check_manifest(self.path, self.metadata, trt.__version__, gpu, cc)
         self._runtime, self._engine, self._logger = compat.deserialize(trt, self.path.read_bytes())
         if self._engine is None:
-            built = (self.metadata or {}).get("tensorrt", {})
+            built = self.metadata.tensorrt.to_dict() if self.metadata and self.metadata.tensorrt else {}
             raise ModelFileError(
                 f"{path}: TensorRT {trt.__version__} on {gpu} (compute {cc}) could not deserialize this engine "
                 f"(built for TensorRT {built.get('version', 'unknown')} on {built.get('gpu', 'unknown GPU')}); "
@@ -112,8 +112,10 @@ class TensorRTBackend(Backend):
         assert self._in.profile is not None
         self.min_batch = int(self._in.profile[0][0])
         self.max_batch = int(self._in.profile[2][0])
+        self.input_shape = tuple(int(d) for d in self._in.profile[2][1:])  # the engine's profile (built from the spec)
         self.num_classes = int(self._out.shape[-1])
-        labels_from(self.metadata, self.num_classes, str(path))
+        self.input_name, self.output_name = self._in.name, self._out.name
+        labels_for(self.metadata, self.num_classes, str(path))
         self._context = compat.create_context(self._engine)
         self._stream = cuda.Stream()
         in_shape = (self.max_batch, *self._in.profile[2][1:])
@@ -121,17 +123,16 @@ class TensorRTBackend(Backend):
         self._h_out = cuda.pagelocked_empty((self.max_batch, self.num_classes), np.float32)
         self._d_in = cuda.mem_alloc(self._h_in.nbytes)
         self._d_out = cuda.mem_alloc(self._h_out.nbytes)
-        meta = self.metadata or {}
-        precision = meta.get("precision") if meta.get("format") == "tensorrt-engine" else None
-        precision = precision or meta.get("tensorrt", {}).get("precision", "unknown")  # 0.2 manifests
+        meta = self.metadata
+        precision = (meta.precision if meta is not None else None) or "unknown"  # 0.2 manifests: read_metadata maps it
         self.info = {"backend": self.name, "device": gpu, "precision": precision, "provider": f"TensorRT {trt.__version__}",
                      "threads": None, "compute_capability": cc, "jetpack": compat.jetpack_release()}
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         n = int(batch.shape[0]) if batch.ndim == 4 else -1
         if batch.dtype != np.float32 or batch.ndim != 4 or tuple(batch.shape[1:]) != tuple(self._in.profile[2][1:]):  # type: ignore[index]
-            raise ImageError(f"TensorRT input must be float32 [N, {', '.join(map(str, self._in.profile[2][1:]))}] "  # type: ignore[index]
-                             f"(the engine's profile), got {batch.dtype} {list(batch.shape)}")
+            raise ImageError(f"TensorRT input must be float32 {expected_input(self.input_shape)} (the engine's profile), "
+                             f"got {batch.dtype} {list(batch.shape)}")
         assert self.max_batch is not None
         if not self.min_batch <= n <= self.max_batch:
             raise ImageError(f"{self.path}: batch of {n} outside the engine's profile [{self.min_batch}, {self.max_batch}]")

@@ -14,7 +14,8 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import BackendUnavailableError
-from ..metadata import build_metadata
+from ..formats import PYTORCH
+from ..metadata import ArtifactMetadata
 from .base import Backend
 
 
@@ -33,8 +34,9 @@ class TorchBackend(Backend):
         threads: Optional[int] = None,
         prefer_ema: bool = True,
         labels: Optional[list[str]] = None,
+        record: Any = None,
     ) -> None:
-        super().__init__(path)
+        super().__init__(path, record=record)
         try:
             import torch
         except ImportError:
@@ -55,8 +57,10 @@ class TorchBackend(Backend):
         self.model: Optional[Any] = model
         self.num_classes = model.architecture.num_classes
         checkpoint_info: dict[str, Any] = getattr(model, "checkpoint_info", {})
-        self.metadata = build_metadata(
-            labels=model.labels,
+        self.metadata = ArtifactMetadata(
+            format=PYTORCH.name,
+            precision="fp32",
+            labels=list(model.labels),
             architecture=model.architecture.to_dict(),
             source={k: v for k, v in checkpoint_info.items() if k != "architecture"},
         )

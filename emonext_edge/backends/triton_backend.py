@@ -21,7 +21,6 @@ can call :meth:`TritonBackend.run` at once; the server batches their requests.
 from __future__ import annotations
 
 import http.client
-import json
 import logging
 import threading
 from pathlib import Path
@@ -31,12 +30,14 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from ..errors import BackendUnavailableError, ImageError, ModelFileError
+from ..formats import TRITON
+from ..metadata import ArtifactMetadata, parse_json
 from ..preprocess import spec_of
-from .base import Backend
+from .base import Backend, expected_input
 
 log = logging.getLogger(__name__)
 
-SCHEMES = ("grpc", "http", "https")
+SCHEMES = TRITON.schemes
 DEFAULT_PORTS = {"grpc": 8001, "http": 8000, "https": 443}
 METADATA_PARAMETER = "emonext_metadata"
 _DTYPES = {"TYPE_FP32": ("FP32", np.float32), "TYPE_FP16": ("FP16", np.float16)}
@@ -72,9 +73,10 @@ class TritonBackend(Backend):
 
     name = "triton"
 
-    def __init__(self, path: Any, *, timeout: float = 30.0, headers: Optional[dict[str, str]] = None) -> None:
+    def __init__(self, path: Any, *, timeout: float = 30.0, headers: Optional[dict[str, str]] = None,
+                 record: Any = None) -> None:
         url = str(path)
-        super().__init__(Path(url))
+        super().__init__(Path(url), record=record)
         self.url = url
         self.scheme, self.address, self.model, self.version = parse_model_url(url)
         if not timeout or timeout <= 0:
@@ -211,11 +213,11 @@ class TritonBackend(Backend):
         full = dims if max_batch == 0 else [-1, *dims]
         params = config.get("parameters", {}) or {}
         raw = (params.get(METADATA_PARAMETER) or {}).get("string_value")
-        try:
-            record = json.loads(raw) if raw else None
-        except ValueError:
-            raise ModelFileError(f"{self.url}: parameter {METADATA_PARAMETER!r} of model {self.model!r} is not JSON") from None
-        shape = spec_of(record, f"{self.url} ({METADATA_PARAMETER})").input_shape
+        where = f"{self.url} (parameter {METADATA_PARAMETER})"
+        data = parse_json(raw, where, "served metadata") if raw else None
+        if raw and not isinstance(data, dict):
+            raise ModelFileError(f"{where}: metadata must be a JSON object, got {type(data).__name__}")
+        shape = spec_of(data, where).input_shape  # what the served artifact records (default: the trained spec)
         if len(full) != 4 or full[1:] != list(shape) or dtype not in _DTYPES:
             hint = " (a UINT8 image input: that is the emonext_pipeline ensemble; Runtime serves the classifier)" \
                 if dtype == "TYPE_UINT8" else ""
@@ -237,25 +239,25 @@ class TritonBackend(Backend):
         self.max_batch_size = max_batch
         served = {"url": self.url, "model": self.model, "version": self.version or "latest",
                   "platform": config.get("platform") or config.get("backend") or "unknown"}
-        if raw:
-            try:
-                self.metadata = {**json.loads(raw), "triton": served}
-            except ValueError:
-                raise ModelFileError(f"{self.url}: parameter {METADATA_PARAMETER!r} of model {self.model!r} is not JSON") from None
+        if data is not None:
+            self.embedded = data
+            self.metadata = ArtifactMetadata.from_dict(data, where) if data.get("labels") else None
+            if self.metadata is not None:
+                self.metadata.extra["triton"] = served  # where it is served (kept in its dict form)
         else:
             log.warning("%s: model %r carries no %s parameter; assuming the FER2013 ImageFolder label order",
                         self.url, self.model, METADATA_PARAMETER)
-            self.metadata = {"triton": served}
+        self.served = served
         self.info.update(backend=self.name, device=f"Triton server at {self.address}", protocol=self.scheme,
                          model=self.model, version=self.version or "latest", platform=served["platform"],
-                         precision=(self.metadata or {}).get("precision", "fp32" if self.wire_dtype == "FP32" else "fp16"),
+                         precision=(self.metadata.precision if self.metadata and self.metadata.precision else
+                                    "fp32" if self.wire_dtype == "FP32" else "fp16"),
                          provider="tritonclient", threads="server")
 
     # -- inference ---------------------------------------------------------------------------
     def run(self, batch: np.ndarray) -> np.ndarray:
         if batch.ndim != 4 or tuple(batch.shape[1:]) != self.input_shape:
-            raise ImageError(f"{self.url}: expected a float32 [N, {', '.join(map(str, self.input_shape))}] batch, "
-                             f"got shape {batch.shape}")
+            raise ImageError(f"{self.url}: expected a float32 {expected_input(self.input_shape)} batch, got shape {batch.shape}")
         n = batch.shape[0]
         if not self.min_batch <= n <= (self.max_batch or n):
             raise ImageError(f"{self.url}: batch of {n} outside the served model's limits [{self.min_batch}, {self.max_batch}]")

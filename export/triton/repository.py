@@ -30,6 +30,7 @@ from typing import Any, Optional
 
 from emonext_edge.errors import BackendUnavailableError, ModelFileError, UsageError
 from emonext_edge.fileio import sha256_file
+from emonext_edge.formats import ONNX, OPENVINO_IR, TENSORRT_ENGINE, ArtifactFormat, format_for
 from emonext_edge.labels import DEFAULT_LABELS
 from emonext_edge.metadata import ArtifactMetadata, read_metadata
 from emonext_edge.preprocess import SPEC, PreprocessSpec, spec_of
@@ -52,12 +53,16 @@ PARAM_LABELS = "emonext_labels"
 #: the preprocessing spec (``PreprocessSpec.to_dict()`` JSON) the python preprocessing model follows
 PARAM_PREPROCESSING = "emonext_preprocessing"
 
+#: artifact kind -> its row of the formats table (emonext_edge/formats.py)
+_FORMAT_OF_KIND = {"onnx": ONNX, "openvino": OPENVINO_IR, "tensorrt": TENSORRT_ENGINE}
+
+
+def _native(fmt: ArtifactFormat) -> tuple[str, str, str]:
+    return fmt.triton_file or "", fmt.triton_platform or "", fmt.triton_backend or ""
+
+
 #: artifact kind -> (file name in the version folder, platform, backend) for Triton's own backends
-NATIVE = {
-    "onnx": ("model.onnx", "onnxruntime_onnx", ""),
-    "openvino": ("model.xml", "", "openvino"),
-    "tensorrt": ("model.plan", "tensorrt_plan", ""),
-}
+NATIVE = {kind: _native(fmt) for kind, fmt in _FORMAT_OF_KIND.items()}
 PYTHON_MODELS = Path(__file__).with_name("python_models")
 RELEASES_FILE = Path(__file__).with_name("tensorrt_releases.json")
 
@@ -208,15 +213,16 @@ def inspect_artifact(path: str | os.PathLike) -> ArtifactInfo:
     if not p.is_file():
         raise ModelFileError(f"--artifact {p}: no such file")
     suffix = p.suffix.lower()
-    if suffix in (".onnx", ".xml", ".engine", ".plan", ".trt"):
+    fmt = format_for(p)
+    if fmt in (ONNX, OPENVINO_IR, TENSORRT_ENGINE):
         from ..common import verify_source
 
         verify_source(p, "--artifact")  # what the sidecar records is what gets served
-    if suffix == ".onnx":
+    if fmt is ONNX:
         return inspect_onnx(p)
-    if suffix == ".xml":
+    if fmt is OPENVINO_IR:
         return inspect_ir(p)
-    if suffix in (".engine", ".plan", ".trt"):
+    if fmt is TENSORRT_ENGINE:
         return inspect_engine(p)
     raise ModelFileError(f"--artifact {p}: unknown kind {suffix or '(no suffix)'!r}; expected .onnx, .xml or .engine/.plan")
 
