@@ -452,7 +452,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if warning:
         load["warnings"].insert(0, warning)
     rows = summarise(workers, baseline, settings)
-    add_accuracy(rows, accuracy, model_info["untrained"])
+    add_accuracy(rows, accuracy, bool(model_info["untrained"]))
     report = {
         "schema": 2,
         "created": created.isoformat(timespec="seconds"),

@@ -18,7 +18,8 @@ from benchmarks.latency_common import (
 
 
 def _cpu_info() -> tuple[str, list[str]]:
-    model, flags = platform.processor() or platform.machine(), []
+    model: str = platform.processor() or platform.machine()
+    flags: list[str] = []
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import select
@@ -37,6 +38,13 @@ from emonext_edge.preprocess import INPUT_SHAPE
 LATENCY_SCRIPT = Path(__file__).resolve().with_name("latency.py")
 
 
+
+def _run_end_to_end(rt: Any, frames: list[Any]) -> Any:
+    """One end-to-end call: the project's preprocessing of ``frames``, then the model."""
+    from emonext_edge.preprocess import preprocess
+
+    return rt.run(preprocess(frames))
+
 class ArtifactSession:
     """One artifact opened with the Runtime (in a worker process): warm it up, then time calls on demand.
 
@@ -46,7 +54,6 @@ class ArtifactSession:
 
     def __init__(self, spec: dict[str, Any]) -> None:
         from emonext_edge import Runtime
-        from emonext_edge.preprocess import preprocess
 
         self.art = Artifact(**spec["artifact"])
         options = dict(self.art.options)
@@ -78,8 +85,8 @@ class ArtifactSession:
         for b, rt in self.runtimes.items():
             x = rng.random((b, *INPUT_SHAPE), dtype=np.float32)
             frames = [frame] * b
-            self.calls[(b, "model")] = lambda rt=rt, x=x: rt.run(x)
-            self.calls[(b, "end_to_end")] = lambda rt=rt, frames=frames: rt.run(preprocess(frames))
+            self.calls[(b, "model")] = functools.partial(rt.run, x)
+            self.calls[(b, "end_to_end")] = functools.partial(_run_end_to_end, rt, frames)
             self.compiled[b] = rt.info.get("batch")
         for fn in self.calls.values():
             for _ in range(spec["warmup"]):

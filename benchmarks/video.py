@@ -126,7 +126,13 @@ def write_clip(frames: list[np.ndarray], path: Path, fps: float = 30.0, fourcc: 
 def load_faces(paths: list[Path]) -> list[np.ndarray]:
     import cv2
 
-    return [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in paths]
+    faces: list[np.ndarray] = []
+    for p in paths:
+        face = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+        if face is None:
+            raise SystemExit(f"error: {p}: not a readable image")
+        faces.append(face)
+    return faces
 
 
 # --------------------------------------------------------------------------- benchmark
@@ -139,6 +145,7 @@ def textured_background(rng: np.random.Generator) -> np.ndarray:
     import cv2
 
     kind = int(rng.integers(4))
+    base: np.ndarray
     yy, xx = np.mgrid[0:FRAME_H, 0:FRAME_W].astype(np.float32)
     if kind == 0:  # smooth noise
         small = rng.uniform(0, 255, (6, 8, 3)).astype(np.float32)
@@ -182,6 +189,8 @@ def detection_frames(fer_root: Path, count: int, seed: int = 0):
                    for bx, by, bw, bh in boxes):
                 continue
             face = cv2.imread(str(files[int(rng.integers(len(files)))]), cv2.IMREAD_GRAYSCALE)
+            if face is None:
+                continue
             frame[y : y + size, x : x + size] = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)[:, :, None]
             boxes.append((x, y, size, size))
         out.append((frame, boxes))

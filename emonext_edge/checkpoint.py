@@ -187,7 +187,7 @@ def load_model(
         raise ArchitectureMismatchError(f"{p}: weights do not fit EmoNeXt {arch}: {problem}")
     model.load_state_dict(state, strict=True)
     model.eval()
-    model.checkpoint_info = {  # type: ignore[attr-defined]
+    model.checkpoint_info = {  # type: ignore[attr-defined,assignment]
         "path": str(p),
         "sha256": sha256_file(p),
         "weights": which,

@@ -53,7 +53,7 @@ def _alive(pid: int) -> bool:
 
 def interrupted_commits(out_dir: Path) -> list[tuple[Path, list[str]]]:
     """``(marker, names)`` of the commits into ``out_dir`` whose process ended before finishing them."""
-    found = []
+    found: list[tuple[Path, list[str]]] = []
     try:
         markers = sorted(p for p in Path(out_dir).glob(f"{MARKER_PREFIX}*.json"))
     except OSError:

@@ -160,7 +160,7 @@ class Runtime:
         device: Optional[str] = None,
         precision: Optional[str] = None,
         threads: Optional[int] = None,
-        verify: bool = True,
+        verify: VerifyMode = True,
         **backend_options: Any,
     ) -> None:
         if isinstance(model_path, (str, os.PathLike)) and not is_model_url(model_path):

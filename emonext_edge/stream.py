@@ -158,6 +158,7 @@ class _Reader:
     def __init__(self, name: str, live: bool, fps: float, read: Any, release: Any = None, pace: bool = False) -> None:
         self.name, self.live, self.fps, self.pace = name, live, fps, pace
         self._read, self._release = read, release
+        self.stall_timeout: Optional[float] = None  # live sources: the consumer's wait is bounded too
 
     def read(self) -> Optional[np.ndarray]:
         return self._read()
@@ -279,7 +280,7 @@ def _capture_reader(
         return frame if ok else None
 
     reader = _Reader(name, live, rate, read, cap.release if release else None, pace)
-    reader.stall_timeout = stall_timeout  # type: ignore[attr-defined]  (the consumer's wait is bounded too)
+    reader.stall_timeout = stall_timeout
     return reader
 
 

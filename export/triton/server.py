@@ -223,7 +223,7 @@ def _listener_inodes(port: int) -> set[str]:
 def port_holders(port: int) -> list[tuple[int, str]]:
     """``(pid, command)`` of the processes listening on TCP ``port`` that ``/proc`` shows us (may be empty)."""
     inodes = {f"socket:[{i}]" for i in _listener_inodes(port)}
-    holders = []
+    holders: list[tuple[int, str]] = []
     if not inodes:
         return holders
     for proc in Path("/proc").iterdir():
