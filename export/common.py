@@ -25,6 +25,7 @@ import numpy as np
 from calibration.synthetic import synthetic_faces
 from emonext_edge.cli_support import EXIT_BAD_INPUT, cli_entry
 from emonext_edge.errors import UsageError
+from emonext_edge.formats import FORMATS
 from emonext_edge.metadata import ArtifactMetadata
 from export.fidelity import FidelityOptions, add_fidelity_arguments, gate_from_args
 
@@ -84,8 +85,8 @@ class SourceModel:
         return f"checkpoint {self.info.get('checkpoint')} ({self.info.get('weights')} weights)"
 
 
-#: model files that keep their record in ``<stem>.json`` beside them
-MODEL_SUFFIXES = (".onnx", ".xml", ".engine", ".plan", ".trt")
+#: model files that keep their record in ``<stem>.json`` beside them (sidecar or engine manifest), from the formats table
+MODEL_SUFFIXES = tuple(s for f in FORMATS if f.record is not None for s in f.suffixes)
 
 
 def refuse_foreign_sidecar(model: Path, where: str, advice: str = "give another --output") -> None:
