@@ -101,7 +101,7 @@ def test_checkpoint_source_and_cli(official_checkpoint, tmp_path, capsys):
 
     out = tmp_path / "ds"
     assert main(["--checkpoint", str(official_checkpoint), "--output", str(out), "--gray", "--batch", "2",
-                 "--deepstream", "6.3"]) == 0
+                 "--deepstream", "6.3", "--fidelity-images", "16"]) == 0
     text = capsys.readouterr().out
     assert "PyTorch FP32 (checkpoint)" in text and "emonext_sgie.onnx_b2_gpu0_fp16.engine" in text
     assert "DeepStream 6.3" in text and "TensorRT 8.5.2.2" in text
@@ -138,7 +138,7 @@ def test_wrong_channel_order_fails_verification_with_exit_1(onnx_path, tmp_path,
 
     monkeypatch.setattr(ds, "LUMA_WEIGHTS", tuple(reversed(ds.LUMA_WEIGHTS)))
     out = tmp_path / "bad"
-    assert ds.main(["--onnx", str(onnx_path), "--output", str(out)]) == 1
+    assert ds.main(["--onnx", str(onnx_path), "--output", str(out), "--fidelity-images", "8"]) == 1
     err = capsys.readouterr().err
     assert "fidelity gate failed" in err and "colour images" in err
     assert not (out / "emonext_sgie.onnx").exists() and not (out / "config_infer_secondary_emonext.txt").exists()
