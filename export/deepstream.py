@@ -797,7 +797,10 @@ class DeepStreamExport(ExportResult):
 
     @property
     def gate(self) -> GateResult:
-        return self.metadata.fidelity
+        gate = self.metadata.fidelity
+        if gate is None:  # the driver gates every candidate before it commits: our own bug
+            raise ExportError(f"{MODEL_NAME}: committed without a gate result")
+        return gate
 
     @property
     def committed(self) -> bool:
