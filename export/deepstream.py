@@ -775,7 +775,8 @@ def gate_variant(variant: Any, reference: Callable[[np.ndarray], np.ndarray], im
     figures_all["checks"] = checks
     gate = GateResult(passed=not failures, reference=reference_desc,
                       runtime="ONNX Runtime CPUExecutionProvider (nvinfer's net-scale-factor/offsets applied)",
-                      data=data_desc + "".join(f"; {c['check']}" for c in checks), figures=figures_all,
+                      data=data_desc + (f" (also checked: {', '.join(c['check'] for c in checks)})" if checks else ""),
+                      figures=figures_all,
                       thresholds=thresholds, failures=failures)
     log.info("%s: %s", MODEL_NAME, gate_line(gate))
     return gate
