@@ -2,7 +2,8 @@
 
     python -m export.onnx --checkpoint CKPT [--output emonext.onnx] [--opset N]
         [--stn native|decomposed] [--block-layout channels_last|channels_first]
-        [--batch dynamic|N] [--verify-data DIR] [--force]
+        [--batch dynamic|N] [--atol A] [--force] [--fidelity-data ROOT] [--fidelity-images N]
+        [--min-agreement F] [--max-drop PP] [--keep-failed]
 
 Two ways to put the STN into the graph:
 
