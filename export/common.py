@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
-
 from calibration.synthetic import synthetic_faces
 from emonext_edge.cli_support import EXIT_BAD_INPUT, cli_entry
 from emonext_edge.errors import UsageError
@@ -62,7 +60,6 @@ __all__ = [
     "load_source",
     "raise_if_failed",
     "synthetic_faces",
-    "verification_batch",
 ]
 
 log = logging.getLogger(__name__)
@@ -144,22 +141,3 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     if not files:
         raise UsageError(f"{root}: no image files ({', '.join(IMAGE_SUFFIXES)}) found")
     return files
-
-
-def verification_batch(data_dir: Optional[str | os.PathLike], count: int = 16, seed: int = 0,
-                       spec: Any = None) -> tuple[np.ndarray, str]:
-    """Preprocessed float32 ``[count, *spec.input_shape]`` images to verify exports with, and what they are.
-
-    With ``data_dir`` (a FER2013-layout tree or any folder of face images): ``count`` files
-    spread evenly over the sorted file list. Without: deterministic synthetic images.
-    ``spec``: a :class:`emonext_edge.preprocess.PreprocessSpec` (default: the trained one).
-    """
-    from emonext_edge.preprocess import SPEC, preprocess
-
-    spec = spec or SPEC
-    if data_dir is None:
-        return (preprocess(list(synthetic_faces(count, seed)), spec=spec),
-                f"{count} deterministic synthetic images (no data given)")
-    files = list_images(data_dir)
-    picks = [files[i] for i in np.linspace(0, len(files) - 1, min(count, len(files))).round().astype(int)]
-    return preprocess(picks, spec=spec), f"{len(picks)} real images from {data_dir}"

@@ -3,7 +3,7 @@
     python -m export.deepstream (--onnx M | --checkpoint C) --output DIR [--gray] [--batch N]
         [--precision fp32|fp16|int8] [--calib calib.npz] [--gie-id 2] [--operate-on-gie-id 1]
         [--operate-on-class-ids 0] [--reinfer-interval 15] [--threshold 0.0] [--gpu-id 0]
-        [--verify-data DIR]
+        [--fidelity-data DIR] [--fidelity-images N] [--min-agreement F] [--max-drop PP] [--keep-failed]
 
 Writes into DIR:
 
@@ -15,8 +15,10 @@ Writes into DIR:
   into PIL's ITU-R 601-2 luma (weights 19595/38470/7471 / 65536, as ``emonext_edge.preprocess``)
   computed as ``G + wR (R - G) + wB (B - G)`` (exactly G on gray frames), repeated to 3 channels; with ``--gray`` the input has 1 channel
   (``model-color-format=2``) and is repeated to 3 channels in the graph.
-  Verified with ONNX Runtime on CPU against the source model (probabilities vs softmax of the
-  source logits within 1e-5, same argmax) before anything is written; otherwise exit 1.
+  Gated by the shared fidelity gate (:func:`gate_variant`: ``export.fidelity.fidelity_gate`` with
+  ``--min-agreement/--max-drop`` on the ``--fidelity-data`` val split or the synthetic set, the faces
+  fed as nvinfer feeds them, scale/offsets from the written config; FP32 graphs also within 1e-5 in
+  probability, the RGB variant also on colour images) before anything is committed; otherwise exit 1.
 * ``config_infer_secondary_emonext.txt``: the nvinfer SGIE config (keys checked against the
   keys DeepStream 6.2's parser accepts, ``export/deepstream_keys.json``).
 * ``labels_emonext.txt``: one line, labels separated by ``;`` (nvinfer's classifier format).
@@ -48,30 +50,29 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
 from emonext_edge.argtypes import check_args, data_path, finite_float, non_negative_int, positive_int
-from emonext_edge.deepstream_boxes import DEFAULT_STRATEGY, NVINFER_MIN_OBJECT_SIZE, nvinfer_scale_offset
+from emonext_edge.deepstream_boxes import DEFAULT_STRATEGY, LIMITED_RANGE, NVINFER_MIN_OBJECT_SIZE, nvinfer_scale_offset
 from emonext_edge.errors import ExportError, ModelFileError
 from emonext_edge.fileio import sha256_file
 from emonext_edge.metadata import ArtifactMetadata, GateResult, labels_for, read_onnx_metadata
 from emonext_edge.opencv import import_cv2
 from emonext_edge.preprocess import SPEC, PreprocessSpec, luma_fixed_point, spec_of
-from emonext_edge.scores import softmax
 from emonext_edge.tensorrt_compat import ApiPlan, parse_version, plan_for
-from export.fidelity import FidelityOptions, gate_from_args
+from export.fidelity import FidelityOptions, fidelity_gate, gate_from_args
 
 from . import trt_opcheck
-from .common import UsageError, load_source, synthetic_faces, verification_batch, verify_source
+from .common import UsageError, load_source, synthetic_faces, verify_source
 from .driver import build_parser as driver_parser
-from .driver import cli
-from .pipeline import CommitResult, Stage, embed_onnx, gate_line, raise_if_failed
-from .targets import ExportResult
+from .driver import cli, run_build
+from .pipeline import Stage, embed_onnx, gate_line, interruptible
+from .targets import Candidate, ExportResult
 from .targets import Target as ExportTarget
 from .trt_pinning import fp32_layer_names
 
@@ -624,6 +625,43 @@ def _ort_fn(model_bytes: bytes) -> Callable[[np.ndarray], np.ndarray]:
     return lambda x: np.asarray(session.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0])
 
 
+def nvinfer_input(faces: np.ndarray, options: SgieOptions) -> np.ndarray:
+    """What nvinfer feeds the network for project-preprocessed faces ``[N, 3, S, S]`` (gray repeated).
+
+    The faces are taken back to the 8-bit frame values the spec was applied to (``x / scale + offset``;
+    with ``gray_range="limited"`` then to video range 16..235), reduced to nvinfer's input layout (1
+    channel with ``gray``, else R = G = B) and normalised as nvinfer does, ``net-scale-factor * (x -
+    offsets)`` with the values *as written in the config* (read back as float32, as nvinfer parses them).
+    A wrong scale or offset in the config therefore fails the gate.
+    """
+    spec = options.spec
+    pixels = faces[:, :1] if options.gray else faces
+    pixels = pixels.astype(np.float64) / spec.scale + spec.offset
+    if options.gray_range == "limited":
+        black, white = LIMITED_RANGE
+        pixels = black + pixels * (white - black) / 255.0
+    scale, offset = (np.float32(float(v)) for v in options.scale_and_offset)
+    return np.ascontiguousarray(scale * (pixels.astype(np.float32) - offset), dtype=np.float32)
+
+
+def _log_probs(logits: np.ndarray) -> np.ndarray:
+    """Log-softmax: logits of the same class probabilities, so the gate compares nvinfer's probabilities."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    return (z - np.log(np.exp(z).sum(axis=1, keepdims=True))).astype(np.float32)
+
+
+def _variant_logits(run: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """The variant's ``probs`` as log-probabilities (logits up to a per-image constant) for the gate."""
+    tiny = np.finfo(np.float32).tiny
+
+    def logits(x: np.ndarray) -> np.ndarray:
+        probs = np.asarray(run(x), dtype=np.float64)
+        return np.log(np.where(np.isfinite(probs), np.maximum(probs, tiny), np.nan)).astype(np.float32)
+
+    return logits
+
+
 def color_test_images(count: int = 6, seed: int = 3, size: int = SPEC.crop_size) -> np.ndarray:
     """Deterministic smooth colour images, float32 RGB ``[N, 3, size, size]`` in [0, 1], channels unequal."""
     cv2 = import_cv2()  # one line naming the fix when OpenCV is missing
@@ -643,72 +681,138 @@ def luma(rgb: np.ndarray) -> np.ndarray:
     return np.repeat(gray, 3, axis=1)
 
 
-def verify_variant(variant: Any, reference: Callable[[np.ndarray], np.ndarray], gray_images: np.ndarray, *,
-                   gray: bool, quantized: bool = False, atol: float = PROB_ATOL) -> tuple[dict[str, Any], list[str]]:
-    """ONNX Runtime on the variant vs ``softmax(reference(x))``: ``(figures, failures)``; a failure when
-    any probability differs by more than ``atol`` or any argmax differs.
+def _luma_weight_check(variant: Any) -> tuple[dict[str, Any], list[str]]:
+    """The graph's RGB->luma constants against ITU-R 601-2 (a Q/DQ graph: colour images would differ by
+    whole quantization steps there, so the weights are read instead)."""
+    from onnx import numpy_helper
 
-    ``gray_images``: preprocessed ``[N, 3, S, S]`` (gray repeated, S the spec's crop). The RGB variant also gets
-    colour images whose reference input is their luma (checks the R/G/B weights and their order).
-    A ``quantized`` (Q/DQ) source turns the 1e-5-level difference between the graph's fixed-point
-    weights and ITU-R 601-2 into whole quantization steps, so there the weights are checked directly.
-    (The variant's I/O differs from the Runtime's convention, so ONNX Runtime is called directly.)
+    consts = {t.name: float(numpy_helper.to_array(t).reshape(-1)[0]) for t in variant.graph.initializer
+              if t.name in ("emonext_luma_wr", "emonext_luma_wb")}
+    weights = (consts["emonext_luma_wr"], 1.0 - consts["emonext_luma_wr"] - consts["emonext_luma_wb"],
+               consts["emonext_luma_wb"])
+    off = float(np.abs(np.asarray(weights) - np.asarray(ITU_R_601_2)).max())
+    failures = [] if off <= 1e-4 else [(f"luma weights: the graph's RGB->luma weights {weights} are not "
+                                        f"ITU-R 601-2 R, G, B {ITU_R_601_2}")]
+    return {"check": "luma weights (read from the Q/DQ graph)", "max_abs_weight_vs_itu_r_601_2": off}, failures
+
+
+def _exact_check(name: str, candidate: Callable[[np.ndarray], np.ndarray],
+                 reference: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
+                 fidelity: FidelityOptions) -> tuple[dict[str, Any], list[str]]:
+    """An additional named check run through the shared gate, with the FP32 tolerance on probabilities."""
+    report = fidelity_gate(candidate, reference, images, None, fidelity.min_agreement, fidelity.max_drop_pp,
+                           progress=f"gate {MODEL_NAME}: {name}")
+    failures = [f"{name}: {f}" for f in report.failures]
+    if not report.max_abs_prob_diff <= PROB_ATOL:
+        failures.append(f"{name}: max |Δprob| {report.max_abs_prob_diff:.3g} > tolerance {PROB_ATOL:g}")
+    return {"check": f"{report.n} {name}", "agreement": report.agreement,
+            "max_abs_prob_diff": report.max_abs_prob_diff}, failures
+
+
+def gate_variant(variant: Any, reference: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
+                 labels: Optional[np.ndarray], options: SgieOptions, fidelity: FidelityOptions, *,
+                 reference_desc: str, data_desc: str,
+                 qdq_reference: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> GateResult:
+    """The shared fidelity gate (:func:`export.fidelity.fidelity_gate`) on the nvinfer-form ONNX.
+
+    ``images``: the project-preprocessed faces (``--fidelity-data``'s val split, or the synthetic set),
+    fed as nvinfer feeds them (:func:`nvinfer_input`); ``reference``: the source's logits on the same
+    faces. The variant's probabilities enter the gate as log-probabilities, the reference's logits as
+    log-softmax, so its figures compare what nvinfer's classifier parser reads. The thresholds are the
+    shared ones (``--min-agreement/--max-drop``); an FP32 variant (``qdq_reference`` None) must also be
+    within :data:`PROB_ATOL` in probability (a graph edit, not a conversion).
+
+    Additional named checks, which the face gate cannot make: the RGB FP32 variant on synthetic colour
+    images against the source on their ITU-R 601-2 luma (the faces have R = G = B, so only this catches
+    a wrong weight or channel order); for a Q/DQ variant (``qdq_reference``: its Q/DQ source) the graph
+    edit against that source on the very inputs the variant gets (one-ulp input differences move
+    quantization steps, so only identical inputs make :data:`PROB_ATOL` meaningful), and the luma
+    weights read from the graph.
+
+    The variant's input (1 channel with ``--gray``, probabilities out) is not the Runtime's convention,
+    so ONNX Runtime (CPU) runs it directly instead of through :func:`export.pipeline.gate_artifact`.
     """
     run = _ort_fn(variant.SerializeToString())
-    feeds = [("gray faces", gray_images[:, :1] if gray else gray_images, gray_images)]
-    figures: dict[str, Any] = {"checks": []}
-    failures: list[str] = []
-    if not gray and not quantized:
-        rgb = color_test_images(size=gray_images.shape[-1])
-        feeds.append(("colour images", rgb, luma(rgb)))
-    elif not gray:
-        from onnx import numpy_helper
+    candidate = _variant_logits(lambda x: run(nvinfer_input(x, options)))
 
-        consts = {t.name: float(numpy_helper.to_array(t).reshape(-1)[0]) for t in variant.graph.initializer
-                  if t.name in ("emonext_luma_wr", "emonext_luma_wb")}
-        weights = (consts["emonext_luma_wr"], 1.0 - consts["emonext_luma_wr"] - consts["emonext_luma_wb"],
-                   consts["emonext_luma_wb"])
-        off = float(np.abs(np.asarray(weights) - np.asarray(ITU_R_601_2)).max())
-        figures["checks"].append({"images": "none: luma weights checked directly (Q/DQ source)",
-                                  "max_abs_weight_vs_itu_r_601_2": off})
-        if not off <= 1e-4:
-            failures.append(f"the graph's RGB->luma weights {weights} are not ITU-R 601-2 R, G, B {ITU_R_601_2}")
-    worst, agree_all, n = 0.0, True, 0
-    for what, variant_in, reference_in in feeds:
-        probs = run(variant_in)
-        expected = softmax(np.asarray(reference(reference_in), dtype=np.float64))
-        if probs.shape != expected.shape or not np.isfinite(probs).all():
-            failures.append(f"the variant returned {probs.shape} (finite: {bool(np.isfinite(probs).all())}) on "
-                            f"{what}; expected {expected.shape}")
-            continue
-        diff = float(np.abs(probs - expected).max())
-        agree = float((probs.argmax(1) == expected.argmax(1)).mean())
-        figures["checks"].append({"images": f"{len(variant_in)} {what}", "max_abs_prob_diff": diff,
-                                  "agreement": agree, "max_abs_sum_minus_1": float(np.abs(probs.sum(1) - 1.0).max())})
-        worst, agree_all, n = max(worst, diff), agree_all and agree == 1.0, n + len(variant_in)
-        if not diff <= atol:
-            failures.append(f"max |Δprob| {diff:.3g} > tolerance {atol:g} on {what}")
-        if agree < 1.0:
-            failures.append(f"argmax differs on {100 * (1 - agree):.1f}% of the {what}")
-    figures.update(n=n, max_abs_prob_diff=worst, agreement=1.0 if agree_all else 0.0)
-    return figures, failures
+    def reference_logprobs(x: np.ndarray) -> np.ndarray:
+        return _log_probs(reference(x))
+
+    y = None if labels is None else [int(v) for v in labels]
+    with interruptible(f"the fidelity gate of {MODEL_NAME}"):
+        report = fidelity_gate(candidate, reference_logprobs, images, y, fidelity.min_agreement, fidelity.max_drop_pp,
+                               progress=f"gate {MODEL_NAME}")
+        failures = list(report.failures)
+        thresholds: dict[str, Any] = {"min_agreement": report.min_agreement, "max_drop_pp": report.max_drop_pp}
+        checks: list[dict[str, Any]] = []
+        if qdq_reference is None:
+            thresholds["atol_prob"] = PROB_ATOL
+            if not report.max_abs_prob_diff <= PROB_ATOL:
+                failures.append(f"max |Δprob| {report.max_abs_prob_diff:.3g} > tolerance {PROB_ATOL:g}")
+            if not options.gray:
+                rgb = color_test_images(size=images.shape[-1])
+                figures, extra = _exact_check("colour images", candidate, lambda x: _log_probs(reference(luma(x))),
+                                              rgb, fidelity)
+                checks.append(figures)
+                failures += extra
+        else:
+            def same_input(x: np.ndarray) -> np.ndarray:
+                fed = nvinfer_input(x, options)  # what the variant gets; R = G = B, so its luma is exactly G
+                return _log_probs(qdq_reference(np.repeat(fed, 3, axis=1) if fed.shape[1] == 1 else fed))
+
+            figures, extra = _exact_check("faces vs the Q/DQ source on the same input (graph edit)", candidate,
+                                          same_input, images, fidelity)
+            checks.append(figures)
+            failures += extra
+            if not options.gray:
+                figures, extra = _luma_weight_check(variant)
+                checks.append(figures)
+                failures += extra
+    figures_all = {k: getattr(report, k) for k in (
+        "n", "agreement", "max_abs_logit_diff", "mean_abs_logit_diff", "max_abs_prob_diff", "mean_abs_prob_diff",
+        "accuracy_reference", "accuracy_candidate", "drop_pp", "nonfinite")}
+    figures_all = {k: v for k, v in figures_all.items() if v is not None}
+    figures_all["checks"] = checks
+    gate = GateResult(passed=not failures, reference=reference_desc,
+                      runtime="ONNX Runtime CPUExecutionProvider (nvinfer's net-scale-factor/offsets applied)",
+                      data=data_desc + (f" (also checked: {', '.join(c['check'] for c in checks)})" if checks else ""),
+                      figures=figures_all,
+                      thresholds=thresholds, failures=failures)
+    log.info("%s: %s", MODEL_NAME, gate_line(gate))
+    return gate
 
 
 # --------------------------------------------------------------------------- the exporter
 
 
 @dataclass
-class DeepStreamExport:
-    """What :func:`export_deepstream` wrote and how it was verified."""
+class DeepStreamExport(ExportResult):
+    """What :func:`export_deepstream` wrote: the :class:`~export.targets.ExportResult` of the run, plus the
+    output directory and the committed file names (the model file, then the sidecar, last)."""
 
-    output: Path
-    files: list[str]
-    metadata: Any  # emonext_edge.metadata.ArtifactMetadata
-    committed: bool
+    output: Path = Path()
 
     @property
-    def gate(self) -> Any:
-        return self.metadata.fidelity
+    def metadata(self) -> ArtifactMetadata:
+        return self.artifacts[-1].metadata
+
+    @property
+    def gate(self) -> GateResult:
+        gate = self.metadata.fidelity
+        if gate is None:  # the driver gates every candidate before it commits: our own bug
+            raise ExportError(f"{MODEL_NAME}: committed without a gate result")
+        return gate
+
+    @property
+    def committed(self) -> bool:
+        return bool(self.artifacts) and self.artifacts[-1].committed
+
+    @property
+    def files(self) -> list[str]:
+        if not self.artifacts:
+            return []
+        last = self.artifacts[-1]
+        return [p.name for p in last.paths] + [last.sidecar.name if last.sidecar else ""]
 
 
 def _source_model(onnx_path: Optional[str | os.PathLike], checkpoint: Optional[str | os.PathLike],
@@ -722,13 +826,13 @@ def _source_model(onnx_path: Optional[str | os.PathLike], checkpoint: Optional[s
         return model, Path(onnx_path), _ort_fn(model.SerializeToString()), info, None
     import torch
 
-    from .onnx import export_onnx
+    from .onnx import OnnxExportOptions, export_onnx
 
     source = load_source(checkpoint)
     path = work / "source_fp32.onnx"
     # the form the target's TensorRT parses: opset 16 (decomposed LayerNorm) for 8.5, 17 from 8.6 (same plan as export.tensorrt)
-    export_onnx(source.model, path, stn=target.plan.stn_mode, opset=target.plan.onnx_opset, source_info=source.info,
-                verify_count=4)
+    export_onnx(source.model, path, OnnxExportOptions(stn=target.plan.stn_mode, opset=target.plan.onnx_opset,
+                                                      fidelity=FidelityOptions(images=4)), source_info=source.info)
     torch_model = source.model.eval()
 
     def reference(x: np.ndarray) -> np.ndarray:
@@ -738,78 +842,98 @@ def _source_model(onnx_path: Optional[str | os.PathLike], checkpoint: Optional[s
     return _load_onnx(path), path, reference, dict(source.info, qdq=False), source
 
 
+def _build(o: DeepStreamTargetOptions, stage: Stage) -> Iterator[Candidate]:
+    """Stage the nvinfer ONNX and its files; yield the one candidate (configs first, the ONNX last), gated
+    by :func:`gate_variant`. After the driver committed it, remove an engine nvinfer built from the previous ONNX."""
+    options, target, fidelity = o.sgie, o.target, o.fidelity
+    work = stage.dir / "work"
+    work.mkdir()
+    source, source_path, reference, info, torch_source = _source_model(o.onnx, o.checkpoint, work, target)
+    check_buildable(source, target, f"--onnx {o.onnx}" if o.onnx is not None else "the exported ONNX")
+    qdq_reference = reference if info["qdq"] else None  # a Q/DQ --onnx: the only source there is
+    if options.precision == "int8" and not info["qdq"]:
+        if o.calib is None:
+            raise UsageError("--precision int8 needs the Q/DQ ONNX made by `python -m export.tensorrt --int8` "
+                             "(pass it with --onnx) or --calib calib.npz to quantize here")
+        from calibration import load_calibration
+
+        from .quantize_onnx import export_qdq_onnx
+
+        # gated against the FP32 ONNX with the shared fidelity gate (VerificationError -> exit 1)
+        qdq = export_qdq_onnx(source_path, load_calibration(o.calib, num=None), work / "source.int8.qdq.onnx",
+                              fidelity, calibration_desc=str(o.calib))
+        log.info("Q/DQ ONNX: %s", gate_line(qdq.metadata.fidelity))
+        source = _load_onnx(qdq.path)
+        qdq_reference = _ort_fn(source.SerializeToString())  # the graph edit is also checked against the Q/DQ model
+        # (the main gate stays against the FP32 source)
+        info = dict(info, qdq=True, int8_gate=qdq.metadata.fidelity.to_dict(), quantized_here_from=str(o.calib))
+    elif options.precision != "int8" and info["qdq"]:
+        raise UsageError(f"--onnx {o.onnx}: is a Q/DQ (INT8) ONNX; use --precision int8 with it")
+    source_meta = read_onnx_metadata(source)
+    labels = _labels(source, source_meta, torch_source)
+    options = replace(options, spec=spec_of(source_meta, str(source_path)))  # what the network was built for
+    variant = nvinfer_variant(source, gray=options.gray, spec=options.spec)
+    check_buildable(variant, target, MODEL_NAME)  # the file nvinfer builds from (our own bug if this fails)
+    build_path = target.plan.path(options.precision)
+    fp32_layers = fp32_layer_names(build_path, variant)
+    images, image_labels, description = fidelity.load_images(spec=options.spec)
+    reference_desc = ("softmax of ONNX Runtime on the Q/DQ source ONNX" if qdq_reference is reference else
+                      "softmax of ONNX Runtime on the FP32 source ONNX" if o.onnx is not None else
+                      "softmax of PyTorch FP32 (checkpoint)")
+    names = _stage_files(stage, variant, options, labels, fp32_layers)
+    meta = _metadata(source_meta, labels, options, info, None, names, target, build_path, fp32_layers)
+    shutil.rmtree(work)
+
+    def check(staged: Path) -> GateResult:
+        import onnx
+
+        return gate_variant(onnx.load(str(staged)), reference, images, image_labels, options, fidelity,
+                            reference_desc=reference_desc, data_desc=description, qdq_reference=qdq_reference)
+
+    summary = (f"nvinfer SGIE for {target.label}, {'GRAY' if options.gray else 'RGB'} input, "
+               f"network-mode {options.precision}, batch {options.batch}")
+    yield Candidate(names, meta, check, embed_onnx, summary)
+    # resumed by the driver after the commit: only once the new ONNX is in place (with the hash just recorded),
+    # since nvinfer would reuse an engine built from the previous one
+    stale = stage.out_dir / engine_file_name(MODEL_NAME, options.batch, options.gpu_id, options.precision)
+    model_file = stage.out_dir / MODEL_NAME
+    if (meta.verified and stale.exists() and model_file.is_file()
+            and sha256_file(model_file) == meta.artifact_sha256.get(MODEL_NAME)):
+        log.warning("removing %s: it was built from the previous %s", stale, MODEL_NAME)
+        stale.unlink()
+
+
 def export_deepstream(output: str | os.PathLike, *, onnx_path: Optional[str | os.PathLike] = None,
                       checkpoint: Optional[str | os.PathLike] = None, options: SgieOptions = SgieOptions(),
                       calib: Optional[str | os.PathLike] = None, verify_data: Optional[str | os.PathLike] = None,
-                      verify_count: int = 16, fidelity: Optional[FidelityOptions] = None,
+                      verify_count: Optional[int] = None, fidelity: Optional[FidelityOptions] = None,
                       target: Optional[Target] = None) -> DeepStreamExport:
-    """Write the nvinfer ONNX variant, SGIE/app/preprocess configs and labels into ``output``.
+    """Write the nvinfer ONNX variant, SGIE/app/preprocess configs and labels into ``output``; the typed result.
 
     At most one of ``onnx_path`` / ``checkpoint`` (neither: the seeded default model). INT8
     needs a Q/DQ ``onnx_path`` or ``calib`` (a calib.npz or data source; the Q/DQ ONNX made from
-    it goes through the shared fidelity gate ``fidelity`` against the FP32 ONNX). Follows the export
-    contract (``export/pipeline.py``): built in a stage inside ``output``, verified, then
-    committed with the sidecar ``emonext_sgie.json`` (metadata, gate result, ``artifact_sha256``
-    of every file) written last. Raises ``UsageError`` (bad arguments, or an ONNX the ``target``'s
-    TensorRT cannot parse: :func:`check_buildable`), ``VerificationError`` (numerics; nothing
-    written) or ``ExportError``. ``target`` (default DeepStream 7.1, :func:`resolve_target`) decides the
-    export form of a checkpoint and which layers ``layer-device-precision`` pins to FP32.
+    it goes through the shared fidelity gate ``fidelity`` against the FP32 ONNX). Runs the export
+    driver (:func:`export.driver.run_build`): built in a stage inside ``output``, the nvinfer ONNX gated
+    by the shared fidelity gate (:func:`gate_variant`, thresholds and ``keep_failed`` from ``fidelity``;
+    default: 16 images, ``verify_data``/``verify_count`` set its ``data``/``images``), then committed with
+    the sidecar ``emonext_sgie.json`` (metadata, gate result, ``artifact_sha256`` of every file) last.
+    Raises ``UsageError`` (bad arguments, or an ONNX the ``target``'s TensorRT cannot parse:
+    :func:`check_buildable`), ``VerificationError`` (the gate failed; nothing written unless
+    ``fidelity.keep_failed``) or ``ExportError``. ``target`` (default DeepStream 7.1,
+    :func:`resolve_target`) decides the export form of a checkpoint and which layers
+    ``layer-device-precision`` pins to FP32.
     """
-    target = target or resolve_target()
-    if onnx_path is not None and checkpoint is not None:
-        raise UsageError("give either --onnx or --checkpoint, not both")
-    if calib is not None and options.precision != "int8":
-        raise UsageError("--calib only makes sense with --precision int8")
-    with Stage(output) as stage:
-        work = stage.dir / "work"
-        work.mkdir()
-        source, source_path, reference, info, torch_source = _source_model(onnx_path, checkpoint, work, target)
-        check_buildable(source, target, f"--onnx {onnx_path}" if onnx_path is not None else "the exported ONNX")
-        if options.precision == "int8" and not info["qdq"]:
-            if calib is None:
-                raise UsageError("--precision int8 needs the Q/DQ ONNX made by `python -m export.tensorrt --int8` "
-                                 "(pass it with --onnx) or --calib calib.npz to quantize here")
-            from calibration import load_calibration
-
-            from .quantize_onnx import export_qdq_onnx
-
-            # gated against the FP32 ONNX with the shared fidelity gate (VerificationError -> exit 1)
-            qdq = export_qdq_onnx(source_path, load_calibration(calib, num=None), work / "source.int8.qdq.onnx",
-                                  fidelity, calibration_desc=str(calib))
-            log.info("Q/DQ ONNX: %s", gate_line(qdq.metadata.fidelity))
-            source = _load_onnx(qdq.path)
-            reference = _ort_fn(source.SerializeToString())  # the graph edit is checked against the Q/DQ model
-            info = dict(info, qdq=True, int8_gate=qdq.metadata.fidelity.to_dict(), quantized_here_from=str(calib))
-        elif options.precision != "int8" and info["qdq"]:
-            raise UsageError(f"--onnx {onnx_path}: is a Q/DQ (INT8) ONNX; use --precision int8 with it")
-        source_meta = read_onnx_metadata(source)
-        labels = _labels(source, source_meta, torch_source)
-        options = replace(options, spec=spec_of(source_meta, str(source_path)))  # what the network was built for
-        variant = nvinfer_variant(source, gray=options.gray, spec=options.spec)
-        check_buildable(variant, target, MODEL_NAME)  # the file nvinfer builds from (our own bug if this fails)
-        build_path = target.plan.path(options.precision)
-        fp32_layers = fp32_layer_names(build_path, variant)
-        images, description = verification_batch(verify_data, verify_count, spec=options.spec)
-        figures, failures = verify_variant(variant, reference, images, gray=options.gray, quantized=info["qdq"])
-        reference_desc = ("softmax of ONNX Runtime on the Q/DQ source" if info["qdq"] else
-                          "softmax of ONNX Runtime on the source ONNX" if onnx_path is not None else
-                          "softmax of PyTorch FP32 (checkpoint)")
-        gate = GateResult(passed=not failures, reference=reference_desc, runtime="ONNX Runtime CPUExecutionProvider",
-                          data=description + ("" if options.gray or info["qdq"] else " + 6 synthetic colour images"),
-                          figures=figures, thresholds={"atol_prob": PROB_ATOL, "min_agreement": 1.0}, failures=failures)
-        log.info("nvinfer variant: %s", "passed" if gate.passed else "; ".join(failures))
-        names = _stage_files(stage, variant, options, labels, fp32_layers)
-        meta = _metadata(source_meta, labels, options, info, gate, names, target, build_path, fp32_layers)
-        shutil.rmtree(work)
-        result = stage.commit(names, meta, embed=embed_onnx, keep_failed=bool(fidelity and fidelity.keep_failed))
-        stale = stage.out_dir / engine_file_name(MODEL_NAME, options.batch, options.gpu_id, options.precision)
-        if gate.passed and result.committed and stale.exists():
-            # only once the new ONNX is in place: an engine built from the previous one would be reused by nvinfer
-            log.warning("removing %s: it was built from the previous %s", stale, MODEL_NAME)
-            stale.unlink()
-    raise_if_failed([result])
-    return DeepStreamExport(stage.out_dir, [p.name for p in result.paths] + [result.sidecar.name if result.sidecar else ""],
-                            result.metadata, result.committed)
+    gate_opts = fidelity or FidelityOptions(images=16)
+    if verify_data is not None:
+        gate_opts = replace(gate_opts, data=str(verify_data))
+    if verify_count is not None:
+        if isinstance(verify_count, bool) or not isinstance(verify_count, (int, np.integer)) or verify_count < 1:
+            raise UsageError(f"verify_count must be a positive integer, got {verify_count!r}")
+        gate_opts = replace(gate_opts, images=int(verify_count))
+    return TARGET.export(DeepStreamTargetOptions(str(output), None if onnx_path is None else str(onnx_path),
+                                                 None if checkpoint is None else str(checkpoint), options,
+                                                 target or resolve_target(), None if calib is None else str(calib),
+                                                 gate_opts.data, gate_opts))
 
 
 def _labels(source: Any, source_meta: Any, torch_source: Any) -> tuple[str, ...]:
@@ -991,32 +1115,43 @@ class DeepStreamTarget(ExportTarget):
         return DeepStreamTargetOptions(args.output, args.onnx, args.checkpoint, options, target, args.calib,
                                        args.fidelity_data, gate_from_args(args), args.verbose)
 
-    def export(self, o: DeepStreamTargetOptions) -> ExportResult:
-        result = export_deepstream(o.output, onnx_path=o.onnx, checkpoint=o.checkpoint, options=o.sgie,
-                                   calib=o.calib, verify_data=o.fidelity_data, fidelity=o.fidelity,
-                                   target=o.target)
+    def output_dir(self, o: DeepStreamTargetOptions) -> Path:
+        return Path(o.output)
+
+    def build(self, o: DeepStreamTargetOptions, stage: Stage) -> Iterator[Candidate]:
+        return _build(o, stage)
+
+    def export(self, o: DeepStreamTargetOptions) -> DeepStreamExport:
+        """The driver's loop (:func:`export.driver.run_build`), then what the CLI prints after it."""
+        if o.onnx is not None and o.checkpoint is not None:
+            raise UsageError("give either --onnx or --checkpoint, not both")
+        if o.calib is not None and o.sgie.precision != "int8":
+            raise UsageError("--calib only makes sense with --precision int8")
+        ran = run_build(self, o)
+        # the driver's result, typed for DeepStream (output directory, files, gate); no separate ``detail``
+        result = DeepStreamExport(**{f.name: getattr(ran, f.name) for f in fields(ExportResult)}, output=Path(o.output))
+        meta, lines = result.metadata, []
+        if "int8_gate" in meta.source:
+            lines.append(f"Q/DQ INT8 ONNX (made here from --calib) vs the FP32 ONNX: "
+                         f"{gate_line(GateResult(**meta.source['int8_gate']))}")
         g = result.gate
-        if "int8_gate" in result.metadata.source:
-            print(f"Q/DQ INT8 ONNX (made here from --calib) vs the FP32 ONNX: "
-                  f"{gate_line(GateResult(**result.metadata.source['int8_gate']))}")
-        print(f"verified {MODEL_NAME} vs {g.reference} on {g.data}: max |Δprob| {g.figures['max_abs_prob_diff']:.3g} "
-              f"(tolerance {PROB_ATOL:g}), argmax identical")
+        lines.append(f"verified {MODEL_NAME} (as nvinfer feeds it) vs {g.reference} on {g.data}: "
+                     f"max |Δprob| {g.figures['max_abs_prob_diff']:.3g}, agreement {100 * g.figures['agreement']:.2f}%")
         if o.verbose:
-            for check in g.figures["checks"]:
-                print(f"  {check}")
-        tgt = result.metadata.extra["deepstream"]["target"]
-        print(f"{tgt['operator_check']}; engine {tgt['engine_precision']}; STN: {tgt['stn']}"
-              + (f" ({len(tgt['fp32_layers'])} layers)" if tgt["fp32_layers"] else ""))
-        print(f"wrote {', '.join(result.files)} in {result.output}")
-        print(f"engine: nvinfer builds and saves "
-              f"{engine_file_name(MODEL_NAME, o.sgie.batch, o.sgie.gpu_id, o.sgie.precision)} at its first start on the device")
-        print(f"next, on the device: write your face detector's config_infer_primary_face.txt, then "
-              f"python3 {SAMPLE_APP} --uri file:///path/video.mp4 --pgie-config config_infer_primary_face.txt "
-              f"(fakesink; --sink file writes an MP4, x264enc on Orin Nano)")
-        print(f"fallback without the box rewrite (agreement {RAW_BOX_AGREEMENT}): deepstream-app -c {APP_CONFIG}")
-        sidecar = result.output / result.files[-1] if result.files[-1] else None
-        committed = CommitResult([result.output / f for f in result.files[:-1]], sidecar, result.metadata, result.committed)
-        return ExportResult(self.name, [committed], detail=result)
+            lines += [f"  {check}" for check in g.figures["checks"]]
+        tgt = meta.extra["deepstream"]["target"]
+        lines.append(f"{tgt['operator_check']}; engine {tgt['engine_precision']}; STN: {tgt['stn']}"
+                     + (f" ({len(tgt['fp32_layers'])} layers)" if tgt["fp32_layers"] else ""))
+        lines.append(f"wrote {', '.join(result.files)} in {result.output}")
+        lines.append(f"engine: nvinfer builds and saves "
+                     f"{engine_file_name(MODEL_NAME, o.sgie.batch, o.sgie.gpu_id, o.sgie.precision)} at its first start "
+                     "on the device")
+        lines.append(f"next, on the device: write your face detector's config_infer_primary_face.txt, then "
+                     f"python3 {SAMPLE_APP} --uri file:///path/video.mp4 --pgie-config config_infer_primary_face.txt "
+                     f"(fakesink; --sink file writes an MP4, x264enc on Orin Nano)")
+        lines.append(f"fallback without the box rewrite (agreement {RAW_BOX_AGREEMENT}): deepstream-app -c {APP_CONFIG}")
+        result.lines = [*result.lines, *lines]  # the driver's gate and "wrote" lines, then these
+        return result
 
 
 TARGET = DeepStreamTarget()

@@ -2,7 +2,8 @@
 
     python -m export.onnx --checkpoint CKPT [--output emonext.onnx] [--opset N]
         [--stn native|decomposed] [--block-layout channels_last|channels_first]
-        [--batch dynamic|N] [--verify-data DIR] [--force]
+        [--batch dynamic|N] [--atol A] [--force] [--fidelity-data ROOT] [--fidelity-images N]
+        [--min-agreement F] [--max-drop PP] [--keep-failed]
 
 Two ways to put the STN into the graph:
 
@@ -46,7 +47,6 @@ import copy
 import io
 import logging
 import os
-import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -65,9 +65,9 @@ from export.fidelity import FidelityOptions, gate_from_args
 
 from .common import UsageError, load_source, refuse_foreign_sidecar
 from .driver import build_parser as driver_parser
-from .driver import cli
-from .pipeline import Stage, embed_onnx, gate_artifact, gate_line, raise_if_failed
-from .targets import Candidate, Target
+from .driver import cli, run_build
+from .pipeline import Stage, embed_onnx, gate_artifact
+from .targets import Candidate, ExportResult, Target
 
 log = logging.getLogger(__name__)
 
@@ -400,19 +400,19 @@ def export_onnx(
     force: bool | None = None,
     atol: float | None = None,
     block_layout: str | None = None,
-) -> dict[str, Any]:
-    """Export an ``EmoNeXt`` to ONNX through the export contract; return a report dict.
+) -> ExportResult:
+    """Export an ``EmoNeXt`` to ONNX through the export driver; return its :class:`~export.targets.ExportResult`.
 
     Pass an :class:`OnnxExportOptions`; the keyword arguments are shortcuts that override it
     (``verify_data``/``verify_count`` set ``fidelity.data``/``fidelity.images``).
-    ``source_info`` is ``export.common.load_source(...).info``. The report has ``path``,
-    ``sidecar``, ``sha256``, ``metadata`` (:class:`ArtifactMetadata`), ``gate`` (one line),
-    the figures and op counts. Raises ``UsageError`` for bad arguments, ``ExportError`` when
-    the graph is not deployable and ``VerificationError`` when the gate fails (nothing is
-    written). With ``fidelity.keep_failed`` a failing file is written, marked unverified
-    (``fidelity.passed`` False, ``kept_failed`` True) and the report says ``passed: False``.
+    ``source_info`` is ``export.common.load_source(...).info``. The result is the one every target
+    returns (:func:`export.driver.run_build`): ``result.path`` the ONNX, ``result.artifacts[0]`` its
+    :class:`~export.pipeline.CommitResult` (``.metadata`` the :class:`ArtifactMetadata` with the gate
+    result in ``.fidelity``, ``.sidecar``), ``result.passed``, ``result.lines``. Raises ``UsageError``
+    for bad arguments, ``ExportError`` when the graph is not deployable and ``VerificationError`` when
+    the gate fails (nothing is written). With ``fidelity.keep_failed`` a failing file is written,
+    marked unverified (``fidelity.passed`` False, ``kept_failed`` True) and ``result.passed`` is False.
     """
-    started = time.perf_counter()
     opts = options or OnnxExportOptions()
     overrides: dict[str, Any] = {k: v for k, v in (("opset", opset), ("stn", stn), ("batch", batch), ("force", force),
                                    ("atol", atol), ("block_layout", block_layout)) if v is not None}
@@ -425,48 +425,14 @@ def export_onnx(
         gate_opts = replace(gate_opts, images=int(verify_count))
     opts = replace(opts, **overrides, fidelity=gate_opts)
 
-    resolved_opset = resolve_opset(opts.stn, opts.opset, opts.force)
+    resolve_opset(opts.stn, opts.opset, opts.force)
     _check_batch(opts.batch)  # fail fast, before loading data
     from emonext_edge.model import BLOCK_LAYOUTS
 
     if opts.block_layout not in BLOCK_LAYOUTS:
         raise UsageError(f"block_layout must be one of {list(BLOCK_LAYOUTS)}, got {opts.block_layout!r}")
     path = _check_output(output)
-    with Stage(path.parent) as stage:  # creates/checks the directory, removes stale temporaries
-        images, labels, description = gate_opts.load_images(spec=model.spec)
-        candidate, facts = _onnx_candidate(model, path, opts, gate_opts, source_info, stage, images, labels,
-                                           description)
-        meta, counts = candidate.metadata, facts["op_counts"]
-        gate = candidate.check(stage.file(path.name))
-        meta.fidelity = gate
-        result = stage.commit([path.name], meta, embed=embed_onnx, keep_failed=gate_opts.keep_failed)
-
-    figures = gate.figures
-    report: dict[str, Any] = {
-        "path": str(path),
-        "sidecar": str(result.sidecar) if result.sidecar else None,
-        "sha256": meta.artifact_sha256.get(path.name),
-        "size_bytes": path.stat().st_size if result.committed else None,
-        "stn_mode": opts.stn,
-        "block_layout": opts.block_layout,
-        "opset": resolved_opset,
-        "batch": meta.batch,
-        "verification": description,
-        "max_abs_diff": figures["max_abs_logit_diff"],
-        "argmax_agreement": figures["agreement"],
-        "atol": opts.atol,
-        "gate": gate_line(gate),
-        "passed": gate.passed,
-        "committed": result.committed,
-        "metadata": meta,
-        "num_nodes": sum(counts.values()),
-        "op_counts": counts,
-        "seconds": round(time.perf_counter() - started, 2),
-    }
-    if not gate.passed and not result.committed:
-        raise_if_failed([result])
-    log.debug("wrote %s (%d nodes) and %s", path, report["num_nodes"], report["sidecar"])
-    return report
+    return run_build(TARGET, OnnxTargetOptions(path, None, opts, model=model, source_info=source_info))
 
 
 def _parse_batch(text: str) -> int | None:
@@ -489,6 +455,9 @@ class OnnxTargetOptions:
     output: Path
     checkpoint: str | None = None
     export: OnnxExportOptions = field(default_factory=OnnxExportOptions)
+    #: an ``EmoNeXt`` already in memory (the :func:`export_onnx` API) instead of ``checkpoint``
+    model: Any = None
+    source_info: Mapping[str, Any] | None = None
 
     @property
     def fidelity(self) -> FidelityOptions:
@@ -545,6 +514,12 @@ class OnnxTarget(Target):
         return options.output.parent
 
     def build(self, options: OnnxTargetOptions, stage: Stage) -> Iterator[Candidate]:
+        if options.model is not None:  # the API: the model is given, nothing to load or announce
+            images, labels, description = options.fidelity.load_images(spec=options.model.spec)
+            candidate, _ = _onnx_candidate(options.model, options.output, options.export, options.fidelity,
+                                           options.source_info, stage, images, labels, description)
+            yield candidate
+            return
         source = load_source(options.checkpoint)
         if options.checkpoint is None:
             print(f"note: no --checkpoint given; exporting the {source.description}")

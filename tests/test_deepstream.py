@@ -101,7 +101,7 @@ def test_checkpoint_source_and_cli(official_checkpoint, tmp_path, capsys):
 
     out = tmp_path / "ds"
     assert main(["--checkpoint", str(official_checkpoint), "--output", str(out), "--gray", "--batch", "2",
-                 "--deepstream", "6.3"]) == 0
+                 "--deepstream", "6.3", "--fidelity-images", "16"]) == 0
     text = capsys.readouterr().out
     assert "PyTorch FP32 (checkpoint)" in text and "emonext_sgie.onnx_b2_gpu0_fp16.engine" in text
     assert "DeepStream 6.3" in text and "TensorRT 8.5.2.2" in text
@@ -138,11 +138,116 @@ def test_wrong_channel_order_fails_verification_with_exit_1(onnx_path, tmp_path,
 
     monkeypatch.setattr(ds, "LUMA_WEIGHTS", tuple(reversed(ds.LUMA_WEIGHTS)))
     out = tmp_path / "bad"
-    assert ds.main(["--onnx", str(onnx_path), "--output", str(out)]) == 1
+    assert ds.main(["--onnx", str(onnx_path), "--output", str(out), "--fidelity-images", "8"]) == 1
     err = capsys.readouterr().err
     assert "fidelity gate failed" in err and "colour images" in err
     assert not (out / "emonext_sgie.onnx").exists() and not (out / "config_infer_secondary_emonext.txt").exists()
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_target_yields_one_candidate_gated_by_the_shared_gate(onnx_path, tmp_path):
+    """The driver builds DeepStream: one committed artifact (configs first, the nvinfer ONNX last), its gate the
+    shared one (thresholds from --min-agreement/--max-drop, figures of fidelity_gate) plus the named colour check."""
+    from export.deepstream import DeepStreamExport, DeepStreamTarget, export_deepstream
+    from export.driver import build_parser, run_target
+    from export.pipeline import Stage
+    from export.targets import Candidate, ExportResult, get_target
+
+    target = get_target("deepstream")
+    assert isinstance(target, DeepStreamTarget)
+    out = tmp_path / "ds"
+    result = run_target("deepstream", ["--onnx", str(onnx_path), "--output", str(out), "--fidelity-images", "12",
+                                       "--min-agreement", "0.97", "--max-drop", "2"])
+    assert isinstance(result, ExportResult) and isinstance(result, DeepStreamExport) and result.passed
+    [artifact] = result.artifacts
+    names = [p.name for p in artifact.paths]
+    assert names[-1] == "emonext_sgie.onnx" and "config_infer_secondary_emonext.txt" in names[:-1]
+    assert result.path == out / "emonext_sgie.onnx" and artifact.sidecar == out / "emonext_sgie.json"
+    gate = artifact.metadata.fidelity
+    assert gate.thresholds == {"min_agreement": 0.97, "max_drop_pp": 2.0, "atol_prob": 1e-5}
+    assert gate.figures["n"] == 12 and gate.figures["agreement"] == 1.0 and gate.figures["max_abs_prob_diff"] <= 1e-5
+    assert [c["check"] for c in gate.figures["checks"]] == ["6 colour images"]
+    assert "synthetic" in gate.data and "nvinfer" in gate.runtime
+    assert json.loads((out / "emonext_sgie.json").read_text())["fidelity"] == gate.to_dict()
+    # the build itself is a generator of Candidates that the driver gates and commits
+    options = target.options(build_parser(target).parse_args(
+        ["--onnx", str(onnx_path), "--output", str(tmp_path / "staged"), "--gray", "--fidelity-images", "4"]))
+    with Stage(tmp_path / "staged") as stage:
+        [candidate] = list(target.build(options, stage))
+        assert isinstance(candidate, Candidate) and candidate.names[-1] == "emonext_sgie.onnx"
+        assert candidate.check(stage.file(candidate.names[-1])).passed
+    assert not (tmp_path / "staged" / "emonext_sgie.onnx").exists()  # nothing committed without the driver
+    # the API is the same run
+    api = export_deepstream(tmp_path / "api", onnx_path=onnx_path, verify_count=5)
+    assert isinstance(api, ExportResult) and api.passed and api.gate.figures["n"] == 5
+
+
+def test_wrong_offsets_in_the_config_fail_the_gate(onnx_path, tmp_path, monkeypatch, capsys):
+    """The gate feeds the faces through the net-scale-factor/offsets the config says: a planted wrong offset
+    (what nvinfer would apply on the device) fails it with exit 1 and nothing is written."""
+    import export.deepstream as ds
+
+    real = ds.nvinfer_scale_offset
+    monkeypatch.setattr(ds, "nvinfer_scale_offset", lambda spec, rng="full": (real(spec, rng)[0], 16.0))
+    out = tmp_path / "bad"
+    assert ds.main(["--onnx", str(onnx_path), "--output", str(out), "--gray", "--fidelity-images", "8"]) == 1
+    err = capsys.readouterr().err
+    assert "fidelity gate failed" in err and "max |Δprob|" in err
+    assert not (out / "emonext_sgie.onnx").exists()
+
+
+def test_limited_range_gray_passes_the_gate(onnx_path, tmp_path):
+    """Video-range GRAY8 (offsets 16, 1/219): the faces taken to 16..235 and normalised by the config's values
+    reach the network as the training preprocessing does."""
+    from export.deepstream import SgieOptions, export_deepstream
+
+    result = export_deepstream(tmp_path / "lim", onnx_path=onnx_path, verify_count=6,
+                               options=SgieOptions(gray=True, gray_range="limited", precision="fp32"))
+    assert result.passed and result.gate.figures["max_abs_prob_diff"] <= 1e-5
+    assert result.gate.figures["checks"] == []  # gray input: no colour check
+
+
+def test_keep_failed_commits_marked_unverified_and_exits_1(onnx_path, tmp_path, monkeypatch, capsys):
+    import export.deepstream as ds
+
+    monkeypatch.setattr(ds, "LUMA_WEIGHTS", tuple(reversed(ds.LUMA_WEIGHTS)))
+    out = tmp_path / "kept"
+    assert ds.main(["--onnx", str(onnx_path), "--output", str(out), "--fidelity-images", "4", "--keep-failed"]) == 1
+    assert "colour images" in capsys.readouterr().err
+    manifest = json.loads((out / "emonext_sgie.json").read_text())
+    assert manifest["fidelity"]["passed"] is False and manifest["fidelity"]["kept_failed"] is True
+    assert (out / "emonext_sgie.onnx").is_file()
+
+
+def test_old_verify_flags_are_deprecated_aliases(onnx_path, tmp_path, capsys):
+    """--verify-data/--verify-count still work for one release (one warning each) and feed the shared gate."""
+    cv2 = pytest.importorskip("cv2")
+    from export.common import synthetic_faces
+    from export.deepstream import main
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for i, face in enumerate(synthetic_faces(5, seed=4)):
+        cv2.imwrite(str(faces / f"f{i}.png"), np.asarray(face, dtype=np.uint8))
+    out = tmp_path / "ds"
+    assert main(["--onnx", str(onnx_path), "--output", str(out), "--gray", "--verify-data", str(faces),
+                 "--verify-count", "3"]) == 0
+    captured = capsys.readouterr()
+    assert "--verify-data is deprecated" in captured.err and "--verify-count is deprecated" in captured.err
+    gate = json.loads((out / "emonext_sgie.json").read_text())["fidelity"]
+    assert gate["figures"]["n"] == 3 and str(faces) in gate["data"]
+
+
+def test_fidelity_data_split_gives_accuracy_and_drop(onnx_path, fer2013_root, tmp_path):
+    """A dataset root: the gate runs on its val split with labels, so accuracy drop is gated too."""
+    from export.deepstream import main
+
+    out = tmp_path / "ds"
+    assert main(["--onnx", str(onnx_path), "--output", str(out), "--fidelity-data", str(fer2013_root),
+                 "--fidelity-images", "21"]) == 0
+    gate = json.loads((out / "emonext_sgie.json").read_text())["fidelity"]
+    assert gate["figures"]["n"] == 21 and gate["figures"]["drop_pp"] == 0.0
+    assert "val" in gate["data"] and gate["thresholds"]["max_drop_pp"] == 0.5
 
 
 @pytest.mark.parametrize("argv, fragment", [

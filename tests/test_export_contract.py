@@ -75,10 +75,10 @@ def test_onnx_passing_export_records_gate_precision_and_hash(official_model, tmp
     from export.onnx import export_onnx
 
     report = export_onnx(official_model, tmp_path / "m.onnx", verify_count=3)
-    meta = report["metadata"]
+    meta = report.artifacts[0].metadata
     assert (meta.format, meta.precision, meta.verified) == ("onnx", "fp32", True)
     assert meta.fidelity.figures["n"] == 3 and meta.fidelity.thresholds["min_agreement"] == 0.99
-    assert read_metadata(tmp_path / "m.onnx") == meta and report["sha256"] == sha256_file(tmp_path / "m.onnx")
+    assert read_metadata(tmp_path / "m.onnx") == meta and meta.artifact_sha256["m.onnx"] == sha256_file(tmp_path / "m.onnx")
     _check_sidecar_hashes(meta, tmp_path)
     assert _final_names(tmp_path) == ["m.json", "m.onnx"]
     from emonext_edge import Runtime

@@ -22,6 +22,7 @@ from emonext_edge.metadata import (
 from emonext_edge.preprocess import PREPROCESSING_SPEC
 from export.common import UsageError
 from export.onnx import export_onnx, main, op_counts, resolve_opset
+from export.targets import ExportResult
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -48,7 +49,7 @@ def face_dir(tmp_path_factory, official_io) -> Path:
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory, official_model, official_checkpoint, face_dir) -> dict[str, tuple[Path, dict]]:
+def exports(tmp_path_factory, official_model, official_checkpoint, face_dir) -> dict[str, tuple[Path, ExportResult]]:
     """The official fixture checkpoint exported in both STN modes (dynamic batch), verified on real faces."""
     from export.common import load_source
 
@@ -68,14 +69,16 @@ def test_export_reproduces_official_golden_logits(exports, official_io, stn):
     logits = _logits(path, official_io["inputs"])
     assert np.abs(logits - official_io["logits"]).max() <= 1e-4
     assert (logits.argmax(1) == official_io["preds"]).all()
-    assert report["max_abs_diff"] <= 1e-4 and report["argmax_agreement"] == 1.0
-    assert report["verification"].startswith("9 unlabeled images from")
+    gate = report.artifacts[0].metadata.fidelity
+    assert isinstance(report, ExportResult) and report.passed and report.path == path
+    assert gate.figures["max_abs_logit_diff"] <= 1e-4 and gate.figures["agreement"] == 1.0
+    assert gate.data.startswith("9 unlabeled images from")
 
 
 @pytest.mark.parametrize("stn", ["native", "decomposed"])
 def test_dynamic_batch_runs_batch_1_and_3(exports, official_io, stn):
     path, report = exports[stn]
-    assert report["batch"] == "dynamic"
+    assert report.artifacts[0].metadata.batch == "dynamic"
     session = _session(path)
     assert session.get_inputs()[0].shape[0] == "batch"
     for sl in (slice(0, 1), slice(3, 6)):
@@ -111,7 +114,7 @@ def test_metadata_round_trip(exports, official_checkpoint):
         assert sidecar["artifact_sha256"] == {path.name: sha256_file(path)}
         assert sidecar["record_sha256"] == record_digest(sidecar)
         assert read_metadata(path) == ArtifactMetadata.from_dict(sidecar)
-        assert report["sidecar"] == str(sidecar_path(path))
+        assert report.artifacts[0].sidecar == sidecar_path(path)
         assert sidecar["labels"] == ["Angry", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise"]
         assert sidecar["preprocessing"] == json.loads(json.dumps(PREPROCESSING_SPEC))
         assert sidecar["architecture"]["depths"] == [1, 1, 2, 1] and sidecar["architecture"]["dims"] == [
@@ -125,10 +128,11 @@ def test_metadata_round_trip(exports, official_checkpoint):
         assert (sidecar["batch"], sidecar["input_name"], sidecar["output_name"]) == ("dynamic", "input", "logits")
         assert sidecar["precision"] == "fp32" and sidecar["package_version"]
         gate = sidecar["fidelity"]
-        assert gate["passed"] and gate["figures"]["max_abs_logit_diff"] == report["max_abs_diff"]
+        assert gate["passed"] and gate["figures"]["max_abs_logit_diff"] == report.artifacts[0].metadata.fidelity.figures[
+            "max_abs_logit_diff"]
         assert gate["runtime"].startswith("onnxruntime, CPUExecutionProvider") and gate["thresholds"]["atol"] == 1e-4
         assert gate["data"].startswith("9 unlabeled images") and gate["reference"].startswith("PyTorch FP32")
-        assert report["sha256"] == sha256_file(path)
+        assert report.artifacts[0].metadata.artifact_sha256[path.name] == sha256_file(path)
 
 
 def test_export_restores_model_state(official_model, tmp_path):
@@ -157,7 +161,7 @@ def test_fixed_batch(official_model, official_io, tmp_path):
     assert np.abs(out - official_io["logits"][:2]).max() <= 1e-4
     with pytest.raises(ort.capi.onnxruntime_pybind11_state.InvalidArgument, match="input"):
         session.run(["logits"], {"input": official_io["inputs"][:3]})
-    assert report["batch"] == 2 and read_sidecar(path)["batch"] == 2
+    assert report.artifacts[0].metadata.batch == 2 and read_sidecar(path)["batch"] == 2
 
 
 def test_forced_opset_20_uses_linear_mode(official_model, official_io, tmp_path):
@@ -285,7 +289,7 @@ def test_cli_read_only_output_dir_exits_2(tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def channels_first_export(tmp_path_factory, official_checkpoint, face_dir) -> tuple[Path, dict]:
+def channels_first_export(tmp_path_factory, official_checkpoint, face_dir) -> tuple[Path, ExportResult]:
     from export.common import load_source
 
     source = load_source(official_checkpoint)
@@ -308,7 +312,8 @@ def test_channels_first_blocks_reproduce_golden_logits_without_transposes(channe
     # pointwise Linear layers became 1x1 Convs (two per block)
     assert official_counts["LayerNormalization"] - counts.get("LayerNormalization", 0) == 5
     assert counts["Conv"] - official_counts["Conv"] == 10
-    assert report["block_layout"] == "channels_first" and read_sidecar(path)["block_layout"] == "channels_first"
+    assert report.artifacts[0].metadata.block_layout == "channels_first"
+    assert read_sidecar(path)["block_layout"] == "channels_first"
     assert read_sidecar(exports["native"][0])["block_layout"] == "channels_last"
 
 
