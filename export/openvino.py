@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -52,6 +52,28 @@ DEFAULT_INT8_INFERENCE_PRECISION = "f32"
 #: max |Δlogit| of the FP32 IR against its source ONNX
 DEFAULT_IR_ATOL = 1e-3
 
+
+
+def set_ir_metadata(model: Any, meta: Mapping[str, Any]) -> None:
+    """Deprecated 0.2 name (removal: 0.5): :func:`emonext_edge.metadata.set_ov_model_metadata`."""
+    from emonext_edge.metadata import warn_deprecated
+
+    warn_deprecated("export.openvino.set_ir_metadata", "emonext_edge.metadata.set_ov_model_metadata", "0.5")
+    set_ov_model_metadata(model, meta)
+
+
+def read_ir_metadata(xml_path: str | os.PathLike) -> Optional[dict[str, Any]]:
+    """Deprecated 0.2 name (removal: 0.5), shadowing :func:`emonext_edge.metadata.read_ir_metadata`
+    with another return type: the IR's record as a dict (rt_info, else the sidecar). Use
+    ``emonext_edge.metadata.read_metadata(xml)`` (the typed record; ``.to_dict()`` for a dict)."""
+    from emonext_edge.metadata import read_ir_rt_info, read_json_file, sidecar_path, warn_deprecated
+
+    warn_deprecated("export.openvino.read_ir_metadata (a dict)", "emonext_edge.metadata.read_metadata (typed)", "0.5")
+    data = read_ir_rt_info(xml_path)
+    if data and data.get("labels"):
+        return data
+    path = sidecar_path(xml_path)
+    return read_json_file(path) if path.is_file() else None
 
 @dataclass(frozen=True)
 class IRExportOptions:

@@ -169,6 +169,10 @@ def test_onnx_export_with_matching_sha256_is_trusted_and_tampering_is_refused(tm
     assert main(["--onnx", str(src), "--output", str(tmp_path / "ir"), "--fidelity-images", "4"]) == 0
     meta = read_ir_metadata(tmp_path / "ir" / "emonext.xml")
     assert meta.source["trusted"] == "EmoNeXt metadata with a matching SHA-256"
+    import export.openvino as ov_export
+
+    with pytest.warns(DeprecationWarning, match="read_ir_metadata"):  # the 0.2 dict reader, until 0.5
+        assert ov_export.read_ir_metadata(tmp_path / "ir" / "emonext.xml")["source"] == meta.source
     data = bytearray(src.read_bytes())
     data[-100] ^= 0xFF  # a flipped bit in the weights
     src.write_bytes(bytes(data))
