@@ -243,32 +243,65 @@ def build_artifacts(checkpoint: Optional[Path], calib_data: Optional[str], quick
                 progress(f"{name}: fidelity gate failed (kept, marked unverified: untrained model)")
         artifacts.append(Artifact(spec.row, str(path), spec.backend, spec.precision))
 
-    from export.openvino import export_ir
-
     ir_dir = cache / "openvino"
     ir_fp32, ir_int8 = ir_dir / "emonext.xml", ir_dir / "emonext_int8.xml"
     if not (ir_fp32.exists() and ir_int8.exists()):
-        progress(f"converting to OpenVINO IR f32 and NNCF INT8 -> {ir_dir}")
-        if calib is None:
-            calib = _calibration_batch(calib_data, source.untrained, 32 if quick else 128)
-        ir_dir.mkdir(exist_ok=True)
-        # the untrained default model has no meaningful fidelity figures: keep its INT8 IR regardless
-        export_ir(checkpoint=torch_path, output_dir=ir_dir, precisions=("fp32", "int8"), calib=calib,
-                  keep_failed=source.untrained)
+        progress(f"building OpenVINO IR f32 and NNCF INT8 through the export registry -> {ir_dir}")
+        _build_openvino(torch_path, ir_dir, _calibration_file(cache, calib_data, source.untrained, 32 if quick else 128),
+                        source.untrained, 32 if quick else 128)
+    if not ir_fp32.exists():  # a trained model's FP32 IR that failed its gate is not measured
+        return _gpu_rows(artifacts, torch_path, onnx_path, cache), model_info
     artifacts.append(Artifact("openvino-f32", str(ir_fp32), "openvino", "f32"))
     if has_bf16(cpu_flags):
         artifacts.append(Artifact("openvino-bf16", str(ir_fp32), "openvino", "bf16", options={"precision": "bf16"}))
-    artifacts.append(Artifact("openvino-int8", str(ir_int8), "openvino", "int8"))
-    artifacts.append(Artifact("openvino-int8-static", str(ir_int8), "openvino", "int8", options={"batch": PER_BATCH}))
-    artifacts.append(Artifact("openvino-int8-throughput", str(ir_int8), "openvino", "int8",
-                              options={"hint": "throughput"}))
+    if ir_int8.exists():
+        artifacts.append(Artifact("openvino-int8", str(ir_int8), "openvino", "int8"))
+        artifacts.append(Artifact("openvino-int8-static", str(ir_int8), "openvino", "int8",
+                                  options={"batch": PER_BATCH}))
+        artifacts.append(Artifact("openvino-int8-throughput", str(ir_int8), "openvino", "int8",
+                                  options={"hint": "throughput"}))
 
+    return _gpu_rows(artifacts, torch_path, onnx_path, cache), model_info
+
+
+def _gpu_rows(artifacts: list[Artifact], torch_path: Path, onnx_path: Path, cache: Path) -> list[Artifact]:
     if _gpu_info():
         artifacts.append(Artifact("pytorch-cuda-fp32", str(torch_path), "torch", "fp32", "CUDA", {"device": "cuda"}))
         artifacts.append(Artifact("onnxruntime-cuda-fp32", str(onnx_path), "onnxruntime", "fp32", "CUDA",
                                   {"providers": ["CUDAExecutionProvider"]}))
         artifacts += _tensorrt_artifacts(onnx_path, cache)
-    return artifacts, model_info
+    return artifacts
+
+
+def _calibration_file(cache: Path, calib_data: Optional[str], untrained: bool, count: int) -> str:
+    """``--calib`` for the registry builds: the user's data, else a calib.npz of synthetic faces in the cache."""
+    if calib_data:
+        return calib_data
+    path = cache / f"calib_synthetic_{count}.npz"
+    if not path.exists():
+        from calibration import save_calibration
+
+        save_calibration(path, _calibration_batch(None, untrained, count), {"source": f"{count} synthetic faces (seed 1)"})
+    return str(path)
+
+
+def _build_openvino(checkpoint: Path, ir_dir: Path, calib: str, untrained: bool, count: int) -> None:
+    """FP32 + NNCF INT8 IR through ``run_target("openvino", ...)``: gated like ``python -m export.openvino``.
+
+    The untrained default model's near-tied logits fail the gate: kept, marked unverified
+    (``--keep-failed``). A trained model's IR that fails is not written and its rows are skipped."""
+    from emonext_edge.errors import VerificationError
+    from export.driver import run_target
+
+    argv = ["--checkpoint", str(checkpoint), "--output", str(ir_dir), "--int8", "--calib", calib,
+            "--subset-size", str(count), *(["--keep-failed"] if untrained else [])]
+    try:
+        result = run_target("openvino", argv)
+    except VerificationError as exc:
+        progress(f"openvino: {exc}; failed rows skipped")
+        return
+    if not result.passed:
+        progress("openvino: fidelity gate failed (kept, marked unverified: untrained model)")
 
 
 def _registry_builds(onnx_path: Path, calib_data: Optional[str], untrained: bool, quick: bool

@@ -27,7 +27,7 @@ from emonext_edge.errors import UsageError
 from export.fidelity import _positive_int, add_fidelity_arguments
 
 from .pipeline import EXIT_GATE_FAILED, Stage, exporter_cli, gate_line, raise_if_failed, set_verbosity
-from .targets import ExportResult, Target
+from .targets import Candidate, ExportResult, Target
 
 __all__ = ["DEPRECATED_ALIASES", "ExportParser", "add_deprecated_alias", "add_shared_arguments", "build_parser", "cli", "run_build", "run_target"]
 
@@ -99,20 +99,30 @@ def run_build(target: Target, options: Any) -> ExportResult:
     """Stage -> build -> check -> commit for a target whose :meth:`~export.targets.Target.build` yields candidates.
 
     Every candidate is gated by its own ``check`` on the staged model file and committed with
-    ``keep_failed`` from ``options.fidelity``; a failed gate raises ``VerificationError``
+    ``keep_failed`` from ``options.fidelity`` (right away, or all after the last one where the
+    target sets ``commit_together``); a failed gate raises ``VerificationError``
     (exit 1) after the others were committed (kept-failed ones included).
     """
     keep_failed = bool(options.fidelity.keep_failed)  # every target's options carry the shared gate options
     result = ExportResult(target.name)
     summaries: dict[Path, str] = {}
     with Stage(target.output_dir(options)) as stage:
-        for candidate in target.build(options, stage):
-            candidate.metadata.fidelity = candidate.check(stage.file(candidate.names[-1]))
+        pending: list[Candidate] = []
+
+        def commit(candidate: Candidate) -> None:
             committed = stage.commit(candidate.names, candidate.metadata, embed=candidate.embed,
                                      keep_failed=keep_failed)
             result.artifacts.append(committed)
             summaries[committed.path] = candidate.summary
-            result.lines.append(f"{committed.path.name}: {gate_line(candidate.metadata.fidelity)}")
+            result.lines.append(f"{committed.path.name}: {gate_line(committed.metadata.fidelity)}")  # type: ignore[arg-type]
+
+        for candidate in target.build(options, stage):
+            candidate.metadata.fidelity = candidate.check(stage.file(candidate.names[-1]))
+            pending.append(candidate)
+            if not target.commit_together:
+                commit(pending.pop())
+        for candidate in pending:  # commit_together: after the last candidate was built and gated
+            commit(candidate)
     if any(not a.passed and not a.committed for a in result.artifacts):
         raise_if_failed(result.artifacts)  # VerificationError, exit 1: the API caller gets it too
     for artifact in result.artifacts:

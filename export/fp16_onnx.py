@@ -122,6 +122,17 @@ def node_float_types(model_or_path: Any) -> dict[str, set[int]]:
     return out
 
 
+def fp16_recipe(fp32_onnx: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
+    """``(build, changes)`` of the gated mixed FP16 ONNX for :func:`export.quantize_onnx.derive_candidate`:
+    precision ``fp16-mixed``, the FP32 islands listed in the record."""
+
+    def build(staged: Path) -> None:
+        convert_fp16(fp32_onnx, staged)
+
+    return build, {"precision": "fp16-mixed", "inference_precision": "fp16",
+                   "extra": {"fp32_islands": ["stn", "layernorm_statistics", "head"]}}
+
+
 def export_fp16_onnx(
     fp32_onnx: str | os.PathLike,
     output: str | os.PathLike,
@@ -138,9 +149,5 @@ def export_fp16_onnx(
     """
     from .quantize_onnx import derive_onnx
 
-    def build(staged: Path) -> None:
-        convert_fp16(fp32_onnx, staged)
-
-    return derive_onnx(fp32_onnx, output, build, {"precision": "fp16-mixed", "inference_precision": "fp16",
-                                                  "extra": {"fp32_islands": ["stn", "layernorm_statistics", "head"]}},
-                       fidelity, images=images, labels=labels, data_desc=data_desc)
+    build, changes = fp16_recipe(fp32_onnx)
+    return derive_onnx(fp32_onnx, output, build, changes, fidelity, images=images, labels=labels, data_desc=data_desc)

@@ -23,43 +23,25 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
 from emonext_edge.argtypes import check_args, data_path, non_negative_float, positive_int, thread_count
-from emonext_edge.metadata import (
-    ArtifactMetadata,
-    Quantization,
-    set_ov_model_metadata,
-    sidecar_path,
-)
+from emonext_edge.metadata import ArtifactMetadata, GateResult, Quantization, set_ov_model_metadata
 from emonext_edge.preprocess import spec_of
 from export.fidelity import FidelityOptions, gate_from_args
 
 from .common import UsageError, refuse_foreign_sidecar, synthetic_faces
 from .driver import build_parser as driver_parser
 from .driver import cli
-from .nncf_quantize import (  # noqa: F401 - re-exported: the 0.2 import paths keep working
-    QuantizeOptions,
-    _check_batch,
-    fake_quantize_feeding,
-    load_calibration_images,
-    load_validation,
-    quantize_int8,
-)
-from .openvino_convert import (  # noqa: F401 - re-exported
-    DEFAULT_BLOCK_LAYOUT,
-    ConvertedSource,
-    convert_source,
-    require_openvino,
-)
-from .pipeline import CommitResult, Stage, embed_ir, gate_artifact, gate_line, raise_if_failed
-from .stn_scope import ov_stn_node_names as stn_node_names  # noqa: F401 - re-exported
-from .targets import ExportResult, Target
+from .nncf_quantize import QuantizeOptions, _check_batch, load_calibration_images, load_validation, quantize_int8
+from .openvino_convert import DEFAULT_BLOCK_LAYOUT, ConvertedSource, convert_source, require_openvino
+from .pipeline import Stage, embed_ir, gate_artifact
+from .targets import Candidate, ExportResult, Target
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +51,8 @@ DEFAULT_NAME = "emonext"
 DEFAULT_INT8_INFERENCE_PRECISION = "f32"
 #: max |Δlogit| of the FP32 IR against its source ONNX
 DEFAULT_IR_ATOL = 1e-3
+
+
 
 def set_ir_metadata(model: Any, meta: Mapping[str, Any]) -> None:
     """Deprecated 0.2 name (removal: 0.5): :func:`emonext_edge.metadata.set_ov_model_metadata`."""
@@ -90,10 +74,6 @@ def read_ir_metadata(xml_path: str | os.PathLike) -> Optional[dict[str, Any]]:
         return data
     path = sidecar_path(xml_path)
     return read_json_file(path) if path.is_file() else None
-
-
-_require_openvino = require_openvino
-
 
 @dataclass(frozen=True)
 class IRExportOptions:
@@ -120,6 +100,50 @@ class IRExportOptions:
     trust_foreign: bool = False
 
 
+@dataclass(frozen=True)
+class IRTargetOptions:
+    """The ``openvino`` target's options: the source (``checkpoint`` or ``onnx``; neither: the seeded
+    untrained default model), the output directory, calibration data, the :class:`IRExportOptions`,
+    and ``verify_images`` (gate on these float32 images instead of loading data; API only)."""
+
+    output: Path
+    checkpoint: Optional[str | os.PathLike] = None
+    onnx: Optional[str | os.PathLike] = None
+    calib: Any = None  # calib.npz / dataset root / a float32 array (the untrained model's synthetic faces)
+    export: IRExportOptions = field(default_factory=IRExportOptions)
+    verify_images: Optional[np.ndarray] = None
+
+    @property
+    def fidelity(self) -> FidelityOptions:
+        """The shared gate options (the driver commits with their ``keep_failed``)."""
+        return self.export.fidelity
+
+
+def export_ir(
+    checkpoint: Optional[str | os.PathLike] = None,
+    output_dir: str | os.PathLike = "exports/ir",
+    options: Optional[IRExportOptions] = None,
+    *,
+    onnx: Optional[str | os.PathLike] = None,
+    calib: Any = None,
+    verify_images: Optional[np.ndarray] = None,
+) -> ExportResult:
+    """Export ``<name>.xml`` (FP32) and on request ``<name>_fp16.xml``, ``<name>_int8.xml`` to ``output_dir``.
+
+    The API of ``python -m export.openvino``: runs the ``openvino`` target through the driver
+    (:func:`export.driver.run_build`). ``calib``: calibration array, calib.npz or data path
+    (INT8). ``verify_images``: gate on these float32 images instead of loading data.
+
+    Returns the :class:`~export.targets.ExportResult`: one artifact per precision, in the order
+    FP32, FP16, INT8 (``result.artifacts[i].metadata`` holds its record and gate). A failing IR
+    is not written (``VerificationError`` after the passing ones are committed) unless
+    ``options.fidelity.keep_failed``: then it is written marked unverified and ``result.passed``
+    is False.
+    """
+    return TARGET.export(IRTargetOptions(Path(output_dir), checkpoint, onnx, calib, options or IRExportOptions(),
+                                         verify_images))
+
+
 def _save_ir(model: Any, stage: Stage, name: str, meta: ArtifactMetadata, compress_to_fp16: bool = False) -> list[str]:
     """``ov.save_model`` into the stage (with the record so far in rt_info); returns the commit
     order (weights first, XML last). :func:`export.pipeline.embed_ir` finalises the record."""
@@ -130,176 +154,133 @@ def _save_ir(model: Any, stage: Stage, name: str, meta: ArtifactMetadata, compre
     return [f"{name}.bin", f"{name}.xml"]
 
 
-def _refuse_shared_sidecar(output_dir: Path, opts: IRExportOptions) -> None:
-    """An IR's sidecar is ``<name>.json``, the file an ONNX or engine of that name keeps beside it: refused."""
-    for precision in opts.precisions:
-        stem = opts.name if precision == "fp32" else f"{opts.name}_{precision}"
-        refuse_foreign_sidecar(output_dir / f"{stem}.xml", f"--output {output_dir}",
-                               advice=f"give another --output or --name (e.g. --name {opts.name}_ir)")
+def _stem(opts: IRExportOptions, precision: str) -> str:
+    return opts.name if precision == "fp32" else f"{opts.name}_{precision}"
 
 
-def export_ir(
-    checkpoint: Optional[str | os.PathLike] = None,
-    output_dir: str | os.PathLike = "exports/ir",
-    options: Optional[IRExportOptions | QuantizeOptions] = None,
-    *,
-    onnx: Optional[str | os.PathLike] = None,
-    calib: Any = None,
-    verify_images: Optional[np.ndarray] = None,
-    **overrides: Any,
-) -> dict[str, Any]:
-    """Export ``<name>.xml`` (FP32) and on request ``<name>_fp16.xml``, ``<name>_int8.xml`` to ``output_dir``.
-
-    ``options``: an :class:`IRExportOptions` (a bare :class:`QuantizeOptions` is accepted as in
-    0.2). Keyword ``overrides`` set its fields; the 0.2 names ``min_agreement``, ``max_drop_pp``
-    and ``keep_failed`` set the fidelity options. ``calib``: calibration array, calib.npz or
-    data path (INT8). ``verify_images``: gate on these float32 images instead of loading data.
-
-    Returns a report: per precision the path, size, gate line and figures, ``passed``. A failing
-    IR is not written (``VerificationError`` at the end, after the passing ones are committed)
-    unless ``keep_failed``: then it is written marked unverified and ``report["passed"]`` is False.
-    """
-    if isinstance(options, QuantizeOptions):
-        options = IRExportOptions(quantize=options)
-    opts = options or IRExportOptions()
-    gate_changes: dict[str, Any] = {k: overrides.pop(k) for k in ("min_agreement", "keep_failed") if k in overrides}
-    if "max_drop_pp" in overrides:
-        gate_changes["max_drop_pp"] = overrides.pop("max_drop_pp")
-    if "precisions" in overrides:
-        p = overrides.pop("precisions")
-        overrides["precisions"] = (p,) if isinstance(p, str) else tuple(p)
-    unknown = sorted(set(overrides) - {f for f in IRExportOptions.__dataclass_fields__})
-    if unknown:
-        raise TypeError(f"export_ir() got unexpected keyword argument(s) {unknown}")
-    fidelity = overrides.pop("fidelity", opts.fidelity)
-    opts = replace(opts, **overrides, fidelity=replace(fidelity, **gate_changes))
+def _check_options(output_dir: Path, opts: IRExportOptions) -> None:
+    """Bad options and an output that would share a sidecar with an ONNX or engine: ``UsageError``."""
     bad = [p for p in opts.precisions if p not in PRECISIONS]
     if bad:
         raise UsageError(f"unknown precision(s) {bad}; expected some of {list(PRECISIONS)}")
-    _refuse_shared_sidecar(Path(output_dir), opts)
     if opts.accuracy_control and opts.val_data is None:
         raise UsageError("accuracy-controlled quantization needs labelled validation data (--fidelity-data)")
+    for precision in opts.precisions:  # an IR's sidecar is <name>.json, the file an ONNX/engine of that name keeps
+        refuse_foreign_sidecar(output_dir / f"{_stem(opts, precision)}.xml", f"--output {output_dir}",
+                               advice=f"give another --output or --name (e.g. --name {opts.name}_ir)")
+
+
+def _gate_data(options: IRTargetOptions, calib_images: Optional[np.ndarray],
+               val: Optional[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, Optional[Any], str]:
+    """The images every IR is gated on: given images, --fidelity-data, the labelled val data, the
+    calibration images (said not to be held out), else the shared default data."""
+    opts = options.export
+    if options.verify_images is not None:
+        images = _check_batch(np.asarray(options.verify_images), "verify_images")
+        return images, None, f"{len(images)} given images"
+    if opts.fidelity.data is not None:
+        return opts.fidelity.load_images()
+    if val is not None:
+        return val[0], val[1], f"{len(val[0])} labelled images from {opts.val_data} (val split)"
+    if calib_images is not None:
+        images = calib_images[: min(64, len(calib_images))]
+        return images, None, f"{len(images)} calibration images (not held out; pass --fidelity-data for a labelled check)"
+    return opts.fidelity.load_images()
+
+
+def _metadata(src: ConvertedSource, precision: str, **extra: Any) -> ArtifactMetadata:
+    spec = spec_of(src)
+    return ArtifactMetadata(
+        format="openvino-ir", precision=precision, labels=list(src.labels), architecture=dict(src.architecture),
+        source=dict(src.source), block_layout=src.block_layout, stn_mode=src.stn_mode, batch="dynamic",
+        input_shape=["batch", *spec.input_shape], preprocessing=spec.to_dict(), **extra,
+    )
+
+
+def _summary(stage: Stage, names: list[str], precision: str, inference: str) -> str:
+    size = stage.file(names[0]).stat().st_size  # the .bin
+    return f"{precision}, inference {inference}, {size / 1e6:.1f} MB"
+
+
+def build_irs(options: IRTargetOptions, stage: Stage) -> Iterator[Candidate]:
+    """The ``openvino`` target's build: one :class:`Candidate` per precision, FP32 first.
+
+    The FP32 IR is gated against the ONNX it was converted from (ONNX Runtime CPU, with
+    ``ir_atol``); FP16 and INT8 against the staged FP32 IR. A failed FP32 gate ends the build
+    (everything else would be gated against it). The target commits the candidates together
+    after the last one (:attr:`IRTarget.commit_together`): Ctrl-C during INT8 quantization leaves
+    nothing at the final names.
+    """
+    from emonext_edge.runtime import Runtime
+
+    opts = options.export
+    _check_options(stage.out_dir, opts)
     runtime_options: dict[str, Any] = {"backend": "openvino"}
     if opts.threads:
         runtime_options["threads"] = int(opts.threads)
+    calib_images = calib_desc = None
+    if "int8" in opts.precisions:  # validate data before any long work
+        calib_images, calib_desc = load_calibration_images(options.calib, num=opts.quantize.subset_size)
+    src = convert_source(options.checkpoint, options.onnx, opts.block_layout, work_dir=stage.dir, labels=opts.labels,
+                         trust_foreign=opts.trust_foreign)
+    log.info("source: %s (%s blocks)", src.description, src.block_layout or "unknown")
+    val = load_validation(opts.val_data, limit=opts.val_limit) if opts.val_data is not None else None
+    images, labels, data_desc = _gate_data(options, calib_images, val)
+    if src.untrained:
+        log.info("untrained default model: near-tied logits make the agreement figures meaningless")
 
-    with Stage(output_dir) as stage:  # creates/checks the directory before any heavy work
-        calib_images = calib_desc = None
-        if "int8" in opts.precisions:  # validate data before any long work
-            calib_images, calib_desc = load_calibration_images(calib, num=opts.quantize.subset_size)
-        src = convert_source(checkpoint, onnx, opts.block_layout, work_dir=stage.dir, labels=opts.labels,
-                             trust_foreign=opts.trust_foreign)
-        log.info("source: %s (%s blocks)", src.description, src.block_layout or "unknown")
-        val = load_validation(opts.val_data, limit=opts.val_limit) if opts.val_data is not None else None
-        labels = None
-        if verify_images is not None:
-            images, data_desc = _check_batch(np.asarray(verify_images), "verify_images"), f"{len(verify_images)} given images"
-        elif opts.fidelity.data is not None:
-            images, labels, data_desc = opts.fidelity.load_images()
-        elif val is not None:
-            images, labels = val
-            data_desc = f"{len(images)} labelled images from {opts.val_data} (val split)"
-        elif calib_images is not None:
-            images = calib_images[: min(64, len(calib_images))]
-            data_desc = f"{len(images)} calibration images (not held out; pass --fidelity-data for a labelled check)"
-        else:
-            images, labels, data_desc = opts.fidelity.load_images()
+    # FP32: checked numerically against the ONNX it was converted from
+    assert src.onnx_path is not None
+    source_onnx = src.onnx_path
+    fp32_meta = _metadata(src, "fp32", inference_precision="f32")
+    fp32_names = _save_ir(src.model, stage, opts.name, fp32_meta)
+    source_desc = (f"source ONNX {source_onnx.name}" if options.onnx is not None
+                   else "the checkpoint's ONNX export") + " (ONNX Runtime CPU)"
 
-        def metadata(precision: str, **extra: Any) -> ArtifactMetadata:
-            return ArtifactMetadata(
-                format="openvino-ir", precision=precision, labels=list(src.labels), architecture=dict(src.architecture),
-                source=dict(src.source), block_layout=src.block_layout, stn_mode=src.stn_mode, batch="dynamic",
-                input_shape=["batch", *spec_of(src).input_shape], preprocessing=spec_of(src).to_dict(), **extra,
-            )
+    def check_fp32(path: Path) -> GateResult:
+        with Runtime(source_onnx, backend="onnxruntime", providers=["CPUExecutionProvider"]) as onnx_rt:
+            return gate_artifact(path, onnx_rt.run, images, labels, opts.fidelity, reference_desc=source_desc,
+                                 data_desc=data_desc, runtime_options={**runtime_options, "precision": "f32"},
+                                 atol=opts.ir_atol)
 
-        report: dict[str, Any] = {
-            "source": src.description, "block_layout": src.block_layout, "artifacts": {}, "passed": True,
-            "verified_on": data_desc,
-        }
-        results = []
-        pending: list[tuple[str, list[str], ArtifactMetadata, Any, dict[str, Any]]] = []
+    yield Candidate(fp32_names, fp32_meta, check_fp32, embed=embed_ir,
+                    summary=_summary(stage, fp32_names, "fp32", "f32"))
+    others = [p for p in opts.precisions if p != "fp32"]
+    if not others or fp32_meta.fidelity is None or not fp32_meta.fidelity.passed:
+        return  # a failed FP32 IR: everything else is gated against it; stop here
+    fp32_xml = stage.file(fp32_names[-1])  # the staged FP32 IR (our own, just gated)
+    with Runtime(fp32_xml, threads=opts.threads, precision="f32", verify=False) as reference:
+        for precision in others:
+            name = _stem(opts, precision)
+            if precision == "fp16":
+                inference = "f32"
+                meta = _metadata(src, "fp16", inference_precision=inference, extra={"weights": "fp16"})
+                names = _save_ir(src.model, stage, name, meta, compress_to_fp16=True)
+            else:
+                assert calib_images is not None
+                log.info("INT8 calibration on %s", calib_desc)
+                quantized = quantize_int8(
+                    src.model, calib_images, opts.quantize,
+                    val=val if opts.accuracy_control else None,
+                    max_drop_pp=opts.fidelity.max_drop_pp if opts.accuracy_control else None,
+                )
+                inference = opts.int8_inference_precision
+                meta = _metadata(src, "int8", inference_precision=inference, quantization=Quantization(
+                    "nncf", {**opts.quantize.to_dict(), "accuracy_control": opts.accuracy_control},
+                    {"description": calib_desc, "images": int(min(opts.quantize.subset_size, len(calib_images))),
+                     "source": str(options.calib) if isinstance(options.calib, (str, os.PathLike)) else "array"},
+                    stn_in_float=True,
+                ))
+                names = _save_ir(quantized, stage, name, meta)
 
-        def finish(precision: str, names: list[str], meta: ArtifactMetadata, gate: Any, entry: dict[str, Any]) -> None:
-            pending.append((precision, names, meta, gate, entry))  # committed together at the end: an interrupt
-            # (Ctrl-C during INT8 quantization) or a crash before then leaves nothing at the final names
-
-        def commit_all() -> None:
-            while pending:
-                _commit(*pending.pop(0))
-
-        def _commit(precision: str, names: list[str], meta: ArtifactMetadata, gate: Any, entry: dict[str, Any]) -> None:
-            meta.fidelity = gate
-            result = stage.commit(names, meta, embed=embed_ir, keep_failed=opts.fidelity.keep_failed)
-            results.append(result)
-            f = gate.figures
-            entry.update(
-                path=str(result.path), bytes=(result.paths[0].stat().st_size if result.committed else None),
-                gate=gate_line(gate), agreement=f.get("agreement"), accuracy_reference=f.get("accuracy_reference"),
-                accuracy_candidate=f.get("accuracy_candidate"), drop_pp=f.get("drop_pp"), passed=gate.passed,
-                verified_on=len(images), committed=result.committed, metadata=meta,
-            )
-            if not gate.passed:
-                report["passed"] = False
-                entry["removed"] = not result.committed
-                if src.untrained:
-                    entry["note"] = "untrained default model: near-tied logits make agreement meaningless"
-            report["artifacts"][precision] = entry
-
-        # FP32: checked numerically against the ONNX it was converted from
-        assert src.onnx_path is not None
-        fp32_meta = metadata("fp32", inference_precision="f32")
-        fp32_names = _save_ir(src.model, stage, opts.name, fp32_meta)
-        from emonext_edge.runtime import Runtime
-
-        with Runtime(src.onnx_path, backend="onnxruntime", providers=["CPUExecutionProvider"]) as onnx_rt:
-            fp32_gate = gate_artifact(
-                stage.file(fp32_names[-1]), onnx_rt.run, images, labels, opts.fidelity,
-                reference_desc=(f"source ONNX {src.onnx_path.name}" if onnx is not None else "the checkpoint's ONNX export")
-                + " (ONNX Runtime CPU)", data_desc=data_desc,
-                runtime_options={**runtime_options, "precision": "f32"}, atol=opts.ir_atol,
-            )
-        finish("fp32", fp32_names, fp32_meta, fp32_gate, {"inference_precision": "f32"})
-        if not fp32_gate.passed:
-            commit_all()  # --keep-failed keeps it, marked unverified
-            raise_if_failed(results)  # everything else is gated against the FP32 IR: stop here
-        fp32_xml = str(stage.file(fp32_names[-1]))  # the staged FP32 IR (our own, just gated)
-
-        with Runtime(fp32_xml, threads=opts.threads, precision="f32", verify=False) as reference:
-            for precision in opts.precisions:
-                if precision == "fp32":
-                    continue
-                name = f"{opts.name}_{precision}"
-                if precision == "fp16":
-                    meta = metadata("fp16", inference_precision="f32", extra={"weights": "fp16"})
-                    names = _save_ir(src.model, stage, name, meta, compress_to_fp16=True)
-                    inference = "f32"
-                else:
-                    assert calib_images is not None
-                    log.info("INT8 calibration on %s", calib_desc)
-                    quantized = quantize_int8(
-                        src.model, calib_images, opts.quantize,
-                        val=val if opts.accuracy_control else None,
-                        max_drop_pp=opts.fidelity.max_drop_pp if opts.accuracy_control else None,
-                    )
-                    inference = opts.int8_inference_precision
-                    meta = metadata("int8", inference_precision=inference, quantization=Quantization(
-                        "nncf", {**opts.quantize.to_dict(), "accuracy_control": opts.accuracy_control},
-                        {"description": calib_desc, "images": int(min(opts.quantize.subset_size, len(calib_images))),
-                         "source": str(calib) if isinstance(calib, (str, os.PathLike)) else "array"},
-                        stn_in_float=True,
-                    ))
-                    names = _save_ir(quantized, stage, name, meta)
-                gate = gate_artifact(
-                    stage.file(names[-1]), reference.run, images, labels, opts.fidelity,
-                    reference_desc=f"FP32 IR {os.path.basename(fp32_xml)} (OpenVINO CPU f32)", data_desc=data_desc,
+            def check(path: Path, inference: str = inference) -> GateResult:
+                return gate_artifact(
+                    path, reference.run, images, labels, opts.fidelity,
+                    reference_desc=f"FP32 IR {fp32_xml.name} (OpenVINO CPU f32)", data_desc=data_desc,
                     runtime_options={**runtime_options, "precision": inference},
                 )
-                finish(precision, names, meta, gate, {"inference_precision": inference,
-                                                      **({"options": opts.quantize.to_dict()} if precision == "int8" else {})})
-        commit_all()
-    if not all(r.committed for r in results):
-        raise_if_failed(results)
-    return report
+
+            yield Candidate(names, meta, check, embed=embed_ir, summary=_summary(stage, names, precision, inference))
 
 
 # --------------------------------------------------------------------------- CLI
@@ -312,23 +293,13 @@ def _labels(text: str) -> tuple[str, ...]:
     return names
 
 
-@dataclass(frozen=True)
-class IRTargetOptions:
-    """The ``openvino`` target's options: the source (``checkpoint`` or ``onnx``; neither: the seeded
-    untrained default model), the output directory, calibration data and the :class:`IRExportOptions`."""
-
-    output: Path
-    checkpoint: Optional[str] = None
-    onnx: Optional[str] = None
-    calib: Any = None  # calib.npz / dataset root / a float32 array (the untrained model's synthetic faces)
-    export: IRExportOptions = field(default_factory=IRExportOptions)
-
-
 class IRTarget(Target):
     name = "openvino"
     prog = "python -m export.openvino"
     description = "Export EmoNeXt to OpenVINO IR: FP32 always, FP16-compressed and NNCF INT8 on request, each gated."
     uses_calibration = True
+    #: every IR is committed after the last one is gated: Ctrl-C during INT8 quantization commits nothing
+    commit_together = True
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         src = p.add_mutually_exclusive_group()
@@ -412,20 +383,11 @@ class IRTarget(Target):
             block_layout=args.block_layout, labels=args.labels, trust_foreign=args.trust_foreign, ir_atol=args.atol,
         ))
 
-    def export(self, options: IRTargetOptions) -> ExportResult:
-        report = export_ir(options.checkpoint, options.output, options.export, onnx=options.onnx, calib=options.calib)
-        result = ExportResult(self.name, detail=report)
-        for precision, entry in report["artifacts"].items():
-            xml = Path(entry["path"])
-            result.artifacts.append(CommitResult([xml.with_suffix(".bin"), xml],
-                                                 sidecar_path(xml) if entry.get("committed") else None,
-                                                 entry["metadata"], bool(entry.get("committed"))))
-            size = f" ({entry['bytes'] / 1e6:.1f} MB)" if entry.get("bytes") else ""
-            state = "wrote" if entry.get("committed") else "NOT written"
-            if entry.get("committed") and not entry["passed"]:
-                state = "wrote (UNVERIFIED, --keep-failed)"
-            result.lines.append(f"{precision}: {state} {entry['path']}{size}; {entry['gate']}")
-        return result
+    def output_dir(self, options: IRTargetOptions) -> Path:
+        return Path(options.output)
+
+    def build(self, options: IRTargetOptions, stage: Stage) -> Iterator[Candidate]:
+        return build_irs(options, stage)
 
 
 TARGET = IRTarget()

@@ -236,6 +236,62 @@ def quantized_op_types(model_or_path: Any) -> set[str]:
 # --------------------------------------------------------------------------- gated artifacts (export contract)
 
 
+def derive_candidate(
+    fp32_onnx: str | os.PathLike,
+    stage: Any,
+    name: str,
+    build: Any,
+    changes: dict[str, Any],
+    fidelity: Any,
+    *,
+    images: Optional[np.ndarray] = None,
+    labels: Optional[np.ndarray] = None,
+    data_desc: Optional[str] = None,
+    summary: str = "",
+) -> Any:
+    """Build an ONNX derived from a verified FP32 EmoNeXt ONNX into ``stage`` as a driver
+    :class:`~export.targets.Candidate` (not yet gated or committed).
+
+    ``build(staged_path)`` writes the derived model; ``changes`` are the
+    :class:`~emonext_edge.metadata.ArtifactMetadata` fields that differ from the FP32 record
+    (precision, quantization, ...). The candidate's check gates it against the FP32 ONNX (both
+    run by the Runtime's ONNX Runtime backend on the CPU) with ``fidelity``
+    (:class:`export.fidelity.FidelityOptions`) on ``images`` (default: its data).
+    """
+    from emonext_edge.fileio import sha256_file
+    from emonext_edge.metadata import GateResult, read_metadata
+    from emonext_edge.runtime import Runtime
+
+    from .pipeline import embed_onnx, gate_artifact
+    from .targets import Candidate
+
+    source = Path(fp32_onnx)
+    if Path(name).suffix.lower() != ".onnx":
+        raise ExportError(f"{name}: the output file must end in .onnx")
+    base = read_metadata(source)
+    if base is None:
+        raise ModelFileError(f"{source}: no EmoNeXt metadata (export it with python -m export.onnx first)")
+    if images is None:
+        images, labels, data_desc = fidelity.load_images()
+    staged = stage.file(name)
+    build(staged)
+    provenance = {"onnx": source.name, "onnx_sha256": sha256_file(source), "upstream": dict(base.source)}
+    meta = base.replace(source=provenance, artifact_sha256={}, fidelity=None, **changes)
+    embed_onnx(staged, meta)  # the record so far (the Runtime reads labels from it)
+    gate_images, gate_labels = images, labels
+    described = data_desc or f"{len(images)} images"
+
+    def check(path: Path) -> GateResult:
+        with Runtime(source, backend="onnxruntime", providers=["CPUExecutionProvider"]) as reference:
+            return gate_artifact(
+                path, reference.run, gate_images, gate_labels, fidelity,
+                reference_desc=f"FP32 ONNX {source.name} (ONNX Runtime CPU)", data_desc=described,
+                runtime_options={"backend": "onnxruntime", "providers": ["CPUExecutionProvider"]},
+            )
+
+    return Candidate([name], meta, check, embed=embed_onnx, summary=summary)
+
+
 def derive_onnx(
     fp32_onnx: str | os.PathLike,
     output: str | os.PathLike,
@@ -247,49 +303,55 @@ def derive_onnx(
     labels: Optional[np.ndarray] = None,
     data_desc: Optional[str] = None,
 ) -> Any:
-    """Build an ONNX derived from a verified FP32 EmoNeXt ONNX through the export contract.
+    """Build, gate and commit one ONNX derived from a verified FP32 EmoNeXt ONNX (the export contract).
 
-    ``build(staged_path)`` writes the derived model; ``changes`` are the
-    :class:`~emonext_edge.metadata.ArtifactMetadata` fields that differ from the FP32 record
-    (precision, quantization, ...). The result is gated against the FP32 ONNX (both run by
-    the Runtime's ONNX Runtime backend on the CPU) with ``fidelity``
-    (:class:`export.fidelity.FidelityOptions`) on ``images`` (default: its data), then
-    committed with the gate result and SHA-256. Returns the :class:`export.pipeline.CommitResult`;
-    raises ``VerificationError`` when the gate failed and the artifact was not kept.
+    :func:`derive_candidate` in a stage of its own, gated and committed with the gate result and
+    SHA-256. Returns the :class:`export.pipeline.CommitResult`; raises ``VerificationError`` when
+    the gate failed and the artifact was not kept (``fidelity.keep_failed``). Targets that build
+    several artifacts in one run (``export.tensorrt``) yield :func:`derive_candidate` to the driver instead.
     """
-    from emonext_edge.fileio import sha256_file
-    from emonext_edge.metadata import read_metadata
-    from emonext_edge.runtime import Runtime
     from export.fidelity import FidelityOptions
 
-    from .pipeline import Stage, embed_onnx, gate_artifact, raise_if_failed
+    from .pipeline import Stage, raise_if_failed
 
     fidelity = fidelity or FidelityOptions()
-    source = Path(fp32_onnx)
     output = Path(output)
     if output.suffix.lower() != ".onnx":
         raise ExportError(f"{output}: the output file must end in .onnx")
-    base = read_metadata(source)
-    if base is None:
-        raise ModelFileError(f"{source}: no EmoNeXt metadata (export it with python -m export.onnx first)")
     with Stage(output.parent) as stage:
-        if images is None:
-            images, labels, data_desc = fidelity.load_images()
-        staged = stage.file(output.name)
-        build(staged)
-        provenance = {"onnx": source.name, "onnx_sha256": sha256_file(source), "upstream": dict(base.source)}
-        meta = base.replace(source=provenance, artifact_sha256={}, fidelity=None, **changes)
-        embed_onnx(staged, meta)  # the record so far (the Runtime reads labels from it)
-        with Runtime(source, backend="onnxruntime", providers=["CPUExecutionProvider"]) as reference:
-            meta.fidelity = gate_artifact(
-                staged, reference.run, images, labels, fidelity,
-                reference_desc=f"FP32 ONNX {source.name} (ONNX Runtime CPU)", data_desc=data_desc or f"{len(images)} images",
-                runtime_options={"backend": "onnxruntime", "providers": ["CPUExecutionProvider"]},
-            )
-        result = stage.commit([output.name], meta, embed=embed_onnx, keep_failed=fidelity.keep_failed)
+        candidate = derive_candidate(fp32_onnx, stage, output.name, build, changes, fidelity, images=images,
+                                     labels=labels, data_desc=data_desc)
+        candidate.metadata.fidelity = candidate.check(stage.file(output.name))
+        result = stage.commit(candidate.names, candidate.metadata, embed=candidate.embed,
+                              keep_failed=fidelity.keep_failed)
     if not result.committed:
         raise_if_failed([result])
     return result
+
+
+def qdq_recipe(fp32_onnx: str | os.PathLike, calib_batch: np.ndarray, method: str = "nncf",
+               calibration_desc: str = "") -> tuple[Any, dict[str, Any]]:
+    """``(build, changes)`` of the gated Q/DQ INT8 ONNX for :func:`derive_candidate` / :func:`derive_onnx`:
+    precision ``int8-qdq``, the quantizer, its options and the calibration recorded."""
+    from calibration.calib_file import tensor_sha256
+    from emonext_edge.metadata import Quantization
+
+    calib = _check_calib(calib_batch)
+    options = {"placement": list(PLACEMENT_OP_TYPES) if method == "ort" else ["Conv", "MatMul", "Gemm"],
+               "symmetric": True, "per_channel_weights": True}
+    if method == "nncf":
+        options.update(preset="performance", model_type="transformer", smooth_quant="off")
+    quantization = Quantization(
+        method, options,
+        {"description": calibration_desc or f"{len(calib)} calibration images", "images": len(calib),
+         "tensor_sha256": tensor_sha256(calib)},
+        stn_in_float=True,
+    )
+
+    def build(staged: Path) -> None:
+        quantize_qdq(fp32_onnx, calib, staged, exclude_stn=True, method=method)
+
+    return build, {"precision": "int8-qdq", "quantization": quantization}
 
 
 def export_qdq_onnx(
@@ -308,23 +370,5 @@ def export_qdq_onnx(
 
     See :func:`derive_onnx` for the contract and :func:`quantize_qdq` for the quantization.
     """
-    from calibration.calib_file import tensor_sha256
-
-    calib = _check_calib(calib_batch)
-    options = {"placement": list(PLACEMENT_OP_TYPES) if method == "ort" else ["Conv", "MatMul", "Gemm"],
-               "symmetric": True, "per_channel_weights": True}
-    if method == "nncf":
-        options.update(preset="performance", model_type="transformer", smooth_quant="off")
-    from emonext_edge.metadata import Quantization
-
-    quantization = Quantization(
-        method, options,
-        {"description": calibration_desc or f"{len(calib)} calibration images", "images": len(calib),
-         "tensor_sha256": tensor_sha256(calib)},
-        stn_in_float=True,
-    )
-    return derive_onnx(
-        fp32_onnx, output, lambda staged: quantize_qdq(fp32_onnx, calib, staged, exclude_stn=True, method=method),
-        {"precision": "int8-qdq", "quantization": quantization}, fidelity,
-        images=images, labels=labels, data_desc=data_desc,
-    )
+    build, changes = qdq_recipe(fp32_onnx, calib_batch, method, calibration_desc)
+    return derive_onnx(fp32_onnx, output, build, changes, fidelity, images=images, labels=labels, data_desc=data_desc)

@@ -8,9 +8,9 @@ belong to :mod:`export.driver`), a typed options dataclass made from them
 into a :class:`~export.pipeline.Stage`. The driver gates each candidate with its ``check``
 and commits it (stage -> build -> check -> commit), and returns one :class:`ExportResult`.
 
-Targets whose build is not yet a generator of candidates (OpenVINO, TensorRT, DeepStream,
-which run their own stages inside their ``export_*`` functions) override
-:meth:`Target.export` instead and convert what they wrote into an :class:`ExportResult`.
+Every registered target builds through this loop; a target overrides :meth:`Target.export` only
+to add steps around :func:`export.driver.run_build` (TensorRT's version plan and ``--check-only``,
+DeepStream's input checks and CLI lines).
 
 :data:`TARGETS` maps a name to ``"module:attribute"``; :func:`get_target` imports the module
 only when the target is used (no torch, OpenVINO or TensorRT at import time).
@@ -66,7 +66,7 @@ class ExportResult:
 
     ``artifacts``: one :class:`~export.pipeline.CommitResult` per gated artifact (committed or
     not); ``lines``: what the CLI prints after the gate lines; ``detail``: the target's own
-    result object where it has one (``EngineResult``, ``DeepStreamExport``, the report dict);
+    result object where it has one (``EngineResult``, the DeepStream package facts);
     ``exit_code``: a target's own non-zero outcome (``--check-only`` found unsupported operators).
     """
 
@@ -116,6 +116,9 @@ class Target:
     description: str = ""
     #: the target takes ``--calib`` (calib.npz or a dataset root; the driver adds the flag)
     uses_calibration: bool = False
+    #: True: the driver gates each candidate as it is yielded but commits them all after the last one
+    #: (an interrupt or a crash during a later build step leaves nothing at the final names)
+    commit_together: bool = False
     #: measured by benchmarks/latency.py (built there through the registry); None: not by it
     benchmark: Optional[BenchmarkSpec] = None
 

@@ -20,6 +20,10 @@ not, how the STN stays FP32, calibrator or Q/DQ. Pipeline:
    built from, committed with its manifest (the real precision path, TensorRT version, GPU,
    compute capability, profile shapes).
 
+Steps 1, 3 and 4 are :class:`~export.targets.Candidate` artifacts of one driver run
+(:func:`export.driver.run_build`, one stage): each is gated and committed before the next is
+built from it, so the prepared ONNX is at its final name, verified, when exit 3 names it.
+
 Without TensorRT (or a GPU) steps 1-3 run for the version given by ``--trt-version``
 (default 10.3.0, JetPack 6), and the command exits 3 printing the command to run on the
 device with the file to carry there. Exit codes: 0 done, 1 a gate failed, 2 bad input,
@@ -33,9 +37,10 @@ import hashlib
 import logging
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -45,16 +50,16 @@ from emonext_edge.argtypes import check_args, data_path, non_negative_int, posit
 from emonext_edge.errors import BackendUnavailableError, ExportError, UsageError
 from emonext_edge.fileio import sha256_file
 from emonext_edge.formats import TENSORRT_ENGINE
-from emonext_edge.metadata import ArtifactMetadata, Quantization, TensorRTInfo, read_metadata
+from emonext_edge.metadata import ArtifactMetadata, GateResult, Quantization, TensorRTInfo, read_metadata
 from emonext_edge.preprocess import spec_of
 from export.fidelity import FidelityOptions, gate_from_args
 
 from . import trt_api, trt_opcheck
 from .common import verify_source
 from .driver import build_parser as driver_parser
-from .driver import cli
-from .pipeline import CommitResult, Stage, TargetRuntimeMissing, gate_artifact, gate_line, raise_if_failed
-from .targets import ExportResult, Target
+from .driver import cli, run_build
+from .pipeline import CommitResult, Stage, TargetRuntimeMissing, gate_artifact, gate_line
+from .targets import Candidate, ExportResult, Target
 
 log = logging.getLogger(__name__)
 
@@ -149,13 +154,6 @@ def _resolve_plan(options: EngineOptions, installed: Optional[str]) -> tuple[com
                                              "pass --trt-version for another target)")
 
 
-def _ort_predictor(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    from emonext_edge import Runtime
-
-    rt = Runtime(path, backend="onnxruntime", providers=["CPUExecutionProvider"])
-    return rt.run
-
-
 def _label_list(labels: Optional[np.ndarray]) -> Optional[list[int]]:
     return None if labels is None else [int(x) for x in labels]
 
@@ -197,73 +195,6 @@ def convert_qdq_fp16(qdq_path: Path, output: Path) -> Path:
     return output
 
 
-def _enforce(result: Any, untrained: bool, say: Callable[[str], None]) -> None:
-    """Exit 1 on a failed gate, except for the untrained default model (near-tied logits, latency
-    work only): there the artifact is kept and its metadata marks it unverified."""
-    if untrained and not result.passed:
-        say(f"{result.path.name}: untrained default model, gate not enforced (kept, marked unverified)")
-        return
-    raise_if_failed([result])
-
-
-def _prepare_onnx(kind: str, fp32: Path, out_dir: Path, stem: str, options: EngineOptions, untrained: bool,
-                  say: Callable[[str], None]) -> Path:
-    """Make the ONNX ``kind`` of the plan through the export contract (``export.quantize_onnx.derive_onnx``):
-    staged, gated against the FP32 ONNX with ONNX Runtime on the CPU, committed with its record."""
-    from dataclasses import replace
-
-    from .fp16_onnx import export_fp16_onnx
-    from .quantize_onnx import derive_onnx, export_qdq_onnx, quantize_qdq
-
-    suffix, what = compat.ONNX_KINDS[kind]
-    output = out_dir / (stem + suffix)
-    fidelity = replace(options.fidelity, keep_failed=True) if untrained else options.fidelity
-    if kind == "fp16":
-        result = export_fp16_onnx(fp32, output, fidelity)
-    else:
-        calib, calib_desc = _calibration(options)
-        say(f"calibrating on {calib_desc}")
-        if kind == "int8-qdq":
-            result = export_qdq_onnx(fp32, calib, output, fidelity, method=options.quantizer,
-                                     calibration_desc=calib_desc)
-        else:
-            def build(staged: Path) -> None:
-                qdq = staged.with_name(staged.stem + ".qdq-fp32.onnx")
-                quantize_qdq(fp32, calib, qdq, exclude_stn=True, method=options.quantizer)
-                convert_qdq_fp16(qdq, staged)
-                qdq.unlink()
-
-            quant = Quantization(options.quantizer, {"format": "qdq", "fp16_elsewhere": True},
-                                 {"description": calib_desc, "images": len(calib)}, stn_in_float=True)
-            result = derive_onnx(fp32, output, build, {"precision": ONNX_PRECISION[kind], "opset": 19,
-                                                       "inference_precision": "int8+fp16", "quantization": quant},
-                                 fidelity)
-    say(f"{what}: {gate_line(result.metadata.fidelity)}")
-    _enforce(result, untrained, say)
-    return Path(result.path)
-
-
-def _source_fp32(options: EngineOptions, plan: compat.ApiPlan, out_dir: Path, stem: str,
-                 say: Callable[[str], None]) -> tuple[Path, ArtifactMetadata, bool]:
-    """The FP32 ONNX (given, or exported for the plan's opset and STN form) and whether the model is untrained."""
-    if options.onnx is not None:
-        meta = _onnx_metadata(options.onnx)
-        say(f"source: ONNX {options.onnx} ({meta.precision}, opset {meta.opset}, STN {meta.stn_mode})")
-        upstream = meta.source.get("upstream") or {}
-        untrained = "untrained" in str(meta.source.get("weights", "")) + str(upstream.get("weights", ""))
-        return options.onnx, meta, untrained
-    from .common import load_source
-    from .onnx import export_onnx
-
-    source = load_source(options.checkpoint)
-    say(f"source: {source.description}")
-    path = out_dir / f"{stem}.fp32.onnx"
-    report = export_onnx(source.model, path, stn=plan.stn_mode, opset=plan.onnx_opset, source_info=source.info)
-    say(f"wrote {path} (STN {plan.stn_mode}, opset {plan.onnx_opset})")
-    meta = report["metadata"] if isinstance(report, dict) and "metadata" in report else _onnx_metadata(path)
-    return path, meta, source.untrained
-
-
 def print_plan(plan: compat.ApiPlan, origin: str, options: EngineOptions, say: Callable[[str], None]) -> None:
     say(f"plan for {origin}:")
     for line in compat.describe(plan, options.precision, options.int8_mode):
@@ -288,83 +219,148 @@ def check_api(plan: compat.ApiPlan, path: compat.PrecisionPath, say: Callable[[s
     say(f"API check, TensorRT {plan.label}: the {uses} calls of the plan hold on {source}")
 
 
-def export_engine(options: EngineOptions, say: Callable[[str], None] = print) -> EngineResult:
-    """Plan, prepare and (where TensorRT and a GPU exist) build and gate the engine.
+@dataclass
+class _EngineRun:
+    """One run of the ``tensorrt`` target, planned: what :meth:`EngineTarget.build` works from and fills in.
 
-    Raises ``UsageError`` (bad options), ``VerificationError`` (a gate failed),
-    ``TargetRuntimeMissing`` (no TensorRT/GPU here: the CPU-verified ONNX files are
-    committed and the exception names the command to run on the device).
-    """
-    options.validate()
-    if options.onnx is not None:
-        _onnx_metadata(options.onnx)  # one error line before anything else when it is not an EmoNeXt ONNX
-    installed = compat.installed_version()
-    plan, origin = _resolve_plan(options, installed)
-    path = plan.path(options.precision, options.int8_mode)
-    print_plan(plan, origin, options, say)
-    if options.check_only or installed is None:  # on the device the installed bindings are the check
-        check_api(plan, path, say)
-    stem = options.output.stem
-    result = EngineResult(plan, path, None)
+    The driver reads ``fidelity`` (``keep_failed`` forced on for the untrained default model, whose
+    near-tied logits fail any gate: its artifacts are kept, marked unverified, and the run is not
+    failed for it unless ``--keep-failed`` was asked for explicitly)."""
 
-    if options.check_only:
-        with tempfile.TemporaryDirectory(prefix="emonext-trt-check-") as tmp:
-            fp32, _, _ = _source_fp32(options, plan, Path(tmp), stem, lambda s: log.info("%s", s))
-            result.opcheck = trt_opcheck.report(fp32, [plan])
-        for line in trt_opcheck.format_report(result.opcheck, verbose=options.verbose):
-            say(line)
-        if options.onnx is not None and any(result.opcheck.values()):
-            say(f"  hint: TensorRT {plan.label} builds from an opset {plan.onnx_opset} export (STN {plan.stn_mode}): "
-                f"python -m export.onnx --opset {plan.onnx_opset}, then pass that file with --onnx")
-        return result
+    options: EngineOptions
+    say: Callable[[str], None]
+    installed: Optional[str]
+    source_meta: Optional[ArtifactMetadata]  # the record of --onnx (None: exported from the checkpoint)
+    untrained: bool
+    fidelity: FidelityOptions
+    outcome: EngineResult
 
-    with Stage(options.output.parent) as stage:
-        out_dir = stage.out_dir
-        fp32, fp32_meta, untrained = _source_fp32(options, plan, out_dir, stem, say)
-        if options.onnx is None:
-            result.committed.append(fp32)
-        result.opcheck = trt_opcheck.report(fp32, [plan])
-        for line in trt_opcheck.format_report(result.opcheck, verbose=options.verbose):
-            say(line)
-        if fp32_meta.precision == ONNX_PRECISION[path.onnx] and path.onnx != "fp32":
-            build_onnx = fp32  # --onnx is already the prepared file of this path (the device-side step)
-        elif fp32_meta.precision != "fp32":
-            raise UsageError(f"--onnx {fp32}: its precision is {fp32_meta.precision}, but TensorRT {plan.label} "
-                             f"builds {options.precision} from the {ONNX_PRECISION[path.onnx]} ONNX; pass the FP32 ONNX")
-        elif path.onnx == "fp32":
-            build_onnx = fp32
+
+def _untrained(options: EngineOptions, source_meta: Optional[ArtifactMetadata]) -> bool:
+    if source_meta is None:
+        return options.checkpoint is None  # the seeded default model (export.common.load_source)
+    upstream = source_meta.source.get("upstream") or {}
+    return "untrained" in str(source_meta.source.get("weights", "")) + str(upstream.get("weights", ""))
+
+
+def _prepared_candidate(kind: str, fp32: Path, stage: Stage, name: str, run: _EngineRun) -> Candidate:
+    """The ONNX ``kind`` the plan builds from, made in the stage as a candidate: gated against the FP32
+    ONNX with ONNX Runtime on the CPU and committed with its record by the driver."""
+    from .fp16_onnx import fp16_recipe
+    from .quantize_onnx import derive_candidate, qdq_recipe, quantize_qdq
+
+    options = run.options
+    what = compat.ONNX_KINDS[kind][1]
+    if kind == "fp16":
+        build, changes = fp16_recipe(fp32)
+    else:
+        calib, calib_desc = _calibration(options)
+        run.say(f"calibrating on {calib_desc}")
+        if kind == "int8-qdq":
+            build, changes = qdq_recipe(fp32, calib, options.quantizer, calib_desc)
         else:
-            build_onnx = _prepare_onnx(path.onnx, fp32, out_dir, stem, options, untrained, say)
-            result.committed.append(build_onnx)
-        result.build_onnx = build_onnx
+            def build(staged: Path) -> None:
+                qdq = staged.with_name(staged.stem + ".qdq-fp32.onnx")
+                quantize_qdq(fp32, calib, qdq, exclude_stn=True, method=options.quantizer)
+                convert_qdq_fp16(qdq, staged)
+                qdq.unlink()
 
-        if installed is None:
-            flags = [] if options.precision == "fp32" else ["--" + p for p in options.precision.split("+")]
-            carry = f"{build_onnx} (and its .json)"
-            if path.calibrator:
-                flags += ["--int8-mode", "calibrator"]
-                if options.calib:  # the calibrator runs on the device: the calibration data travels too
-                    flags += ["--calib", Path(options.calib).name]
-                    carry += f" and {options.calib}"
-            cmd = " ".join(["python -m export.tensorrt --onnx", build_onnx.name, *flags, "--output", options.output.name])
-            raise TargetRuntimeMissing(
-                f"TensorRT is not installed here: copy {carry} to the device with TensorRT {plan.label}",
-                committed=result.committed, next_command=cmd)
-        _build_and_gate(plan, path, build_onnx, fp32_meta, options, stage, untrained, say, result)
-    return result
+            quant = Quantization(options.quantizer, {"format": "qdq", "fp16_elsewhere": True},
+                                 {"description": calib_desc, "images": len(calib)}, stn_in_float=True)
+            changes = {"precision": ONNX_PRECISION[kind], "opset": 19, "inference_precision": "int8+fp16",
+                       "quantization": quant}
+    return derive_candidate(fp32, stage, name, build, changes, run.fidelity, summary=what)
 
 
-def _build_and_gate(plan: compat.ApiPlan, path: compat.PrecisionPath, build_onnx: Path, meta_in: ArtifactMetadata,
-                    options: EngineOptions, stage: Stage, untrained: bool, say: Callable[[str], None],
-                    result: EngineResult) -> None:
+def _said(stage: Stage, run: _EngineRun, what: str) -> Optional[CommitResult]:
+    """Say what the driver did with the candidate just yielded (gate, where it went); it is committed
+    when this returns it, ``None`` when its gate failed and it was not kept."""
+    done = stage.results[-1]
+    assert done.metadata.fidelity is not None  # the driver gated it
+    run.say(f"{what}: {gate_line(done.metadata.fidelity)}")
+    if not done.committed:
+        return None
+    if not done.passed and run.untrained and not run.options.fidelity.keep_failed:
+        run.say(f"{done.path.name}: untrained default model, gate not enforced (kept, marked unverified)")
+    sha = done.metadata.artifact_sha256.get(done.path.name, "")
+    run.say(f"{'wrote' if done.passed else 'wrote (UNVERIFIED)'} {done.path} (sha256 {sha[:12]}) and {done.sidecar}")
+    run.outcome.committed.append(done.path)
+    return done
+
+
+def _engine_candidates(run: _EngineRun, stage: Stage) -> Iterator[Candidate]:
+    """FP32 ONNX (exported from the checkpoint for the plan's opset and STN form, unless --onnx) ->
+    the plan's prepared ONNX (FP16 / Q/DQ) -> the engine (where TensorRT and a GPU exist), each a
+    candidate the driver gates and commits before the next is built from it."""
+    options, say, plan, path = run.options, run.say, run.outcome.plan, run.outcome.path
+    stem = options.output.stem
+    if options.onnx is not None:
+        assert run.source_meta is not None
+        fp32, fp32_meta = options.onnx, run.source_meta
+        say(f"source: ONNX {fp32} ({fp32_meta.precision}, opset {fp32_meta.opset}, STN {fp32_meta.stn_mode})")
+    else:
+        from .onnx import TARGET as ONNX_TARGET
+        from .onnx import OnnxExportOptions, OnnxTargetOptions
+
+        fp32 = stage.out_dir / f"{stem}.fp32.onnx"
+        yield from ONNX_TARGET.build(OnnxTargetOptions(
+            fp32, str(options.checkpoint) if options.checkpoint is not None else None,
+            OnnxExportOptions(opset=plan.onnx_opset, stn=plan.stn_mode, fidelity=run.fidelity)), stage)
+        done = _said(stage, run, f"FP32 ONNX (STN {plan.stn_mode}, opset {plan.onnx_opset})")
+        if done is None:
+            return  # the driver raises VerificationError naming it
+        fp32_meta = done.metadata
+    run.outcome.opcheck = trt_opcheck.report(fp32, [plan])
+    for line in trt_opcheck.format_report(run.outcome.opcheck, verbose=options.verbose):
+        say(line)
+    if fp32_meta.precision == ONNX_PRECISION[path.onnx] and path.onnx != "fp32":
+        build_onnx = fp32  # --onnx is already the prepared file of this path (the device-side step)
+    elif fp32_meta.precision != "fp32":
+        raise UsageError(f"--onnx {fp32}: its precision is {fp32_meta.precision}, but TensorRT {plan.label} "
+                         f"builds {options.precision} from the {ONNX_PRECISION[path.onnx]} ONNX; pass the FP32 ONNX")
+    elif path.onnx == "fp32":
+        build_onnx = fp32
+    else:
+        suffix, what = compat.ONNX_KINDS[path.onnx]
+        yield _prepared_candidate(path.onnx, fp32, stage, stem + suffix, run)
+        if _said(stage, run, what) is None:
+            return
+        build_onnx = stage.out_dir / (stem + suffix)
+    run.outcome.build_onnx = build_onnx
+
+    if run.installed is None:
+        flags = [] if options.precision == "fp32" else ["--" + p for p in options.precision.split("+")]
+        carry = f"{build_onnx} (and its .json)"
+        if path.calibrator:
+            flags += ["--int8-mode", "calibrator"]
+            if options.calib:  # the calibrator runs on the device: the calibration data travels too
+                flags += ["--calib", Path(options.calib).name]
+                carry += f" and {options.calib}"
+        cmd = " ".join(["python -m export.tensorrt --onnx", build_onnx.name, *flags, "--output", options.output.name])
+        raise TargetRuntimeMissing(
+            f"TensorRT is not installed here: copy {carry} to the device with TensorRT {plan.label}",
+            committed=run.outcome.committed, next_command=cmd)
+    yield _engine_candidate(run, build_onnx, fp32_meta, stage)
+    done = _said(stage, run, "engine")
+    if done is not None:
+        run.outcome.engine, run.outcome.metadata = done.path, done.metadata
+
+
+def _engine_candidate(run: _EngineRun, build_onnx: Path, meta_in: ArtifactMetadata, stage: Stage) -> Candidate:
+    """Build the engine with the installed TensorRT (primary CUDA context) into the stage, its manifest
+    beside it; the candidate's check gates it through the Runtime's TensorRT backend against ONNX
+    Runtime on the ONNX it was built from."""
+    from emonext_edge import Runtime
+
     from .trt_pinning import fp32_layer_names
 
+    options, say, plan, path = run.options, run.say, run.outcome.plan, run.outcome.path
     trt = compat.import_tensorrt()
     try:
         cuda_context = compat.CudaContext(options.device)
     except BackendUnavailableError as exc:
         raise TargetRuntimeMissing(f"{exc}; engines are built on the target device",
-                                   committed=result.committed) from None
+                                   committed=run.outcome.committed) from None
     name = options.output.name
     staged = stage.file(name)
     try:
@@ -408,7 +404,7 @@ def _build_and_gate(plan: compat.ApiPlan, path: compat.PrecisionPath, build_onnx
     built = read_metadata(build_onnx) or meta_in
     meta = built.replace(
         format="tensorrt-engine", precision=path.engine_precision, inference_precision=path.engine_precision,
-        artifact_sha256={}, batch="dynamic", opset=built.opset,
+        artifact_sha256={}, fidelity=None, batch="dynamic", opset=built.opset,
         tensorrt=TensorRTInfo(
             version=str(trt.__version__), gpu=gpu, compute_capability=cc,
             profile_shapes={name: [n, *spec_of(built).input_shape] for name, n in (("min", lo), ("opt", mid), ("max", hi))},
@@ -420,16 +416,28 @@ def _build_and_gate(plan: compat.ApiPlan, path: compat.PrecisionPath, build_onnx
     )
     # the manifest (without the gate yet) beside the staged engine, so the gate's Runtime checks it
     (staged.parent / (staged.stem + ".json")).write_text(meta.to_json())
-    images, labels, data_desc = options.fidelity.load_images(None)
-    gate = gate_artifact(staged, _ort_predictor(build_onnx), images, _label_list(labels), options.fidelity,
-                         reference_desc=f"{build_onnx.name} (ONNX Runtime CPU)", data_desc=data_desc,
-                         runtime_options={"backend": "tensorrt", "device": options.device})
-    say(f"engine: {gate_line(gate)}")
-    meta.fidelity = gate
-    committed = stage.commit([name], meta, keep_failed=options.fidelity.keep_failed or untrained)
-    _enforce(committed, untrained, say)
-    result.engine, result.metadata = committed.path, meta
-    say(f"wrote {committed.path} ({path.engine_precision}) and {committed.sidecar}")
+    images, labels, data_desc = run.fidelity.load_images(None)
+
+    def check(engine_path: Path) -> GateResult:
+        with Runtime(build_onnx, backend="onnxruntime", providers=["CPUExecutionProvider"]) as reference:
+            return gate_artifact(engine_path, reference.run, images, _label_list(labels), run.fidelity,
+                                 reference_desc=f"{build_onnx.name} (ONNX Runtime CPU)", data_desc=data_desc,
+                                 runtime_options={"backend": "tensorrt", "device": options.device})
+
+    return Candidate([name], meta, check, embed=None, summary=path.engine_precision)
+
+
+def export_engine(options: EngineOptions, say: Callable[[str], None] = print) -> ExportResult:
+    """Plan, prepare and (where TensorRT and a GPU exist) build and gate the engine: the ``tensorrt``
+    target run through the driver, progress lines given to ``say``.
+
+    Returns the :class:`~export.targets.ExportResult` (``detail``: the :class:`EngineResult` with the
+    plan, the precision path, the operator check and the engine). Raises ``UsageError`` (bad
+    options), ``VerificationError`` (a gate failed), ``TargetRuntimeMissing`` (no TensorRT/GPU
+    here: the CPU-verified ONNX files are committed and the exception names the command to run
+    on the device).
+    """
+    return EngineTarget(say).export(options)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -440,6 +448,10 @@ class EngineTarget(Target):
     prog = "python -m export.tensorrt"
     description = __doc__.splitlines()[0]
     uses_calibration = True
+
+    def __init__(self, say: Optional[Callable[[str], None]] = None) -> None:
+        #: where progress goes as it happens (a run that ends with exit 3 shows it too)
+        self.say: Callable[[str], None] = say or (lambda line: print(line, flush=True))
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         src = p.add_mutually_exclusive_group()
@@ -475,17 +487,60 @@ class EngineTarget(Target):
                    onnx=data_path, checkpoint=data_path, calib=data_path, fidelity_data=data_path)
         return options_from_args(args)
 
+    def plan(self, options: EngineOptions) -> _EngineRun:
+        """Validate, resolve the plan for the target version, say it and check its API calls."""
+        options.validate()
+        source_meta = _onnx_metadata(options.onnx) if options.onnx is not None else None  # one error line first
+        installed = compat.installed_version()
+        plan, origin = _resolve_plan(options, installed)
+        path = plan.path(options.precision, options.int8_mode)
+        print_plan(plan, origin, options, self.say)
+        if options.check_only or installed is None:  # on the device the installed bindings are the check
+            check_api(plan, path, self.say)
+        untrained = _untrained(options, source_meta)
+        fidelity = replace(options.fidelity, keep_failed=True) if untrained else options.fidelity
+        return _EngineRun(options, self.say, installed, source_meta, untrained, fidelity, EngineResult(plan, path, None))
+
+    def output_dir(self, options: EngineOptions | _EngineRun) -> Path:
+        return (options.options if isinstance(options, _EngineRun) else options).output.parent
+
+    def build(self, options: EngineOptions | _EngineRun, stage: Stage) -> Iterator[Candidate]:
+        run = options if isinstance(options, _EngineRun) else self.plan(options)
+        if run.options.check_only:
+            raise UsageError("--check-only builds nothing (EngineTarget.export prints the plan and the check)")
+        yield from _engine_candidates(run, stage)
+
     def export(self, options: EngineOptions) -> ExportResult:
-        outcome = export_engine(options, say=lambda line: print(line, flush=True))
-        result = ExportResult(self.name, detail=outcome)
+        run = self.plan(options)
         if options.check_only:
-            result.exit_code = 1 if any(outcome.opcheck.values()) else 0
-        elif outcome.engine is not None and outcome.metadata is not None:
-            result.artifacts.append(CommitResult([outcome.engine], outcome.engine.with_suffix(".json"),
-                                                 outcome.metadata, True))
-            result.enforced = not (outcome.metadata.fidelity is not None and outcome.metadata.fidelity.kept_failed
-                                   and not options.fidelity.keep_failed)  # the untrained model: recorded, not enforced
+            return self._check_only(run)
+        result = run_build(self, run)
+        result.detail = run.outcome
+        result.lines = []  # said while building
+        # the untrained default model: a failed gate is recorded (kept, unverified), the run not failed for it
+        result.enforced = not (run.untrained and not options.fidelity.keep_failed)
         return result
+
+    def _check_only(self, run: _EngineRun) -> ExportResult:
+        options, outcome = run.options, run.outcome
+        plan = outcome.plan
+        with tempfile.TemporaryDirectory(prefix="emonext-trt-check-") as tmp:
+            if options.onnx is not None:
+                fp32 = options.onnx
+            else:  # the FP32 export the plan builds from, in a throw-away folder (a dry run writes nothing)
+                from .common import load_source
+                from .onnx import export_onnx
+
+                source = load_source(options.checkpoint)
+                fp32 = Path(tmp) / f"{options.output.stem}.fp32.onnx"
+                export_onnx(source.model, fp32, stn=plan.stn_mode, opset=plan.onnx_opset, source_info=source.info)
+            outcome.opcheck = trt_opcheck.report(fp32, [plan])
+        for line in trt_opcheck.format_report(outcome.opcheck, verbose=options.verbose):
+            self.say(line)
+        if options.onnx is not None and any(outcome.opcheck.values()):
+            self.say(f"  hint: TensorRT {plan.label} builds from an opset {plan.onnx_opset} export (STN {plan.stn_mode}): "
+                     f"python -m export.onnx --opset {plan.onnx_opset}, then pass that file with --onnx")
+        return ExportResult(self.name, detail=outcome, exit_code=1 if any(outcome.opcheck.values()) else 0)
 
 
 TARGET = EngineTarget()

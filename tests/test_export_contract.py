@@ -177,9 +177,9 @@ def test_ir_killed_mid_export_leaves_no_artifact_and_next_run_cleans(verified_on
     out = tmp_path / "ir"
     _run_killed("openvino", f"mod.export_ir(None, {str(out)!r}, onnx={str(verified_onnx)!r})")
     assert not [n for n in _final_names(out) if not n.startswith(TEMP_PREFIX)]
-    from export.openvino import export_ir
+    from export.openvino import IRExportOptions, export_ir
 
-    export_ir(None, out, onnx=verified_onnx, fidelity=_few_images())
+    export_ir(None, out, IRExportOptions(fidelity=_few_images()), onnx=verified_onnx)
     assert _final_names(out) == ["emonext.bin", "emonext.json", "emonext.xml"]
 
 
@@ -194,12 +194,15 @@ def test_fp16_and_int8_ir_state_precision_gate_and_hash(verified_onnx, tmp_path)
     pytest.importorskip("nncf")
     from emonext_edge.preprocess import preprocess
     from export.common import synthetic_faces
-    from export.openvino import IRExportOptions, QuantizeOptions, export_ir
+    from export.nncf_quantize import QuantizeOptions
+    from export.openvino import IRExportOptions, export_ir
 
     calib = preprocess(list(synthetic_faces(8)))
     options = IRExportOptions(precisions=("fp32", "fp16", "int8"), quantize=QuantizeOptions(subset_size=8),
                               fidelity=_few_images().__class__(images=4, keep_failed=True))
-    report = export_ir(None, tmp_path, options, onnx=verified_onnx, calib=calib)
+    result = export_ir(None, tmp_path, options, onnx=verified_onnx, calib=calib)
+    gates = {a.metadata.precision: a.metadata.fidelity for a in result.artifacts}
+    assert [a.path.name for a in result.artifacts] == ["emonext.xml", "emonext_fp16.xml", "emonext_int8.xml"]
     expected = {"emonext.xml": ("fp32", "f32"), "emonext_fp16.xml": ("fp16", "f32"), "emonext_int8.xml": ("int8", "f32")}
     for name, (precision, inference) in expected.items():
         xml = tmp_path / name
@@ -210,7 +213,7 @@ def test_fp16_and_int8_ir_state_precision_gate_and_hash(verified_onnx, tmp_path)
         assert set(meta.artifact_sha256) == {xml.name, xml.with_suffix(".bin").name}
         _check_sidecar_hashes(meta, tmp_path)
         assert read_ir_metadata(xml) == meta.replace(artifact_sha256={})  # rt_info == sidecar minus the hash
-        assert report["artifacts"][precision]["passed"] == meta.fidelity.passed
+        assert gates[precision] == meta.fidelity
     int8 = read_metadata(tmp_path / "emonext_int8.xml")
     assert int8.quantization.quantizer == "nncf" and int8.quantization.stn_in_float
     assert int8.quantization.calibration["images"] == 8 and int8.quantization.options["subset_size"] == 8

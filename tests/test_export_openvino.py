@@ -10,15 +10,17 @@ import pytest
 pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 
-from export.openvino import (
-    QuantizeOptions,
-    convert_source,
-    export_ir,
-    main,
-    quantize_int8,
-    read_ir_metadata,
-    stn_node_names,
-)
+from emonext_edge.metadata import read_ir_metadata, read_metadata
+from export.fidelity import FidelityOptions
+from export.nncf_quantize import QuantizeOptions, quantize_int8
+from export.openvino import IRExportOptions, export_ir, main
+from export.openvino_convert import convert_source
+from export.stn_scope import ov_stn_node_names as stn_node_names
+
+
+def _by_precision(result) -> dict:
+    """The typed result's artifacts by precision (one per IR)."""
+    return {a.metadata.precision: a for a in result.artifacts}
 
 
 def _small_onnx(tmp_path: Path) -> Path:
@@ -70,21 +72,26 @@ def test_int8_keeps_whole_stn_in_float(tmp_path):
 
 
 def test_fp32_fp16_export_metadata_and_runtime(tmp_path, official_checkpoint, official_io):
-    report = export_ir(official_checkpoint, tmp_path, precisions=["fp32", "fp16"], verify_images=official_io["inputs"], threads=2)
+    result = export_ir(official_checkpoint, tmp_path, IRExportOptions(precisions=("fp32", "fp16"), threads=2),
+                       verify_images=official_io["inputs"])
+    assert result.target == "openvino" and result.passed
+    assert [a.path.name for a in result.artifacts] == ["emonext.xml", "emonext_fp16.xml"]
+    assert result.paths == [a.path for a in result.artifacts] and all(a.committed for a in result.artifacts)
     fp32_xml, fp16_xml = tmp_path / "emonext.xml", tmp_path / "emonext_fp16.xml"
     for xml in (fp32_xml, fp16_xml):
         assert xml.is_file() and xml.with_suffix(".bin").is_file() and xml.with_suffix(".json").is_file()
-    assert report["artifacts"]["fp16"]["passed"] and report["artifacts"]["fp16"]["agreement"] == 1.0
+    fp16 = _by_precision(result)["fp16"].metadata.fidelity
+    assert fp16.passed and fp16.figures["agreement"] == 1.0
     assert fp16_xml.with_suffix(".bin").stat().st_size < 0.6 * fp32_xml.with_suffix(".bin").stat().st_size
     assert not list(tmp_path.glob(".*")), "temporary files left behind"
 
     # metadata lives in rt_info itself, not only in the sidecar
     fp16_xml.with_suffix(".json").unlink()
     meta = read_ir_metadata(fp16_xml)
-    assert meta["precision"] == "fp16" and meta["architecture"]["dims"] == [16, 32, 64, 128]
-    assert meta["source"]["sha256"] and meta["preprocessing"]["crop"]["size"] == 224
+    assert meta.precision == "fp16" and meta.architecture["dims"] == [16, 32, 64, 128]
+    assert meta.source["sha256"] and meta.preprocessing["crop"]["size"] == 224
     # from a checkpoint the blocks are exported channels_first: no NCHW<->NHWC permutes in the IR
-    assert meta["block_layout"] == report["block_layout"] == "channels_first"
+    assert meta.block_layout == _by_precision(result)["fp32"].metadata.block_layout == "channels_first"
     import openvino as ov
 
     from emonext_edge import Runtime
@@ -95,7 +102,7 @@ def test_fp32_fp16_export_metadata_and_runtime(tmp_path, official_checkpoint, of
         np.testing.assert_allclose(rt.run(official_io["inputs"]), official_io["logits"], atol=1e-4)
 
     with Runtime(fp16_xml, threads=2) as rt:  # rt_info only: the sidecar was removed
-        assert list(rt.labels) == meta["labels"] and rt.metadata.precision == "fp16"
+        assert list(rt.labels) == meta.labels and rt.metadata.precision == "fp16"
         logits = rt.run(official_io["inputs"])
     np.testing.assert_allclose(logits, official_io["logits"], atol=2e-2)
     assert (logits.argmax(1) == official_io["preds"]).all()
@@ -103,33 +110,35 @@ def test_fp32_fp16_export_metadata_and_runtime(tmp_path, official_checkpoint, of
 
 @pytest.mark.slow
 def test_int8_reference_model_fer2013_accuracy(tmp_path, reference_checkpoint, fer2013_root):
-    options = QuantizeOptions()  # the shipped defaults (300 calibration images)
-    report = export_ir(
-        reference_checkpoint, tmp_path, precisions=["int8"], calib=fer2013_root / "train", options=options,
-        val_data=fer2013_root, val_limit=300, threads=2, keep_failed=True,
+    options = IRExportOptions(  # the shipped quantization defaults (300 calibration images)
+        precisions=("fp32", "int8"), quantize=QuantizeOptions(), val_data=str(fer2013_root), val_limit=300, threads=2,
+        fidelity=FidelityOptions(keep_failed=True),
     )
-    int8 = report["artifacts"]["int8"]
+    result = export_ir(reference_checkpoint, tmp_path, options, calib=fer2013_root / "train")
+    int8 = _by_precision(result)["int8"]
+    gate = int8.metadata.fidelity
     # figures of the gate itself (INT8 IR vs FP32 IR on 300 real val faces)
-    assert int8["drop_pp"] <= 1.0, int8["gate"]
-    assert int8["agreement"] >= 0.97, int8["gate"]
-    meta = read_ir_metadata(int8["path"])
-    assert meta["quantization"]["stn_in_float"] and meta["precision"] == "int8"
-    assert meta["block_layout"] == "channels_first"
+    assert gate.figures["drop_pp"] <= 1.0, gate
+    assert gate.figures["agreement"] >= 0.97, gate
+    meta = read_metadata(int8.path)
+    assert meta.quantization.stn_in_float and meta.precision == "int8"
+    assert meta.block_layout == "channels_first"
 
 
 @pytest.mark.slow
 def test_accuracy_controlled_int8_meets_its_drop_bound(tmp_path, reference_checkpoint, fer2013_root):
     """nncf.quantize_with_accuracy_control on 140 val faces: the gate (same images, f32) sees the bound held."""
-    report = export_ir(
-        reference_checkpoint, tmp_path, precisions=["int8"], calib=fer2013_root / "train",
-        options=QuantizeOptions(subset_size=64), val_data=fer2013_root, val_limit=140,
-        accuracy_control=True, max_drop_pp=0.5, threads=2, keep_failed=True,
+    options = IRExportOptions(
+        precisions=("fp32", "int8"), quantize=QuantizeOptions(subset_size=64), val_data=str(fer2013_root),
+        val_limit=140, accuracy_control=True, threads=2, fidelity=FidelityOptions(max_drop_pp=0.5, keep_failed=True),
     )
-    int8 = report["artifacts"]["int8"]
-    assert int8["verified_on"] == 140
-    assert int8["drop_pp"] <= 0.5 + 1e-9, int8["gate"]
-    meta = read_ir_metadata(int8["path"])
-    assert meta["quantization"]["options"]["accuracy_control"] is True and meta["quantization"]["stn_in_float"]
+    result = export_ir(reference_checkpoint, tmp_path, options, calib=fer2013_root / "train")
+    int8 = _by_precision(result)["int8"]
+    gate = int8.metadata.fidelity
+    assert gate.figures["n"] == 140
+    assert gate.figures["drop_pp"] <= 0.5 + 1e-9, gate
+    meta = read_metadata(int8.path)
+    assert meta.quantization.options["accuracy_control"] is True and meta.quantization.stn_in_float
 
 
 def test_cli_fp32_from_onnx(tmp_path, capsys):
@@ -143,10 +152,11 @@ def test_cli_fp32_from_onnx(tmp_path, capsys):
     assert main(["--onnx", str(onnx_path), "--output", str(out), "--name", "m", "--labels", labels]) == 0
     assert (out / "m.xml").is_file() and (out / "m.bin").is_file()
     meta = read_ir_metadata(out / "m.xml")
-    assert meta["source"]["onnx_sha256"] and meta["labels"] == labels.split(",")
-    assert meta["fidelity"]["passed"] and meta["fidelity"]["reference"].startswith("source ONNX small.onnx")
+    assert meta.source["onnx_sha256"] and meta.labels == labels.split(",")
+    assert meta.fidelity.passed and meta.fidelity.reference.startswith("source ONNX small.onnx")
     stdout = capsys.readouterr().out
-    assert "fp32: wrote" in stdout and ".emonext-tmp" not in stdout
+    assert f"wrote {out / 'm.xml'} (fp32, inference f32, " in stdout and "m.xml: gate PASSED" in stdout
+    assert ".emonext-tmp" not in stdout
     assert main(["--onnx", str(onnx_path), "--output", str(out), "--labels", "a,b"]) == 2
     assert "2 names given but" in capsys.readouterr().err
 
@@ -158,7 +168,11 @@ def test_onnx_export_with_matching_sha256_is_trusted_and_tampering_is_refused(tm
     export_onnx(official_model, src, verify_count=2)
     assert main(["--onnx", str(src), "--output", str(tmp_path / "ir"), "--fidelity-images", "4"]) == 0
     meta = read_ir_metadata(tmp_path / "ir" / "emonext.xml")
-    assert meta["source"]["trusted"] == "EmoNeXt metadata with a matching SHA-256"
+    assert meta.source["trusted"] == "EmoNeXt metadata with a matching SHA-256"
+    import export.openvino as ov_export
+
+    with pytest.warns(DeprecationWarning, match="read_ir_metadata"):  # the 0.2 dict reader, until 0.5
+        assert ov_export.read_ir_metadata(tmp_path / "ir" / "emonext.xml")["source"] == meta.source
     data = bytearray(src.read_bytes())
     data[-100] ^= 0xFF  # a flipped bit in the weights
     src.write_bytes(bytes(data))
@@ -228,7 +242,8 @@ def test_onnx_that_is_json_text_is_one_line_exit_2(tmp_path, capsys):
 
 def test_wrong_calibration_data_is_rejected(tmp_path, capsys):
     with pytest.raises(Exception, match=r"shape \[4, 3, 100, 100\], expected \[N, 3, 224, 224\]"):
-        export_ir(None, tmp_path, precisions=["int8"], calib=np.zeros((4, 3, 100, 100), np.float32))
+        export_ir(None, tmp_path, IRExportOptions(precisions=("fp32", "int8")),
+                  calib=np.zeros((4, 3, 100, 100), np.float32))
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["--onnx", str(tmp_path / "x.onnx"), "--output", str(tmp_path), "--int8", "--calib-data", str(empty)]) == 2

@@ -226,3 +226,30 @@ def test_served_row_from_the_local_triton_server(tmp_path, small_onnx):
     assert by_level[8]["inferences"] == 8 * 3  # the timed requests only: the 5 warm-up requests per client are not counted
     assert 0 < by_level[8]["executions"] <= by_level[8]["inferences"]
     assert "Served (Triton" in (tmp_path / "res" / "results.md").read_text()
+
+
+def test_openvino_rows_are_built_through_the_registry_gated(tmp_path, official_checkpoint, monkeypatch):
+    """The FP32 + INT8 IR of the OpenVINO rows come from run_target("openvino", ...): gated, hashed, with the
+    calibration file the benchmark wrote (synthetic faces: --keep-failed only for the untrained model)."""
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    from emonext_edge.metadata import read_metadata
+    from export import driver
+
+    latency = _latency()
+    calls: list[tuple[str, list[str]]] = []
+    real = driver.run_target
+    monkeypatch.setattr(driver, "run_target", lambda name, argv: calls.append((name, list(argv))) or real(name, argv))
+    calib = latency._calibration_file(tmp_path, None, True, 8)
+    assert calib == str(tmp_path / "calib_synthetic_8.npz")
+    ir_dir = tmp_path / "openvino"
+    latency._build_openvino(Path(official_checkpoint), ir_dir, calib, True, 8)
+    ((name, argv),) = calls
+    assert name == "openvino" and "--int8" in argv and argv[argv.index("--calib") + 1] == calib
+    assert "--keep-failed" in argv
+    for xml, precision in (("emonext.xml", "fp32"), ("emonext_int8.xml", "int8")):
+        meta = read_metadata(ir_dir / xml)
+        assert meta.precision == precision and meta.fidelity is not None  # gated (a failure is recorded, kept)
+        assert set(meta.artifact_sha256) == {xml, xml.replace(".xml", ".bin")}
+    int8 = read_metadata(ir_dir / "emonext_int8.xml")
+    assert int8.quantization.calibration["images"] == 8 and int8.quantization.calibration["source"] == calib

@@ -209,7 +209,8 @@ def test_export_engine_api_takes_typed_options(small_onnx, tmp_path):
     lines: list[str] = []
     result = export_engine(EngineOptions(onnx=small_onnx, precision="fp16", trt_version="8.6.1", check_only=True,
                                          output=tmp_path / "sub" / "m.engine"), say=lines.append)
-    assert result.path == compat.plan_for("8.6.1").path("fp16") and result.opcheck == {"8.6.1": []}
+    assert result.target == "tensorrt" and result.artifacts == [] and result.exit_code == 0
+    assert result.detail.path == compat.plan_for("8.6.1").path("fp16") and result.detail.opcheck == {"8.6.1": []}
     assert any("FP16 + OBEY_PRECISION_CONSTRAINTS" in line for line in lines)
     assert not (tmp_path / "sub").exists()
     with pytest.raises(UsageError, match="--min-batch"):
