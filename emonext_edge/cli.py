@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from .cli_support import EXIT_BROKEN_PIPE, cli_entry
+from .cli_support import EXIT_BROKEN_PIPE, cli_entry, quiet_stdout
 from .environment import EXIT_ENVIRONMENT
 from .video_cli import add_video_arguments, run_video
 
@@ -107,10 +107,10 @@ def _emit(text: str) -> int:
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
     except BrokenPipeError:
-        _silence_stdout()
+        quiet_stdout()
         return EXIT_BROKEN_PIPE
     except OSError as exc:
-        _silence_stdout()
+        quiet_stdout()
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         hint = " (disk or device full)" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
         print(f"error: cannot write the results to stdout: {reason}{hint}", file=sys.stderr)
@@ -118,14 +118,6 @@ def _emit(text: str) -> int:
     return 0
 
 
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
 
 
 def _video(args: argparse.Namespace) -> int:

@@ -43,7 +43,7 @@ def cli_entry(main: Optional[Main] = None, *, log_level: str = "INFO", catch_val
                 sys.stdout.flush()  # a closed or full stdout shows here, not in the interpreter's exit
                 return code
             except BrokenPipeError:
-                _quiet_stdout()
+                quiet_stdout()
                 return EXIT_BROKEN_PIPE
             except EnvironmentFailure as exc:
                 print(f"error: {one_line(exc)}", file=sys.stderr)
@@ -86,11 +86,11 @@ def _stdout_fails(errno_: Optional[int]) -> bool:
     except (OSError, ValueError, AttributeError):
         return False
     if full:
-        _quiet_stdout()
+        quiet_stdout()
     return bool(full)
 
 
-def _quiet_stdout() -> None:
+def quiet_stdout() -> None:
     """Point stdout at /dev/null so the interpreter's final flush does not report the broken pipe again."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from .errors import ModelFileError
+from .fileio import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +40,6 @@ def write_marker(out_dir: Path, names: list[str]) -> Path:
     return path
 
 
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def interrupted_commits(out_dir: Path) -> list[tuple[Path, list[str]]]:
@@ -60,7 +51,7 @@ def interrupted_commits(out_dir: Path) -> list[tuple[Path, list[str]]]:
         return found
     for marker in markers:
         pid_text = marker.name[len(MARKER_PREFIX):].split("-", 1)[0]
-        if not pid_text.isdigit() or _alive(int(pid_text)):
+        if not pid_text.isdigit() or pid_alive(int(pid_text)):
             continue  # a commit in progress right now (it takes milliseconds), or not ours
         try:
             names = json.loads(marker.read_text()).get("names", [])
@@ -94,6 +85,6 @@ def roll_back(out_dir: Path) -> list[Path]:
         log.warning("%s: rolled back an interrupted commit (%s)", out_dir, ", ".join(names) or marker.name)
     for part in Path(out_dir).glob(f"{MARKER_PREFIX}*.json.part"):  # killed while writing the marker: nothing renamed
         pid_text = part.name[len(MARKER_PREFIX):].split("-", 1)[0]
-        if pid_text.isdigit() and not _alive(int(pid_text)):
+        if pid_text.isdigit() and not pid_alive(int(pid_text)):
             part.unlink(missing_ok=True)
     return removed

@@ -105,7 +105,8 @@ def check_writable_dir(path: str | os.PathLike) -> Path:
     return parent
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (this process counts; one owned by another user too)."""
     if pid == os.getpid():
         return True
     try:
@@ -145,7 +146,7 @@ def clean_stale_temps(directory: str | os.PathLike) -> list[Path]:
         name = entry.name
         match = _TEMP_RE.match(name)
         if match:
-            stale = not _pid_alive(int(match.group(1)))
+            stale = not pid_alive(int(match.group(1)))
         elif (name.startswith(".") and name.endswith(".tmp")) or _legacy_ir_dir(entry):
             try:
                 stale = now - entry.lstat().st_mtime > LEGACY_STALE_SECONDS

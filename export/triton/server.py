@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from emonext_edge.errors import BackendUnavailableError, EmoNeXtError
+from emonext_edge.fileio import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -259,14 +260,6 @@ def ensure_ports_free(host: str, ports: Sequence[tuple[str, int]]) -> None:
                                      f"({exc.strerror}); stop it or choose another --{name}-port") from None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _mapped_shm_names() -> set[str]:
@@ -304,7 +297,7 @@ def clean_shm(prefix: Optional[str] = None, shm_dir: Path = SHM_DIR) -> list[Pat
         orphans = []
         for entry in entries:
             owner = entry.name[len(SHM_PREFIX):].split("-", 1)[0]
-            if owner.isdigit() and not _pid_alive(int(owner)) and entry.name not in mapped:
+            if owner.isdigit() and not pid_alive(int(owner)) and entry.name not in mapped:
                 orphans.append(entry)
         entries = orphans
     removed = []
