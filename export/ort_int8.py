@@ -27,6 +27,7 @@ from export.fidelity import FidelityOptions, gate_from_args
 from .common import refuse_foreign_sidecar, verify_source
 from .driver import cli
 from .pipeline import Stage, gate_artifact
+from .quantize_onnx import CalibrationBatches
 from .targets import BenchmarkSpec, Candidate, Target
 
 #: ops quantized to their QOperator forms (LayerNorm and the rest stay float)
@@ -47,20 +48,6 @@ class OrtInt8Options:
     calib_num: int = DEFAULT_CALIBRATION_IMAGES
     per_channel: bool = True
     fidelity: FidelityOptions = field(default_factory=FidelityOptions)
-
-
-class _Reader:
-    """onnxruntime.quantization CalibrationDataReader over a float32 batch."""
-
-    def __init__(self, input_name: str, batch: np.ndarray, chunk: int = 8) -> None:
-        self._items = [{input_name: batch[i:i + chunk]} for i in range(0, len(batch), chunk)]
-        self._it = iter(self._items)
-
-    def get_next(self) -> Optional[dict[str, np.ndarray]]:
-        return next(self._it, None)
-
-    def rewind(self) -> None:
-        self._it = iter(self._items)
 
 
 def _calibration(options: OrtInt8Options, spec: Any) -> tuple[np.ndarray, str]:
@@ -84,7 +71,7 @@ def quantize_qoperator(source: Any, output: Path, calib: np.ndarray, exclude: li
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     quantize_static(
-        source, str(output), _Reader(source.graph.input[0].name, calib),
+        source, str(output), CalibrationBatches(source.graph.input[0].name, calib),
         quant_format=QuantFormat.QOperator,
         op_types_to_quantize=list(QOPERATOR_OP_TYPES),
         nodes_to_exclude=exclude,

@@ -99,7 +99,7 @@ def check_stn_float(model_or_path: Any) -> None:
         raise ExportError("STN nodes are fed by DequantizeLinear (STN must stay FP32): " + "; ".join(bad[:5]))
 
 
-class _Reader:
+class CalibrationBatches:
     """onnxruntime.quantization CalibrationDataReader over a float32 batch."""
 
     def __init__(self, input_name: str, batch: np.ndarray, chunk: int = 8) -> None:
@@ -131,7 +131,7 @@ def _quantize_ort(model: Any, calib: np.ndarray, out: Path, exclude: list[str]) 
     quantize_static(
         model,
         str(out),
-        _Reader(model.graph.input[0].name, calib),
+        CalibrationBatches(model.graph.input[0].name, calib),
         quant_format=QuantFormat.QDQ,
         op_types_to_quantize=list(PLACEMENT_OP_TYPES),
         nodes_to_exclude=exclude,
