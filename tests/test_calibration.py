@@ -202,7 +202,7 @@ def test_balanced_selection_is_deterministic_and_balanced():
 
 def _write_video(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> None:
     h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
     if not writer.isOpened():
         pytest.skip("OpenCV cannot write mp4v videos here")
     for frame in frames:

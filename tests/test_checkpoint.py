@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 import torch
@@ -11,7 +12,13 @@ import torch
 from emonext_edge import ArchitectureMismatchError, CheckpointError, load_model
 from emonext_edge.model import EmoNeXt
 
-SMALL = {"depths": (1, 1, 2, 1), "dims": (16, 32, 64, 128)}
+
+class _Widths(TypedDict):
+    depths: tuple[int, ...]
+    dims: tuple[int, ...]
+
+
+SMALL: _Widths = {"depths": (1, 1, 2, 1), "dims": (16, 32, 64, 128)}
 
 
 def _small_state(seed: int) -> dict:

@@ -31,7 +31,9 @@ def _small_onnx(tmp_path: Path) -> Path:
     torch.manual_seed(0)
     model = EmoNeXt(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128)).eval()
     with torch.no_grad():  # a real (non-identity) warp
-        model.fc_loc[2].bias.copy_(torch.tensor([0.9, -0.2, 0.05, 0.2, 0.9, -0.05]))
+        last = model.fc_loc[2]
+        assert isinstance(last, torch.nn.Linear)
+        last.bias.copy_(torch.tensor([0.9, -0.2, 0.05, 0.2, 0.9, -0.05]))
     path = tmp_path / "small.onnx"
     torch.onnx.export(
         model, (torch.zeros(1, 3, 224, 224),), str(path), opset_version=17,

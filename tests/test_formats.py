@@ -7,6 +7,7 @@ import ast
 import json
 import warnings
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
@@ -42,7 +43,7 @@ def _suffix_listings(tree: ast.AST) -> list[tuple[int, list[str]]]:
             named = sorted({e.value.lower() for e in elts
                             if isinstance(e, ast.Constant) and isinstance(e.value, str) and e.value.lower() in SUFFIXES})
             if len(named) >= 2:
-                found.append((node.lineno, named))
+                found.append((cast(ast.expr, node).lineno, named))  # a Tuple/List/Set/Dict
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.lower() in alternates:
             found.append((node.lineno, [node.value]))
     return found

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ["emonext_edge", "export", "calibration", "benchmarks"]
+PACKAGES = ["emonext_edge", "export", "calibration", "benchmarks", "tests"]
 
 
 def _run(args: list[str], timeout: int) -> subprocess.CompletedProcess[str]:

@@ -38,7 +38,7 @@ _PEP585 = {"list", "dict", "tuple", "set", "frozenset", "type", "deque", "defaul
 
 def _typing_names(tree: ast.Module) -> set[str]:
     """Names imported from ``typing`` (those are subscriptable on 3.8)."""
-    out = set()
+    out: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module in ("typing", "typing_extensions"):
             out.update(a.asname or a.name for a in node.names)

@@ -30,7 +30,7 @@ def _official(pil: Image.Image) -> np.ndarray:
     gray = pil.convert("L")
     w, h = gray.size
     size = (int(236 * w / h), 236) if h <= w else (236, int(236 * h / w))
-    resized = np.asarray(gray.resize(size, Image.BILINEAR))
+    resized = np.asarray(gray.resize(size, Image.Resampling.BILINEAR))
     top, left = round((resized.shape[0] - 224) / 2.0), round((resized.shape[1] - 224) / 2.0)
     return resized[top : top + 224, left : left + 224].astype(np.float32) / 255.0
 
@@ -59,7 +59,7 @@ def test_ten_crop_matches_torchvision_order(fer2013_root):
     f = min((fer2013_root / "val" / "Happy").glob("*.jpg"))
     crops = preprocess_ten_crop(f)
     assert crops.shape == (10, 3, 224, 224)
-    full = np.asarray(Image.open(f).convert("L").resize((236, 236), Image.BILINEAR)).astype(np.float32) / 255.0
+    full = np.asarray(Image.open(f).convert("L").resize((236, 236), Image.Resampling.BILINEAR)).astype(np.float32) / 255.0
     flipped = full[:, ::-1]
     expected = []
     for img in (full, flipped):
@@ -129,7 +129,7 @@ def _official_crops(pil: Image.Image) -> list[np.ndarray]:
     gray = pil.convert("L")
     w, h = gray.size
     size = (int(236 * w / h), 236) if h <= w else (236, int(236 * h / w))
-    full = np.asarray(gray.resize(size, Image.BILINEAR))
+    full = np.asarray(gray.resize(size, Image.Resampling.BILINEAR))
     out = []
     for img in (full, full[:, ::-1]):
         H, W = img.shape
@@ -166,7 +166,7 @@ def test_pass_order_rule_matches_installed_pillow():
         size = int(rng.integers(10, 400))
         gray = rng.integers(0, 256, (h, w), dtype=np.uint8)
         ours = resize_shorter_side(gray, size)
-        theirs = np.asarray(Image.fromarray(gray).resize(ours.shape[::-1], Image.BILINEAR))
+        theirs = np.asarray(Image.fromarray(gray).resize(ours.shape[::-1], Image.Resampling.BILINEAR))
         assert np.array_equal(ours, theirs), (h, w, size)
 
 

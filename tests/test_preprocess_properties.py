@@ -62,7 +62,7 @@ def _pil_center(gray: np.ndarray) -> np.ndarray:
 
     h, w = gray.shape
     size = (int(236 * w / h), 236) if h <= w else (236, int(236 * h / w))
-    full = np.asarray(Image.fromarray(gray).resize(size, Image.BILINEAR))
+    full = np.asarray(Image.fromarray(gray).resize(size, Image.Resampling.BILINEAR))
     t, left = round((full.shape[0] - 224) / 2.0), round((full.shape[1] - 224) / 2.0)
     return full[t : t + 224, left : left + 224].astype(np.float32) / 255.0
 

@@ -213,6 +213,7 @@ def test_deepstream_box_geometry_follows_the_spec():
 
 def _load_module(name: str, path: Path):
     spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # the sample imports neither gi nor pyds at module level
     return module
@@ -220,6 +221,7 @@ def _load_module(name: str, path: Path):
 
 def _load_python_model(name: str, fake_pb: types.ModuleType):
     spec = importlib.util.spec_from_file_location(f"triton_{name}", REPO / "export" / "triton" / "python_models" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     previous = sys.modules.get("triton_python_backend_utils")
     sys.modules["triton_python_backend_utils"] = fake_pb

@@ -61,7 +61,7 @@ def _export_sampler(mode: str, opset: int) -> bytes:
         torch.onnx.export(
             _Sampler(mode),
             (_image(2), _theta()[:2]),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # torch's stub omits file-like f, which the TorchScript exporter accepts
             dynamo=False,
             opset_version=opset,
             input_names=["image", "theta"],

@@ -458,6 +458,7 @@ def test_recording_catches_a_misuse_planted_in_the_code(misuse, version, tmp_pat
 
 def _scan_mutant(misuse: str) -> list[str]:
     module, replacements = CODE_MUTANTS[misuse]
+    assert module.__file__ is not None
     rel = str(Path(module.__file__).resolve().relative_to(REPO))
     text = (REPO / rel).read_text()
     for old, new in replacements:

@@ -18,6 +18,7 @@ import types as pytypes
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable, Optional
+from unittest import mock
 
 import numpy as np
 
@@ -186,7 +187,7 @@ class _Instance:
 
 def expected(uses: Sequence[ApiUse]) -> set[Record]:
     """What a recording should hold for ``uses`` (the table's own view, argument types included)."""
-    out = set()
+    out: set[Record] = set()
     for u in uses:
         if u.kind == "override":
             out.add((u.owner, u.name, "override", u.args or 0, tuple(u.keywords), ()))
@@ -304,13 +305,10 @@ def record_run(version: str, tmp: Path, compat: Optional[pytypes.ModuleType] = N
     # the Runtime's backend, through its real __init__ (TensorRT and the CUDA context stood in)
     engine_file = tmp / "stand-in.engine"
     engine_file.write_bytes(b"plan")
-    saved = real_compat.import_tensorrt, real_compat.CudaContext
-    real_compat.import_tensorrt, real_compat.CudaContext = (lambda: trt), FakeCudaContext  # type: ignore[assignment]
-    try:
+    with mock.patch.object(real_compat, "import_tensorrt", lambda: trt), \
+            mock.patch.object(real_compat, "CudaContext", FakeCudaContext):
         runner = backend.TensorRTBackend(engine_file)
         logits = runner.run(np.zeros((2, 3, 224, 224), np.float32))
         assert logits.shape == (2, 7)
         runner.close()
-    finally:
-        real_compat.import_tensorrt, real_compat.CudaContext = saved  # type: ignore[assignment]
     return rec.records | failing.records
