@@ -38,13 +38,13 @@ SHARED="${EMONEXT_SHARED:-$REPO/../shared}"
 FACES=8
 ROOT_ONLY=0
 KEEP_WORK=0
-# wheels: the package's own requirements (pyproject.toml: dependencies + the onnxruntime extra + openvino
+# wheels: the package's own requirements (pyproject.toml: dependencies + the desktop and onnxruntime extras + openvino
 # without nncf, which a device does not need); override with EMONEXT_AARCH64_WHEELS="numpy<2 ..."
 WHEEL_SPECS="${EMONEXT_AARCH64_WHEELS:-$("${PYTHON:-python}" - "$REPO/pyproject.toml" <<'PYEOF'
 import sys, tomllib
 project = tomllib.load(open(sys.argv[1], "rb"))["project"]
 extras = project["optional-dependencies"]
-specs = project["dependencies"] + extras["onnxruntime"] + [s for s in extras["openvino"] if s.startswith("openvino")]
+specs = project["dependencies"] + extras["desktop"] + extras["onnxruntime"] + [s for s in extras["openvino"] if s.startswith("openvino")]
 print(" ".join(s.replace(" ", "") for s in specs))
 PYEOF
 )}"
@@ -187,7 +187,7 @@ fi
 VERSIONS=$(in_root "$VENV/bin/python" -c '
 import numpy, cv2, onnxruntime, openvino
 print(f"numpy {numpy.__version__}, opencv {cv2.__version__}, onnxruntime {onnxruntime.__version__}, openvino {openvino.__version__}")
-') || fail_env "the aarch64 wheels do not import in the root"
+') || { echo "aarch64-check: the aarch64 wheels installed but do not import in the root (a missing or broken wheel)" >&2; exit 1; }
 say "aarch64 venv: $VERSIONS"
 
 # -- 4. x86 side: artifacts, faces, reference outputs ------------------------------------------------
