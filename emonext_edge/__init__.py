@@ -20,7 +20,7 @@ from .errors import (
 from .labels import DEFAULT_LABELS, IMAGEFOLDER_LABELS, KAGGLE_CSV_LABELS
 from .preprocess import PREPROCESSING_SPEC, preprocess
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "DEFAULT_LABELS",

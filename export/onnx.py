@@ -370,7 +370,7 @@ def _onnx_candidate(model: Any, path: Path, opts: OnnxExportOptions, gate_opts: 
             if fixed_batch is None and len(images) > 1 and gate.passed:  # the dynamic axis must run 1 image too
                 from emonext_edge.runtime import Runtime
 
-                with Runtime(path_, backend="onnxruntime", providers=["CPUExecutionProvider"]) as rt:
+                with Runtime(path_, backend="onnxruntime", providers=["CPUExecutionProvider"], verify=False) as rt:  # staged: hashed at commit
                     single = rt.run(np.ascontiguousarray(images[:1]))
                 diff = float(np.abs(single - _reference_logits(reference, images[:1])).max())
                 if not diff <= opts.atol:

@@ -238,7 +238,8 @@ def build_irs(options: IRTargetOptions, stage: Stage) -> Iterator[Candidate]:
                    else "the checkpoint's ONNX export") + " (ONNX Runtime CPU)"
 
     def check_fp32(path: Path) -> GateResult:
-        with Runtime(source_onnx, backend="onnxruntime", providers=["CPUExecutionProvider"]) as onnx_rt:
+        # verify=False: a given --onnx was verified when it was loaded; the checkpoint's export is staged (no hashes yet)
+        with Runtime(source_onnx, backend="onnxruntime", providers=["CPUExecutionProvider"], verify=False) as onnx_rt:
             return gate_artifact(path, onnx_rt.run, images, labels, opts.fidelity, reference_desc=source_desc,
                                  data_desc=data_desc, runtime_options={**runtime_options, "precision": "f32"},
                                  atol=opts.ir_atol)
